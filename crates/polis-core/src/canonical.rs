@@ -1,0 +1,152 @@
+//! RFC 8785 canonical JSON and SHA-256 digests.
+//!
+//! Every hash polis records is `SHA-256(JCS(value))`: the value is serialised
+//! with sorted object keys, no insignificant whitespace and ECMAScript number
+//! formatting, so the same logical document hashes the same whatever the key
+//! order or spacing it arrived with, and in whatever language it was made.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest as _, Sha256};
+
+/// Why a value could not be canonicalised.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot canonicalise value: {0}")]
+pub struct CanonicalError(String);
+
+/// Serialises `value` as RFC 8785 canonical JSON.
+///
+/// Fails for values JSON cannot represent, such as a NaN or infinite float.
+pub fn to_canonical_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CanonicalError> {
+    serde_jcs::to_vec(value).map_err(|e| CanonicalError(e.to_string()))
+}
+
+/// Returns `SHA-256(JCS(value))`.
+pub fn digest_of<T: Serialize + ?Sized>(value: &T) -> Result<Digest, CanonicalError> {
+    Ok(Digest::of_bytes(&to_canonical_vec(value)?))
+}
+
+/// A SHA-256 digest, shown and serialised as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest([u8; 32]);
+
+impl Digest {
+    /// Hashes raw bytes.
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        Digest(Sha256::digest(bytes).into())
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The lowercase hex form, as stored and printed.
+    pub fn to_hex(&self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(64);
+        for byte in self.0 {
+            out.push(HEX[usize::from(byte >> 4)] as char);
+            out.push(HEX[usize::from(byte & 0x0f)] as char);
+        }
+        out
+    }
+
+    /// Parses 64 hex digits (either case).
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            let hi = (pair[0] as char).to_digit(16)?;
+            let lo = (pair[1] as char).to_digit(16)?;
+            out[i] = u8::try_from(hi * 16 + lo).ok()?;
+        }
+        Some(Digest(out))
+    }
+
+    /// The first eight bytes as a big-endian integer, for deriving seeds.
+    pub fn prefix_u64(&self) -> u64 {
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&self.0[..8]);
+        u64::from_be_bytes(head)
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.to_hex())
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Digest::from_hex(&text)
+            .ok_or_else(|| serde::de::Error::custom("expected 64 hex digits of a SHA-256 digest"))
+    }
+}
+
+impl schemars::JsonSchema for Digest {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Sha256Hex".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9a-f]{64}$",
+            "description": "SHA-256 digest as 64 lowercase hex digits"
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn key_order_and_whitespace_do_not_change_the_digest() {
+        let a: serde_json::Value = serde_json::from_str(r#"{"b": 1, "a": [1, 2.5]}"#).unwrap();
+        let b: serde_json::Value = serde_json::from_str(r#"{"a":[1,2.5],"b":1}"#).unwrap();
+        assert_eq!(digest_of(&a).unwrap(), digest_of(&b).unwrap());
+    }
+
+    #[test]
+    fn canonical_form_follows_rfc_8785() {
+        let value = json!({"z": 1.0, "a": "\u{e9}", "m": [1e21, 0.1]});
+        let text = String::from_utf8(to_canonical_vec(&value).unwrap()).unwrap();
+        assert_eq!(text, r#"{"a":"é","m":[1e+21,0.1],"z":1}"#);
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let d = Digest::of_bytes(b"polis");
+        assert_eq!(Digest::from_hex(&d.to_hex()), Some(d));
+        assert_eq!(Digest::from_hex("zz"), None);
+    }
+
+    #[test]
+    fn sha256_of_empty_input_is_the_known_constant() {
+        assert_eq!(
+            Digest::of_bytes(b"").to_hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! `rebal.greedy.v1`: nearest-first, largest-transfer greedy.
+//!
+//! Repeat until the bike budget, the move cap or the candidates run out:
+//! the candidates are the neighbour edges `u → v` with both ends eligible
+//! and `x = min(excess_u, need_v) > 0`; order them by `dist_m` ascending,
+//! then `x` descending, then the from key, then the to key (keys compared
+//! as bytes); take the first whose stations keep the touched set within
+//! `max_stations_touched`, and move `min(x, remaining budget)` bikes.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::contract::PolicyOutput;
+use crate::network::Network;
+use crate::validate::{Ledger, build_output};
+
+/// The reason code on every greedy move.
+pub const REASON: &str = "min_distance_then_max_transfer";
+
+/// Why the greedy loop stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The bike budget is spent.
+    BudgetExhausted,
+    /// `max_moves` moves were made.
+    MaxMoves,
+    /// Candidates remain but every one would exceed `max_stations_touched`.
+    StationsCap,
+    /// No edge can move a bike any more.
+    NoCandidates,
+}
+
+impl Stop {
+    /// The diagnostic label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stop::BudgetExhausted => "budget_exhausted",
+            Stop::MaxMoves => "max_moves",
+            Stop::StationsCap => "max_stations_touched",
+            Stop::NoCandidates => "no_candidates",
+        }
+    }
+}
+
+/// The greedy plan: `(from, to, bikes)` in execution order, and why it
+/// stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The moves.
+    pub moves: Vec<(usize, usize, u32)>,
+    /// Why the loop ended.
+    pub stop: Stop,
+}
+
+/// Runs the greedy rule on a network.
+pub fn plan(network: &Network<'_>) -> Plan {
+    let stations = network.stations();
+    let effort = network.effort();
+    // Excess and need only shrink as moves are made, so an edge that starts
+    // with x = 0 never becomes a candidate.
+    let candidates: Vec<usize> = network
+        .edges()
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            let (u, v) = (&stations[e.from], &stations[e.to]);
+            u.eligible && v.eligible && u.excess(u.bikes) > 0 && v.need(v.bikes) > 0
+        })
+        .map(|(i, _)| i)
+        .collect();
+
+    let mut ledger = Ledger::new(network);
+    let mut moves = Vec::new();
+    let stop = loop {
+        if ledger.remaining_budget() == 0 {
+            break Stop::BudgetExhausted;
+        }
+        if moves.len() as u64 >= u64::from(effort.max_moves) {
+            break Stop::MaxMoves;
+        }
+        let mut best: Option<(usize, u32)> = None;
+        let mut blocked_by_cap = false;
+        for &c in &candidates {
+            let e = &network.edges()[c];
+            let x = ledger.excess(e.from).min(ledger.need(e.to));
+            if x == 0 {
+                continue;
+            }
+            if ledger.touched_count() + ledger.new_stations(e.from, e.to) > effort.max_stations_touched {
+                blocked_by_cap = true;
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some((b, bx)) => {
+                    let be = &network.edges()[b];
+                    // Edges are sorted by (from, to) and station indices follow
+                    // key byte order, so comparing indices compares keys.
+                    e.dist_m
+                        .total_cmp(&be.dist_m)
+                        .then(bx.cmp(&x))
+                        .then(e.from.cmp(&be.from))
+                        .then(e.to.cmp(&be.to))
+                        .is_lt()
+                }
+            };
+            if better {
+                best = Some((c, x));
+            }
+        }
+        let Some((c, x)) = best else {
+            break if blocked_by_cap { Stop::StationsCap } else { Stop::NoCandidates };
+        };
+        let e = &network.edges()[c];
+        let amount = u64::from(x).min(ledger.remaining_budget()) as u32;
+        ledger.apply(e.from, e.to, amount);
+        moves.push((e.from, e.to, amount));
+    };
+    Plan { moves, stop }
+}
+
+/// Runs `rebal.greedy.v1` and builds its output.
+pub fn run(network: &Network<'_>) -> PolicyOutput {
+    let plan = plan(network);
+    let mut diagnostics = crate::diagnostics::totals(network);
+    diagnostics.insert("stop_reason".into(), json!(plan.stop.label()));
+    diagnostics.extend(crate::diagnostics::effort_used(network, &plan.moves));
+    build_output(network, &plan.moves, &[REASON], BTreeMap::from_iter(diagnostics))
+}

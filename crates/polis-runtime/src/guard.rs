@@ -1,0 +1,249 @@
+//! The guard every policy call goes through.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use polis_core::canonical::{self, Digest};
+use polis_core::contract::{Contract, Violation, Violations};
+use polis_core::policy::PolicyError;
+use polis_core::registry::Entry;
+use polis_core::run::{RunContext, RunKey};
+use serde::Serialize;
+
+/// Ceilings the host applies to every run. A manifest may tighten them,
+/// never loosen them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostLimits {
+    /// Largest number of output items. By default 10,000.
+    pub max_output_items: u64,
+    /// Largest canonical output, in bytes. By default 16 MiB.
+    pub max_output_bytes: u64,
+}
+
+impl Default for HostLimits {
+    fn default() -> Self {
+        HostLimits { max_output_items: 10_000, max_output_bytes: 16 << 20 }
+    }
+}
+
+/// One call: who, on what, with which params.
+pub struct RunRequest<'a, C: Contract> {
+    /// The run key; its digest seeds the run.
+    pub key: RunKey,
+    /// The context the policy sees.
+    pub context: RunContext,
+    /// The input.
+    pub input: &'a C::Input,
+    /// The params.
+    pub params: &'a C::Params,
+    /// The input's digest, when the caller already has it (replays reuse
+    /// one snapshot for many policies).
+    pub input_sha256: Option<Digest>,
+}
+
+/// What a successful run records: the seed's provenance fields and the
+/// validated output.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord<C: Contract> {
+    /// The run key.
+    pub run_key: RunKey,
+    /// Its digest.
+    pub run_key_sha256: Digest,
+    /// The plugin that ran.
+    pub plugin_id: String,
+    /// `SHA-256(JCS(manifest))` of that plugin.
+    pub manifest_sha256: Digest,
+    /// `SHA-256(JCS(input))`.
+    pub input_sha256: Digest,
+    /// `SHA-256(JCS(output))`.
+    pub output_sha256: Digest,
+    /// The validated output.
+    pub output: C::Output,
+}
+
+/// Why a run produced no output. Every variant names the plugin where one
+/// was involved; none of them harms the host.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RunError {
+    /// The input broke the contract; no policy was called.
+    #[error("input is invalid: {0}")]
+    InvalidInput(Violations),
+    /// The context asks for more than the plugin supports.
+    #[error("plugin `{plugin_id}` cannot run this context: {reason}")]
+    Unsupported {
+        /// The plugin.
+        plugin_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The policy itself failed.
+    #[error("plugin `{plugin_id}`: {error}")]
+    Policy {
+        /// The plugin.
+        plugin_id: String,
+        /// What it reported.
+        error: PolicyError,
+    },
+    /// The policy panicked; the panic was contained.
+    #[error("plugin `{plugin_id}` panicked: {message}")]
+    Panicked {
+        /// The plugin.
+        plugin_id: String,
+        /// The panic message.
+        message: String,
+    },
+    /// The output broke a cap, its schema or the contract's semantic rules.
+    #[error("plugin `{plugin_id}` returned an invalid output: {violations}")]
+    InvalidOutput {
+        /// The plugin.
+        plugin_id: String,
+        /// What is wrong.
+        violations: Violations,
+    },
+}
+
+impl RunError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RunError::InvalidInput(_) => "run.invalid_input",
+            RunError::Unsupported { .. } => "run.unsupported",
+            RunError::Policy { error, .. } => error.code(),
+            RunError::Panicked { .. } => "run.panicked",
+            RunError::InvalidOutput { .. } => "run.invalid_output",
+        }
+    }
+}
+
+/// Calls policies of contract `C` and vouches for what comes back.
+pub struct Guard<C: Contract> {
+    limits: HostLimits,
+    output_schema: Option<jsonschema::Validator>,
+    _contract: std::marker::PhantomData<fn() -> C>,
+}
+
+impl<C: Contract> Guard<C> {
+    /// Builds a guard, compiling the contract's output schema once.
+    pub fn new(limits: HostLimits) -> Self {
+        let schema = polis_core::contract::schema_value::<C::Output>();
+        // The schema is generated from our own types; failing to compile it
+        // is a bug, and the guard then still checks the semantic rules.
+        let output_schema = jsonschema::draft202012::new(&schema).ok();
+        Guard { limits, output_schema, _contract: std::marker::PhantomData }
+    }
+
+    /// The host limits.
+    pub fn limits(&self) -> HostLimits {
+        self.limits
+    }
+
+    /// Validates the input against the contract. Hosts that call many
+    /// policies on one input call this once and then [`Guard::run_checked`].
+    pub fn check_input(&self, input: &C::Input, params: &C::Params) -> Result<Digest, RunError> {
+        C::validate_input(input, params).map_err(RunError::InvalidInput)?;
+        canonical::digest_of(input).map_err(|e| {
+            RunError::InvalidInput(Violations(vec![Violation::new("input.not_canonical", "", e.to_string())]))
+        })
+    }
+
+    /// Runs `entry` on the request: validates the input, calls the policy,
+    /// and validates and hashes its output.
+    pub fn run(&self, entry: &Entry<C>, request: &RunRequest<'_, C>) -> Result<RunRecord<C>, RunError> {
+        let input_sha256 = self.check_input(request.input, request.params)?;
+        self.run_checked(entry, request, input_sha256)
+    }
+
+    /// Like [`Guard::run`] for an input already checked by
+    /// [`Guard::check_input`], whose digest is `input_sha256`.
+    pub fn run_checked(
+        &self,
+        entry: &Entry<C>,
+        request: &RunRequest<'_, C>,
+        input_sha256: Digest,
+    ) -> Result<RunRecord<C>, RunError> {
+        let manifest = &entry.manifest;
+        let plugin_id = manifest.plugin_id.clone();
+        let horizon = i64::from(request.context.horizon_steps);
+        if horizon > manifest.max_horizon_steps {
+            return Err(RunError::Unsupported {
+                plugin_id,
+                reason: format!(
+                    "`horizon_steps` is {horizon} but the plugin's `max_horizon_steps` is {}",
+                    manifest.max_horizon_steps
+                ),
+            });
+        }
+        let policy = &entry.policy;
+        let called = catch_unwind(AssertUnwindSafe(|| policy.run(&request.context, request.input, request.params)));
+        let output = match called {
+            Ok(Ok(output)) => output,
+            Ok(Err(error)) => return Err(RunError::Policy { plugin_id, error }),
+            Err(panic) => return Err(RunError::Panicked { plugin_id, message: panic_message(&panic) }),
+        };
+        let invalid = |violations: Vec<Violation>| RunError::InvalidOutput {
+            plugin_id: plugin_id.clone(),
+            violations: Violations(violations),
+        };
+
+        let (max_items, max_bytes) = self.caps(entry);
+        let items = C::output_items(&output);
+        if items as u64 > max_items {
+            return Err(invalid(vec![Violation::new(
+                "output.too_many_items",
+                "",
+                format!("{items} items exceed the cap of {max_items}"),
+            )]));
+        }
+        let bytes = canonical::to_canonical_vec(&output)
+            .map_err(|e| invalid(vec![Violation::new("output.not_canonical", "", e.to_string())]))?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(invalid(vec![Violation::new(
+                "output.too_large",
+                "",
+                format!("{} bytes exceed the cap of {max_bytes}", bytes.len()),
+            )]));
+        }
+        if let Some(schema) = &self.output_schema {
+            let value: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| invalid(vec![Violation::new("output.not_json", "", e.to_string())]))?;
+            let schema_errors: Vec<Violation> = schema
+                .iter_errors(&value)
+                .take(20)
+                .map(|e| Violation::new("output.schema", e.instance_path().to_string(), e.to_string()))
+                .collect();
+            if !schema_errors.is_empty() {
+                return Err(invalid(schema_errors));
+            }
+        }
+        C::validate_output(request.input, request.params, &output)
+            .map_err(|violations| RunError::InvalidOutput { plugin_id: plugin_id.clone(), violations })?;
+
+        Ok(RunRecord {
+            run_key: request.key.clone(),
+            run_key_sha256: request.key.digest(),
+            plugin_id,
+            manifest_sha256: entry.manifest_digest,
+            input_sha256,
+            output_sha256: Digest::of_bytes(&bytes),
+            output,
+        })
+    }
+
+    /// The effective caps: the host's, tightened by the manifest's.
+    fn caps(&self, entry: &Entry<C>) -> (u64, u64) {
+        let limits = entry.manifest.limits.clone().unwrap_or_default();
+        (
+            limits.max_output_items.map_or(self.limits.max_output_items, |m| m.min(self.limits.max_output_items)),
+            limits.max_output_bytes.map_or(self.limits.max_output_bytes, |m| m.min(self.limits.max_output_bytes)),
+        )
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,26 @@
+//! Runs policies under one guard, whatever tier they come from.
+//!
+//! [`Guard`] is the only way a host calls a policy. For every run it checks
+//! the input against the contract, calls the policy (containing a panic as
+//! a plugin failure), enforces the output caps, validates the output
+//! against the contract's JSON Schema and then its semantic rules, and
+//! hashes everything into a [`RunRecord`]. Nothing a policy returns reaches
+//! a caller without passing all of that.
+//!
+//! The tiers plug in below the guard: a built-in policy is an
+//! `Arc<dyn Policy<C>>` called on typed values; the sandboxed tiers
+//! (WebAssembly, worker processes, remote endpoints) implement the same
+//! `Policy<C>` trait over JSON, so the guard treats them all alike.
+//!
+//! # Example
+//!
+//! ```ignore
+//! let guard = Guard::<Rebalance>::new(HostLimits::default());
+//! let record = guard.run(registry.resolve("rebal.greedy.v1")?, &request)?;
+//! println!("{} moves, output {}", record.output.moves.len(), record.output_sha256);
+//! ```
+#![deny(missing_docs)]
+
+mod guard;
+
+pub use guard::{Guard, HostLimits, RunError, RunRecord, RunRequest};
