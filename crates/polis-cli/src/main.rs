@@ -1,1 +1,88 @@
-fn main() {}
+//! `polis`: the command line for the polis policy runtime.
+//!
+//! The binary is the definition of the CLI plus glue: it parses arguments,
+//! calls a domain crate or the runtime, and renders results for people
+//! (tables) or programs (`--json`). No decision logic lives here.
+
+mod contracts;
+mod input;
+mod rebalance;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// polis runs decision policies as plugins: deterministically, under hard
+/// limits, with every output validated and every run hashed so it replays
+/// bit for bit.
+///
+/// Start with `polis rebalance demo`, which builds a synthetic city and
+/// shows the moves both built-in rebalancing policies choose for it.
+#[derive(Debug, Parser)]
+#[command(name = "polis", version, about, long_about, propagate_version = true)]
+struct Cli {
+    /// Print results, and errors, as JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Bike-share rebalancing: snapshots, policy runs, a synthetic city.
+    #[command(subcommand)]
+    Rebalance(rebalance::Command),
+    /// List the plugins polis knows, with their status.
+    #[command(subcommand)]
+    Plugins(contracts::PluginsCommand),
+    /// Inspect contracts: print their JSON Schemas.
+    #[command(subcommand)]
+    Contract(contracts::ContractCommand),
+    /// Check plugin manifests.
+    #[command(subcommand)]
+    Manifest(contracts::ManifestCommand),
+}
+
+/// How a command finished when it did not fail outright.
+pub enum Outcome {
+    /// Everything is fine.
+    Success,
+    /// The command ran but found problems (an invalid manifest, say).
+    Findings,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let result = match cli.command {
+        Command::Rebalance(command) => rebalance::run(command, json),
+        Command::Plugins(command) => contracts::plugins(command, json),
+        Command::Contract(command) => contracts::contract(command, json),
+        Command::Manifest(command) => contracts::manifest(command, json),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Findings) => ExitCode::from(1),
+        Err(error) => {
+            report(&error, json);
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints an error for people, or as `{"error": {...}}` with `--json`.
+fn report(error: &anyhow::Error, json: bool) {
+    if json {
+        let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
+        let body = serde_json::json!({"error": {"message": error.to_string(), "causes": &chain[1..]}});
+        println!("{body}");
+    } else {
+        eprintln!("error: {error}");
+        for cause in error.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+    }
+}

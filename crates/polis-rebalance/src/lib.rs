@@ -10,7 +10,8 @@
 //! - [`greedy`] and [`global`]: `rebal.greedy.v1` and `rebal.global.v1`
 //!   (min-cost flow, in [`flow`]).
 //! - [`builtins`]: the built-ins behind the `Policy` trait and their
-//!   registry.
+//!   registry; [`host`]: run keys, contexts and guarded calls for every
+//!   caller.
 //! - [`gbfs`], [`snapshot`] and [`synth`]: GBFS feeds and archives in, a
 //!   `policy.input.v1` out, and a deterministic synthetic city.
 //!
@@ -43,6 +44,7 @@ pub mod flow;
 pub mod gbfs;
 pub mod global;
 pub mod greedy;
+pub mod host;
 pub mod network;
 pub mod snapshot;
 pub mod synth;

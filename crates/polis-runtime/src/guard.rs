@@ -35,9 +35,6 @@ pub struct RunRequest<'a, C: Contract> {
     pub input: &'a C::Input,
     /// The params.
     pub params: &'a C::Params,
-    /// The input's digest, when the caller already has it (replays reuse
-    /// one snapshot for many policies).
-    pub input_sha256: Option<Digest>,
 }
 
 /// What a successful run records: the seed's provenance fields and the
