@@ -1,0 +1,52 @@
+//! Locates the real-world data polis tests and benchmarks read in place.
+//!
+//! The data (a week of Bay Wheels GBFS, policy packs, payment policies)
+//! lives outside the repository, in `../shared/data` next to the checkout,
+//! and is never copied in. `POLIS_DATA_DIR` overrides the location.
+//!
+//! A fresh clone without the data still passes its tests: data-driven
+//! tests say they were skipped. Under CI (`CI` set) the data is required
+//! and a missing file fails the test, so a green CI always means the real
+//! data was exercised.
+//!
+//! # Example
+//!
+//! ```
+//! if let Some(week) = polis_testdata::find("baywheels-2023-03-06") {
+//!     assert!(week.join("stations.csv").is_file());
+//! }
+//! ```
+#![deny(missing_docs)]
+
+use std::path::PathBuf;
+
+/// The data directory: `POLIS_DATA_DIR`, or `../shared/data` beside the
+/// workspace.
+pub fn data_dir() -> PathBuf {
+    match std::env::var_os("POLIS_DATA_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+    }
+}
+
+/// The path of `relative` inside the data directory, if it exists.
+pub fn find(relative: &str) -> Option<PathBuf> {
+    let path = data_dir().join(relative);
+    path.exists().then_some(path)
+}
+
+/// Like [`find`], for tests: when the data is missing, prints why the test
+/// is skipped and returns `None`, except under CI, where it panics so that
+/// a missing data set cannot pass silently.
+#[expect(clippy::panic, reason = "a test-support helper: failing loudly under CI is its job")]
+pub fn require(relative: &str) -> Option<PathBuf> {
+    if let Some(path) = find(relative) {
+        return Some(path);
+    }
+    let where_ = data_dir().join(relative);
+    if std::env::var_os("CI").is_some() {
+        panic!("CI requires the shared data at `{}` (set POLIS_DATA_DIR to move it)", where_.display());
+    }
+    eprintln!("skipped: shared data not found at `{}`", where_.display());
+    None
+}
