@@ -43,6 +43,7 @@
 
 pub mod canonical;
 pub mod contract;
+mod jcs;
 pub mod manifest;
 pub mod policy;
 pub mod registry;
