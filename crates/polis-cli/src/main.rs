@@ -7,6 +7,7 @@
 mod contracts;
 mod input;
 mod rebalance;
+mod replay;
 mod table;
 
 use std::process::ExitCode;
