@@ -308,7 +308,7 @@ pub fn report(system_id: &str, replay: &Replay) -> String {
             let per_100 = p
                 .get("constrained_station_minutes")
                 .and_then(|m| m.delta_per_100_bikes_moved)
-                .map_or_else(|| "-".to_owned(), |x| round(x));
+                .map_or_else(|| "-".to_owned(), round);
             let km = p
                 .get("weighted_distance_m")
                 .map_or(0.0, |m| m.value.mean / 1000.0);

@@ -66,6 +66,10 @@ fn observed_station_seconds(feed: &Feed, from: i64, to: i64) -> (u64, u64) {
     (empty, full)
 }
 
+#[expect(
+    clippy::unwrap_used,
+    reason = "a test helper: a failed replay fails the test"
+)]
 fn assert_noop_reproduces(feed: &Feed, from: i64, to: i64) {
     let mut config = ReplayConfig::new(from, to);
     config.policies = vec!["noop".to_owned()];
