@@ -278,7 +278,7 @@ pub fn report(system_id: &str, replay: &Replay) -> String {
         || "instant moves".to_owned(),
         |s| format!("moves at {s} km/h"),
     );
-    let jumps = replay.runs.first().map_or(0, |r| r.kpis.jumps_removed);
+    let jumps = replay.jumps_removed;
     let mut text = format!(
         "{system_id} {} to {}: {model}, {lag}, {}-second buckets, jump threshold {} ({} observed jumps removed)\n",
         rfc3339(config.from),

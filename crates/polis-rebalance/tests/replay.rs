@@ -115,6 +115,7 @@ fn removing_jumps_changes_noop_only_where_vans_moved_bikes() {
     let everything_a_jump = replay::run(&feed, &host(), &config, &()).unwrap();
     let kpis = everything_a_jump.runs[0].kpis;
     assert!(kpis.jumps_removed > 0);
+    assert_eq!(kpis.jumps_removed, everything_a_jump.jumps_removed);
     // With every change removed, nothing happens to any station.
     assert_eq!((kpis.failed_rentals, kpis.failed_returns), (0, 0));
     assert!(everything_a_jump.runs[0].ledger.balanced());

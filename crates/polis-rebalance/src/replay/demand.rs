@@ -84,6 +84,24 @@ pub fn is_jump(change: i64, threshold: u32) -> bool {
     threshold > 0 && change.unsigned_abs() >= u64::from(threshold)
 }
 
+/// Observed changes in the world that the jump rule leaves out.
+pub fn count_jumps(world: &World<'_>, threshold: u32) -> u64 {
+    let mut last: Vec<Option<u32>> = vec![None; world.stations.len()];
+    let mut jumps = 0;
+    for frame in &world.frames {
+        for &(l, status) in &frame.rows {
+            if let Some(before) = last[l as usize] {
+                jumps += u64::from(is_jump(
+                    i64::from(status.bikes) - i64::from(before),
+                    threshold,
+                ));
+            }
+            last[l as usize] = Some(status.bikes);
+        }
+    }
+    jumps
+}
+
 /// Censoring-corrected rates per station, kind and slot, per second.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rates {

@@ -268,6 +268,8 @@ pub struct Replay {
     pub runs: Vec<RunResult>,
     /// Means, intervals and deltas per policy.
     pub summary: Summary,
+    /// Observed changes left out by the jump rule.
+    pub jumps_removed: u64,
 }
 
 /// Checks a configuration and resolves its policy names against `host`.
@@ -378,7 +380,9 @@ pub fn run(
         })
         .collect();
     let summary = Summary::new(&config, &runs);
+    let jumps_removed = demand::count_jumps(&world, config.jump_threshold);
     Ok(Replay {
+        jumps_removed,
         config,
         runs,
         summary,

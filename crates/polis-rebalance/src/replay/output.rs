@@ -178,11 +178,10 @@ pub fn kpis_json(replay: &Replay) -> String {
             serde_json::json!({"policy": p.policy, "replications": p.replications, "metrics": metrics})
         })
         .collect();
-    let jumps: u64 = replay.runs.first().map_or(0, |r| r.kpis.jumps_removed);
     let document = serde_json::json!({
         "config": replay.config,
         "window": {"from": rfc3339(replay.config.from), "to": rfc3339(replay.config.to)},
-        "jumps_removed": jumps,
+        "jumps_removed": replay.jumps_removed,
         "metrics": METRICS,
         "policies": policies,
     });
