@@ -12,6 +12,9 @@
 //! (WebAssembly, worker processes, remote endpoints) implement the same
 //! `Policy<C>` trait over JSON, so the guard treats them all alike.
 //!
+//! Every call also feeds the plugin's [`health`]: a circuit breaker that
+//! stops calling a plugin that keeps failing, and per-plugin metrics.
+//!
 //! # Example
 //!
 //! ```ignore
@@ -22,5 +25,7 @@
 #![deny(missing_docs)]
 
 mod guard;
+pub mod health;
 
 pub use guard::{Guard, HostLimits, RunError, RunRecord, RunRequest};
+pub use health::{Breaker, BreakerConfig, BreakerState, PluginMetrics};
