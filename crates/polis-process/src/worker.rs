@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -112,7 +112,9 @@ enum Line {
 /// A running worker.
 struct Worker {
     child: Child,
-    stdin: ChildStdin,
+    /// Requests go to a writer thread, so a worker that stops reading its
+    /// stdin cannot block the host past the deadline.
+    requests: SyncSender<Vec<u8>>,
     lines: Receiver<Line>,
     next_id: u64,
 }
@@ -238,7 +240,8 @@ impl ProcessPlugin {
         };
         let lines = read_lines(stdout, self.config.max_reply_bytes);
         forward_stderr(stderr, plugin_id.clone(), Arc::clone(&self.config.log_sink));
-        let mut worker = Worker { child, stdin, lines, next_id: 1 };
+        let requests = write_requests(stdin);
+        let mut worker = Worker { child, requests, lines, next_id: 1 };
 
         let offered: Vec<&str> = PROTOCOL_VERSIONS.to_vec();
         let params = serde_json::json!({"protocol_versions": offered, "plugin_id": plugin_id});
@@ -368,34 +371,31 @@ fn exchange(worker: &mut Worker, method: &str, params: &[u8], timeout: Duration)
     let mut request = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":"#).into_bytes();
     request.extend_from_slice(params);
     request.extend_from_slice(b"}\n");
-    if let Err(e) = worker.stdin.write_all(&request).and_then(|()| worker.stdin.flush()) {
-        return Err(ExchangeError::Closed(exit_status(worker, &e.to_string())));
+    if worker.requests.send(request).is_err() {
+        return Err(ExchangeError::Closed(exit_status(worker, "stdin closed")));
     }
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = match worker.lines.recv_timeout(left) {
-            Ok(Line::Complete(line)) => line,
-            Ok(Line::TooLong) => return Err(ExchangeError::TooLong),
-            Ok(Line::Closed) | Err(RecvTimeoutError::Disconnected) => {
-                return Err(ExchangeError::Closed(exit_status(worker, "stdout closed")));
-            }
-            Err(RecvTimeoutError::Timeout) => return Err(ExchangeError::Timeout),
-        };
-        let response: Response<'_> =
-            serde_json::from_slice(&line).map_err(|e| ExchangeError::Garbage(e.to_string()))?;
-        if response.jsonrpc != "2.0" {
-            return Err(ExchangeError::Garbage(format!("`jsonrpc` is `{}`, not `2.0`", response.jsonrpc)));
+    let left = deadline.saturating_duration_since(Instant::now());
+    let line = match worker.lines.recv_timeout(left) {
+        Ok(Line::Complete(line)) => line,
+        Ok(Line::TooLong) => return Err(ExchangeError::TooLong),
+        Ok(Line::Closed) | Err(RecvTimeoutError::Disconnected) => {
+            return Err(ExchangeError::Closed(exit_status(worker, "stdout closed")));
         }
-        if response.id != Some(id) {
-            // A late reply to an earlier, timed-out request cannot happen
-            // (that worker was killed); anything else is a protocol error.
-            return Err(ExchangeError::Garbage(format!("reply id {:?} does not match request id {id}", response.id)));
-        }
-        return match (response.result, response.error) {
-            (Some(result), None) => Ok(result.get().as_bytes().to_vec()),
-            (None, Some(error)) => Err(ExchangeError::Rpc { code: error.code, message: error.message }),
-            _ => Err(ExchangeError::Garbage("reply must hold exactly one of `result` and `error`".to_owned())),
-        };
+        Err(RecvTimeoutError::Timeout) => return Err(ExchangeError::Timeout),
+    };
+    let response: Response<'_> = serde_json::from_slice(&line).map_err(|e| ExchangeError::Garbage(e.to_string()))?;
+    if response.jsonrpc != "2.0" {
+        return Err(ExchangeError::Garbage(format!("`jsonrpc` is `{}`, not `2.0`", response.jsonrpc)));
+    }
+    if response.id != Some(id) {
+        // A late reply to an earlier, timed-out request cannot happen (that
+        // worker was killed); anything else is a protocol error.
+        return Err(ExchangeError::Garbage(format!("reply id {:?} does not match request id {id}", response.id)));
+    }
+    match (response.result, response.error) {
+        (Some(result), None) => Ok(result.get().as_bytes().to_vec()),
+        (None, Some(error)) => Err(ExchangeError::Rpc { code: error.code, message: error.message }),
+        _ => Err(ExchangeError::Garbage("reply must hold exactly one of `result` and `error`".to_owned())),
     }
 }
 
@@ -408,6 +408,20 @@ fn exit_status(worker: &mut Worker, fallback: &str) -> String {
         std::thread::sleep(Duration::from_millis(2));
     }
     fallback.to_owned()
+}
+
+/// Writes each request to the worker's stdin on a thread; the thread ends
+/// when the worker's stdin closes or the worker is dropped.
+fn write_requests(mut stdin: ChildStdin) -> SyncSender<Vec<u8>> {
+    let (sender, receiver) = sync_channel::<Vec<u8>>(1);
+    std::thread::spawn(move || {
+        for request in receiver {
+            if stdin.write_all(&request).and_then(|()| stdin.flush()).is_err() {
+                return;
+            }
+        }
+    });
+    sender
 }
 
 /// Reads newline-terminated lines of at most `cap` bytes on a thread.

@@ -76,9 +76,7 @@ impl<C: Contract> WasmPolicy<C> {
 fn decode<O: serde::de::DeserializeOwned>(reply: &[u8], output_version: &str) -> Result<O, PolicyError> {
     let mut de = serde_json::Deserializer::from_slice(reply);
     let decoded: Result<Reply<O>, _> = serde_path_to_error::deserialize(&mut de);
-    let reply = match decoded.and_then(|r| {
-        de.end().map(|()| r).map_err(|e| serde_path_to_error::Error::new(serde_path_to_error::Path::default(), e))
-    }) {
+    let reply = match decoded {
         Ok(reply) => reply,
         Err(e) => {
             let path = e.path().to_string();
@@ -90,6 +88,7 @@ fn decode<O: serde::de::DeserializeOwned>(reply: &[u8], output_version: &str) ->
             }));
         }
     };
+    de.end().map_err(|e| PolicyError::Failed(format!("reply is not valid JSON: {e}")))?;
     match (reply.ok, reply.error) {
         (Some(output), None) => Ok(output),
         (None, Some(error)) if error.kind == "rejected" => Err(PolicyError::Rejected(error.message)),

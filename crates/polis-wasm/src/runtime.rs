@@ -123,12 +123,13 @@ impl WasmRuntime {
             .max_tables_per_module(1)
             .max_memory_size(usize::try_from(config.limits.memory_bytes).unwrap_or(usize::MAX));
 
+        // Threads are off because wasmtime is built without its `threads`
+        // feature; WASI is never linked.
         let mut wasm = Config::new();
         wasm.consume_fuel(true)
             .epoch_interruption(true)
             .cranelift_nan_canonicalization(true)
             .relaxed_simd_deterministic(true)
-            .wasm_threads(false)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(|e| WasmError::Engine(e.to_string()))?;
 

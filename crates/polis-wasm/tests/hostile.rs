@@ -75,7 +75,6 @@ fn input() -> PolicyInput {
 const GOOD: &str = r#"{"ok":{"moves":[{"move_rank":1,"from_station_key":"a","to_station_key":"b","bikes_moved":2,"dist_m":250.0,"budget_exhausted":false,"neighbor_exhausted":true,"reason_codes":["test"]}],"summary":{"bikes_moved_total":2,"stations_touched":2,"no_op":false}}}"#;
 
 struct Harness {
-    runtime: WasmRuntime,
     host: Host,
 }
 
@@ -88,7 +87,7 @@ impl Harness {
             let digest = module.artifact_digest();
             registry.register(Arc::new(WasmPolicy::<Rebalance>::new(module)), Some(digest)).unwrap();
         }
-        Harness { runtime, host: Host::new(registry, HostLimits::default()) }
+        Harness { host: Host::new(registry, HostLimits::default()) }
     }
 
     fn decide(&self, version: &str) -> Result<polis_runtime::RunRecord<Rebalance>, HostError> {
@@ -354,7 +353,7 @@ fn repeated_failures_open_the_breaker_and_the_metrics_show_it() {
     registry.register(Arc::new(WasmPolicy::<Rebalance>::new(trap)), None).unwrap();
     let breaker =
         BreakerConfig { error_budget: 2, window: Duration::from_secs(3600), cooldown: Duration::from_secs(3600) };
-    let harness = Harness { runtime, host: Host::with_breaker(registry, HostLimits::default(), breaker) };
+    let harness = Harness { host: Host::with_breaker(registry, HostLimits::default(), breaker) };
 
     for _ in 0..2 {
         assert_eq!(harness.decide("rebal.flaky.v1").err().map(|e| e.code()), Some("policy.failed"));
