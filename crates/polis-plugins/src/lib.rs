@@ -24,7 +24,7 @@
 //! let (registry, reports) =
 //!     load_roots::<Rebalance>(polis_rebalance::builtins::registry(), &["plugins".as_ref()], &tiers);
 //! for report in &reports {
-//!     println!("{}: {:?}", report.source, report.outcome);
+//!     println!("{}: {:?}", report.source.display(), report.outcome);
 //! }
 //! # let _ = registry;
 //! # Ok(())
