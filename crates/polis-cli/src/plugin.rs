@@ -203,14 +203,14 @@ fn conformance(dir: PathBuf, json: bool) -> anyhow::Result<Outcome> {
                     ));
                 }
                 let expected = dir.join("expected").join(format!("{}.sha256", fixture.name));
-                if let Ok(text) = std::fs::read_to_string(&expected) {
-                    if text.trim() != a.output_sha256.to_hex() {
-                        problems.push(format!(
-                            "output {} differs from the expected {}",
-                            a.output_sha256.to_hex(),
-                            text.trim()
-                        ));
-                    }
+                if let Ok(text) = std::fs::read_to_string(&expected)
+                    && text.trim() != a.output_sha256.to_hex()
+                {
+                    problems.push(format!(
+                        "output {} differs from the expected {}",
+                        a.output_sha256.to_hex(),
+                        text.trim()
+                    ));
                 }
             }
             (Err(e), _) | (_, Err(e)) => problems.push(format!("{e} [{}]", e.code())),
@@ -286,7 +286,7 @@ fn scaffold(name: &str, lang: Lang, contract: &str, into: &std::path::Path) -> a
         }
         Lang::Rust => {
             let guest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../polis-guest");
-            let crate_name = name.replace('.', "-").replace('_', "-");
+            let crate_name = name.replace(['.', '_'], "-");
             std::fs::create_dir_all(dir.join("src"))?;
             std::fs::write(
                 dir.join("Cargo.toml"),

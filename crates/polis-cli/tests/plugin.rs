@@ -1,6 +1,11 @@
 //! `polis plugin test`, `polis plugin inspect` and `polis plugins list
 //! --plugin-dir`, run as a user would.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly; clippy allows this in #[test] functions but not in the helpers they share"
+)]
+
 use std::path::PathBuf;
 use std::process::Command;
 

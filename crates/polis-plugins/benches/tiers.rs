@@ -5,6 +5,8 @@
 //! `cargo bench -p polis-plugins --bench tiers` after
 //! `cargo build -p polis-example-greedy --release --target wasm32-unknown-unknown`.
 
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark set-up that cannot run should stop at once")]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -307,10 +307,10 @@ impl ProcessPlugin {
 
     /// Asks the worker to shut down and waits briefly for it.
     pub fn shutdown(&self) {
-        if let Ok(mut guard) = self.worker.lock() {
-            if let Some(mut worker) = guard.0.take() {
-                let _ = exchange(&mut worker, "shutdown", b"null", Duration::from_millis(500));
-            }
+        if let Ok(mut guard) = self.worker.lock()
+            && let Some(mut worker) = guard.0.take()
+        {
+            let _ = exchange(&mut worker, "shutdown", b"null", Duration::from_millis(500));
         }
     }
 }

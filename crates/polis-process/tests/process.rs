@@ -2,6 +2,13 @@
 //! Python greedy example, and a hostile suite where every case is
 //! contained, reported naming the plugin, and followed by a normal call.
 
+#![expect(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly; clippy allows this in #[test] functions but not in the helpers they share"
+)]
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 

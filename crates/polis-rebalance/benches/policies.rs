@@ -1,1 +1,3 @@
+//! Policy benchmarks; the tier benchmarks live in `polis-plugins/benches/tiers.rs`.
+
 fn main() {}

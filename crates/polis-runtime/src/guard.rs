@@ -180,10 +180,10 @@ impl<C: Contract> Guard<C> {
 
     /// Closes a plugin's breaker (re-enabling it by configuration).
     pub fn reset_breaker(&self, plugin_id: &str) {
-        if let Ok(mut health) = self.health.lock() {
-            if let Some((breaker, _)) = health.get_mut(plugin_id) {
-                breaker.reset();
-            }
+        if let Ok(mut health) = self.health.lock()
+            && let Some((breaker, _)) = health.get_mut(plugin_id)
+        {
+            breaker.reset();
         }
     }
 

@@ -1,6 +1,12 @@
 //! Hostile wasm plugins, written in WAT: every one is contained, reported
 //! with an error naming the plugin, and the host serves the next call.
 
+#![expect(
+    clippy::panic,
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly; clippy allows this in #[test] functions but not in the helpers they share"
+)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -5,6 +5,11 @@
 //! `scripts/test` builds the example for `wasm32-unknown-unknown` before
 //! `cargo test`; run that command (or the `cargo build` it shows) first.
 
+#![expect(
+    clippy::panic,
+    reason = "test helpers fail loudly; clippy allows this in #[test] functions but not in the helpers they share"
+)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -183,7 +183,7 @@ impl<'a> Graph<'a> {
                     low: band(t.alpha * capacity, f64::ceil).min(s.capacity),
                     high: band(t.beta * capacity, f64::floor).min(s.capacity),
                     eligible: s.capacity >= t.min_capacity_for_policy
-                        && params.allowed_bucket_quality.iter().any(|q| *q == s.bucket_quality),
+                        && params.allowed_bucket_quality.contains(&s.bucket_quality),
                 }
             })
             .collect::<Vec<_>>();
