@@ -152,9 +152,20 @@ mod tests {
 
     #[test]
     fn numbers_follow_ecmascript_formatting() {
-        let value = json!([0.0, -0.0, 1e-7, 123456789012345680000.0, 9007199254740993u64, -5, 0.000001]);
+        let value = json!([
+            0.0,
+            -0.0,
+            1e-7,
+            123456789012345680000.0,
+            9007199254740993u64,
+            -5,
+            0.000001
+        ]);
         let text = String::from_utf8(to_canonical_vec(&value).unwrap()).unwrap();
-        assert_eq!(text, "[0,0,1e-7,123456789012345680000,9007199254740992,-5,0.000001]");
+        assert_eq!(
+            text,
+            "[0,0,1e-7,123456789012345680000,9007199254740992,-5,0.000001]"
+        );
     }
 
     #[test]
@@ -193,7 +204,10 @@ mod tests {
             map: [(10, "x"), (9, "y")].into_iter().collect(),
         };
         let text = String::from_utf8(to_canonical_vec(&doc).unwrap()).unwrap();
-        assert_eq!(text, r#"{"alpha":["Dot",{"Line":[1,2]},{"Box":{"h":4,"w":3}}],"map":{"10":"x","9":"y"},"zeta":null}"#);
+        assert_eq!(
+            text,
+            r#"{"alpha":["Dot",{"Line":[1,2]},{"Box":{"h":4,"w":3}}],"map":{"10":"x","9":"y"},"zeta":null}"#
+        );
         let via_value = to_canonical_vec(&serde_json::to_value(&doc).unwrap()).unwrap();
         assert_eq!(text.as_bytes(), via_value.as_slice());
     }

@@ -73,7 +73,9 @@ pub fn schemas<C: Contract>() -> ContractSchemas {
 
 /// The 2020-12 JSON Schema of `T` as a JSON value.
 pub fn schema_value<T: JsonSchema>() -> serde_json::Value {
-    schemars::SchemaGenerator::default().into_root_schema_for::<T>().to_value()
+    schemars::SchemaGenerator::default()
+        .into_root_schema_for::<T>()
+        .to_value()
 }
 
 /// One broken rule, with the JSON path it concerns.
@@ -90,7 +92,11 @@ pub struct Violation {
 impl Violation {
     /// Builds a violation.
     pub fn new(code: &'static str, path: impl Into<String>, message: impl Into<String>) -> Self {
-        Violation { code, path: path.into(), message: message.into() }
+        Violation {
+            code,
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -114,7 +120,12 @@ pub struct Violations(pub Vec<Violation>);
 const SHOWN: usize = 5;
 
 fn summary(list: &[Violation]) -> String {
-    let mut text = list.iter().take(SHOWN).map(ToString::to_string).collect::<Vec<_>>().join("; ");
+    let mut text = list
+        .iter()
+        .take(SHOWN)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
     if list.len() > SHOWN {
         text.push_str(&format!("; and {} more", list.len() - SHOWN));
     }
@@ -124,7 +135,11 @@ fn summary(list: &[Violation]) -> String {
 impl Violations {
     /// Collects violations, returning `Ok` when there are none.
     pub fn check(list: Vec<Violation>) -> Result<(), Violations> {
-        if list.is_empty() { Ok(()) } else { Err(Violations(list)) }
+        if list.is_empty() {
+            Ok(())
+        } else {
+            Err(Violations(list))
+        }
     }
 
     /// The first violation's code.

@@ -90,7 +90,8 @@ impl<'a> ser::Serializer for Writer<'a> {
     type SerializeStructVariant = Object<'a>;
 
     fn serialize_bool(self, v: bool) -> Result<(), Error> {
-        self.out.extend_from_slice(if v { b"true" } else { b"false" });
+        self.out
+            .extend_from_slice(if v { b"true" } else { b"false" });
         Ok(())
     }
     fn serialize_i8(self, v: i8) -> Result<(), Error> {
@@ -157,10 +158,19 @@ impl<'a> ser::Serializer for Writer<'a> {
     fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
         self.serialize_none()
     }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<(), Error> {
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), Error> {
         write_str(self.out, variant)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<(), Error> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -179,7 +189,11 @@ impl<'a> ser::Serializer for Writer<'a> {
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Seq<'a>, Error> {
         self.out.push(b'[');
-        Ok(Seq { out: self.out, first: true, close: b"]" })
+        Ok(Seq {
+            out: self.out,
+            first: true,
+            close: b"]",
+        })
     }
     fn serialize_tuple(self, len: usize) -> Result<Seq<'a>, Error> {
         self.serialize_seq(Some(len))
@@ -187,11 +201,21 @@ impl<'a> ser::Serializer for Writer<'a> {
     fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Seq<'a>, Error> {
         self.serialize_seq(Some(len))
     }
-    fn serialize_tuple_variant(self, _: &'static str, _: u32, variant: &'static str, _: usize) -> Result<Seq<'a>, Error> {
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Seq<'a>, Error> {
         self.out.push(b'{');
         write_str(self.out, variant)?;
         self.out.extend_from_slice(b":[");
-        Ok(Seq { out: self.out, first: true, close: b"]}" })
+        Ok(Seq {
+            out: self.out,
+            first: true,
+            close: b"]}",
+        })
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Object<'a>, Error> {
         Ok(Object::new(self.out, false))
@@ -199,7 +223,13 @@ impl<'a> ser::Serializer for Writer<'a> {
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Object<'a>, Error> {
         Ok(Object::new(self.out, false))
     }
-    fn serialize_struct_variant(self, _: &'static str, _: u32, variant: &'static str, _: usize) -> Result<Object<'a>, Error> {
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Object<'a>, Error> {
         self.out.push(b'{');
         write_str(self.out, variant)?;
         self.out.push(b':');
@@ -292,7 +322,13 @@ struct Object<'a> {
 impl<'a> Object<'a> {
     fn new(out: &'a mut Vec<u8>, variant: bool) -> Self {
         let base = out.len();
-        Object { out, base, members: Vec::new(), pending_key: None, variant }
+        Object {
+            out,
+            base,
+            members: Vec::new(),
+            pending_key: None,
+            variant,
+        }
     }
 
     fn member<T: Serialize + ?Sized>(&mut self, key: String, value: &T) -> Result<(), Error> {
@@ -306,7 +342,8 @@ impl<'a> Object<'a> {
         // RFC 8785 §3.2.3: members sorted by the UTF-16 code units of their
         // keys, which differs from byte order only when astral characters
         // meet high-BMP ones.
-        self.members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+        self.members
+            .sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
         let values = self.out.split_off(self.base);
         self.out.push(b'{');
         for (i, (key, start, end)) in self.members.iter().enumerate() {
@@ -315,7 +352,8 @@ impl<'a> Object<'a> {
             }
             write_str(self.out, key)?;
             self.out.push(b':');
-            self.out.extend_from_slice(&values[start - self.base..end - self.base]);
+            self.out
+                .extend_from_slice(&values[start - self.base..end - self.base]);
         }
         self.out.push(b'}');
         if self.variant {
@@ -333,7 +371,10 @@ impl ser::SerializeMap for Object<'_> {
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        let key = self.pending_key.take().ok_or_else(|| Error("map value without a key".to_owned()))?;
+        let key = self
+            .pending_key
+            .take()
+            .ok_or_else(|| Error("map value without a key".to_owned()))?;
         self.member(key, value)
     }
     fn end(self) -> Result<(), Error> {
@@ -344,7 +385,11 @@ impl ser::SerializeMap for Object<'_> {
 impl ser::SerializeStruct for Object<'_> {
     type Ok = ();
     type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
         self.member(key.to_owned(), value)
     }
     fn end(self) -> Result<(), Error> {
@@ -355,7 +400,11 @@ impl ser::SerializeStruct for Object<'_> {
 impl ser::SerializeStructVariant for Object<'_> {
     type Ok = ();
     type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
         self.member(key.to_owned(), value)
     }
     fn end(self) -> Result<(), Error> {
@@ -408,10 +457,19 @@ impl ser::Serializer for KeyWriter {
     fn serialize_u64(self, v: u64) -> Result<String, Error> {
         Ok(v.to_string())
     }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<String, Error> {
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<String, Error> {
         Ok(variant.to_owned())
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<String, Error> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<String, Error> {
         value.serialize(self)
     }
     fn serialize_bool(self, _: bool) -> Result<String, Error> {
@@ -438,7 +496,13 @@ impl ser::Serializer for KeyWriter {
     fn serialize_unit_struct(self, _: &'static str) -> Result<String, Error> {
         Err(key_error())
     }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(self, _: &'static str, _: u32, _: &'static str, _: &T) -> Result<String, Error> {
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<String, Error> {
         Err(key_error())
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Error> {
@@ -447,10 +511,20 @@ impl ser::Serializer for KeyWriter {
     fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
         Err(key_error())
     }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, Error> {
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, Error> {
         Err(key_error())
     }
-    fn serialize_tuple_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeTupleVariant, Error> {
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Error> {
         Err(key_error())
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
@@ -459,7 +533,13 @@ impl ser::Serializer for KeyWriter {
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Error> {
         Err(key_error())
     }
-    fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<Self::SerializeStructVariant, Error> {
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Error> {
         Err(key_error())
     }
 }

@@ -90,7 +90,10 @@ pub struct BuiltinPolicy {
 impl BuiltinPolicy {
     /// Wraps a built-in.
     pub fn new(which: Builtin) -> Self {
-        BuiltinPolicy { which, manifest: which.manifest() }
+        BuiltinPolicy {
+            which,
+            manifest: which.manifest(),
+        }
     }
 }
 
@@ -99,8 +102,14 @@ impl Policy<Rebalance> for BuiltinPolicy {
         &self.manifest
     }
 
-    fn run(&self, _ctx: &RunContext, input: &PolicyInput, params: &RebalanceParams) -> Result<PolicyOutput, PolicyError> {
-        let network = Network::new(input, params).map_err(|v| PolicyError::Rejected(v.to_string()))?;
+    fn run(
+        &self,
+        _ctx: &RunContext,
+        input: &PolicyInput,
+        params: &RebalanceParams,
+    ) -> Result<PolicyOutput, PolicyError> {
+        let network =
+            Network::new(input, params).map_err(|v| PolicyError::Rejected(v.to_string()))?;
         Ok(self.which.decide(&network))
     }
 }
