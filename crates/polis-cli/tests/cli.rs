@@ -1,5 +1,7 @@
 //! The `polis` binary end to end: each test runs the real executable.
 
+#![expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

@@ -5,12 +5,7 @@
 //! ```text
 //! cargo bench -p polis-rebalance --bench policies
 //! ```
-#![expect(
-    missing_docs,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a benchmark harness"
-)]
+#![expect(clippy::unwrap_used, reason = "a benchmark harness")]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use polis_rebalance::builtins::Builtin;

@@ -3,6 +3,8 @@
 //! the global optimiser matches an independent brute force when the caps do
 //! not bind, and never delivers fewer bikes than greedy when they do.
 
+#![expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
 use polis_core::canonical::digest_of;
 use polis_rebalance::builtins::Builtin;
 use polis_rebalance::contract::*;
@@ -93,6 +95,10 @@ fn brute_force(network: &Network<'_>) -> (u64, i128) {
         .map(|s| u64::from(s.need(s.bikes)))
         .collect();
     let mut best = (0u64, 0i128);
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a recursive search's state, spelled out"
+    )]
     fn search(
         network: &Network<'_>,
         edges: &[usize],

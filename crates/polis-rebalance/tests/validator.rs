@@ -1,5 +1,7 @@
 //! The semantic validator catches each broken rule with its code and path.
 
+#![expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
 use polis_rebalance::builtins::Builtin;
 use polis_rebalance::contract::{Move, PolicyInput, PolicyOutput, RebalanceParams};
 use polis_rebalance::network::Network;
