@@ -1,7 +1,5 @@
 //! GBFS in: feed directories, the CSV archive, and the synthetic city.
 
-#![expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
-
 use std::path::{Path, PathBuf};
 
 use polis_rebalance::gbfs::{Feed, GbfsError};
