@@ -2,8 +2,6 @@
 //! output passes the contract's schema and semantic validation (through the
 //! guard), and the global optimiser never delivers fewer bikes than greedy.
 
-#![expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
-
 use polis_rebalance::gbfs::Feed;
 use polis_rebalance::host::{Decision, Host};
 use polis_rebalance::snapshot::{SnapshotBuilder, SnapshotOptions};

@@ -3,8 +3,6 @@
 //! built-ins, and every output they produce validates. `fuzz/` holds the
 //! same body as a libFuzzer target for long runs.
 
-#![expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
-
 use polis_rebalance::builtins::Builtin;
 use polis_rebalance::contract::{PolicyInput, RebalanceParams};
 use polis_rebalance::network::Network;
