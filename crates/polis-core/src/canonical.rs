@@ -103,8 +103,7 @@ impl Serialize for Digest {
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Digest::from_hex(&text)
-            .ok_or_else(|| serde::de::Error::custom("expected 64 hex digits of a SHA-256 digest"))
+        Digest::from_hex(&text).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits of a SHA-256 digest"))
     }
 }
 
@@ -152,20 +151,9 @@ mod tests {
 
     #[test]
     fn numbers_follow_ecmascript_formatting() {
-        let value = json!([
-            0.0,
-            -0.0,
-            1e-7,
-            123456789012345680000.0,
-            9007199254740993u64,
-            -5,
-            0.000001
-        ]);
+        let value = json!([0.0, -0.0, 1e-7, 123456789012345680000.0, 9007199254740993u64, -5, 0.000001]);
         let text = String::from_utf8(to_canonical_vec(&value).unwrap()).unwrap();
-        assert_eq!(
-            text,
-            "[0,0,1e-7,123456789012345680000,9007199254740992,-5,0.000001]"
-        );
+        assert_eq!(text, "[0,0,1e-7,123456789012345680000,9007199254740992,-5,0.000001]");
     }
 
     #[test]
@@ -221,9 +209,6 @@ mod tests {
 
     #[test]
     fn sha256_of_empty_input_is_the_known_constant() {
-        assert_eq!(
-            Digest::of_bytes(b"").to_hex(),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(Digest::of_bytes(b"").to_hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 }

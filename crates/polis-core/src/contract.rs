@@ -34,11 +34,7 @@ pub trait Contract: Send + Sync + 'static {
 
     /// Checks an output against the input it answers: the contract's
     /// semantic rules beyond what the schema can say.
-    fn validate_output(
-        input: &Self::Input,
-        params: &Self::Params,
-        output: &Self::Output,
-    ) -> Result<(), Violations>;
+    fn validate_output(input: &Self::Input, params: &Self::Params, output: &Self::Output) -> Result<(), Violations>;
 
     /// How many items (moves, intents, findings) an output holds, for the
     /// guard's item cap.
@@ -73,9 +69,7 @@ pub fn schemas<C: Contract>() -> ContractSchemas {
 
 /// The 2020-12 JSON Schema of `T` as a JSON value.
 pub fn schema_value<T: JsonSchema>() -> serde_json::Value {
-    schemars::SchemaGenerator::default()
-        .into_root_schema_for::<T>()
-        .to_value()
+    schemars::SchemaGenerator::default().into_root_schema_for::<T>().to_value()
 }
 
 /// One broken rule, with the JSON path it concerns.
@@ -92,11 +86,7 @@ pub struct Violation {
 impl Violation {
     /// Builds a violation.
     pub fn new(code: &'static str, path: impl Into<String>, message: impl Into<String>) -> Self {
-        Violation {
-            code,
-            path: path.into(),
-            message: message.into(),
-        }
+        Violation { code, path: path.into(), message: message.into() }
     }
 }
 
@@ -120,12 +110,7 @@ pub struct Violations(pub Vec<Violation>);
 const SHOWN: usize = 5;
 
 fn summary(list: &[Violation]) -> String {
-    let mut text = list
-        .iter()
-        .take(SHOWN)
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ");
+    let mut text = list.iter().take(SHOWN).map(ToString::to_string).collect::<Vec<_>>().join("; ");
     if list.len() > SHOWN {
         text.push_str(&format!("; and {} more", list.len() - SHOWN));
     }
@@ -135,11 +120,7 @@ fn summary(list: &[Violation]) -> String {
 impl Violations {
     /// Collects violations, returning `Ok` when there are none.
     pub fn check(list: Vec<Violation>) -> Result<(), Violations> {
-        if list.is_empty() {
-            Ok(())
-        } else {
-            Err(Violations(list))
-        }
+        if list.is_empty() { Ok(()) } else { Err(Violations(list)) }
     }
 
     /// The first violation's code.

@@ -90,8 +90,7 @@ impl<'a> ser::Serializer for Writer<'a> {
     type SerializeStructVariant = Object<'a>;
 
     fn serialize_bool(self, v: bool) -> Result<(), Error> {
-        self.out
-            .extend_from_slice(if v { b"true" } else { b"false" });
+        self.out.extend_from_slice(if v { b"true" } else { b"false" });
         Ok(())
     }
     fn serialize_i8(self, v: i8) -> Result<(), Error> {
@@ -158,19 +157,10 @@ impl<'a> ser::Serializer for Writer<'a> {
     fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
         self.serialize_none()
     }
-    fn serialize_unit_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-    ) -> Result<(), Error> {
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<(), Error> {
         write_str(self.out, variant)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), Error> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<(), Error> {
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -189,11 +179,7 @@ impl<'a> ser::Serializer for Writer<'a> {
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Seq<'a>, Error> {
         self.out.push(b'[');
-        Ok(Seq {
-            out: self.out,
-            first: true,
-            close: b"]",
-        })
+        Ok(Seq { out: self.out, first: true, close: b"]" })
     }
     fn serialize_tuple(self, len: usize) -> Result<Seq<'a>, Error> {
         self.serialize_seq(Some(len))
@@ -211,11 +197,7 @@ impl<'a> ser::Serializer for Writer<'a> {
         self.out.push(b'{');
         write_str(self.out, variant)?;
         self.out.extend_from_slice(b":[");
-        Ok(Seq {
-            out: self.out,
-            first: true,
-            close: b"]}",
-        })
+        Ok(Seq { out: self.out, first: true, close: b"]}" })
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Object<'a>, Error> {
         Ok(Object::new(self.out, false))
@@ -322,13 +304,7 @@ struct Object<'a> {
 impl<'a> Object<'a> {
     fn new(out: &'a mut Vec<u8>, variant: bool) -> Self {
         let base = out.len();
-        Object {
-            out,
-            base,
-            members: Vec::new(),
-            pending_key: None,
-            variant,
-        }
+        Object { out, base, members: Vec::new(), pending_key: None, variant }
     }
 
     fn member<T: Serialize + ?Sized>(&mut self, key: String, value: &T) -> Result<(), Error> {
@@ -342,8 +318,7 @@ impl<'a> Object<'a> {
         // RFC 8785 §3.2.3: members sorted by the UTF-16 code units of their
         // keys, which differs from byte order only when astral characters
         // meet high-BMP ones.
-        self.members
-            .sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+        self.members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
         let values = self.out.split_off(self.base);
         self.out.push(b'{');
         for (i, (key, start, end)) in self.members.iter().enumerate() {
@@ -352,8 +327,7 @@ impl<'a> Object<'a> {
             }
             write_str(self.out, key)?;
             self.out.push(b':');
-            self.out
-                .extend_from_slice(&values[start - self.base..end - self.base]);
+            self.out.extend_from_slice(&values[start - self.base..end - self.base]);
         }
         self.out.push(b'}');
         if self.variant {
@@ -371,10 +345,7 @@ impl ser::SerializeMap for Object<'_> {
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        let key = self
-            .pending_key
-            .take()
-            .ok_or_else(|| Error("map value without a key".to_owned()))?;
+        let key = self.pending_key.take().ok_or_else(|| Error("map value without a key".to_owned()))?;
         self.member(key, value)
     }
     fn end(self) -> Result<(), Error> {
@@ -385,11 +356,7 @@ impl ser::SerializeMap for Object<'_> {
 impl ser::SerializeStruct for Object<'_> {
     type Ok = ();
     type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Error> {
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
         self.member(key.to_owned(), value)
     }
     fn end(self) -> Result<(), Error> {
@@ -400,11 +367,7 @@ impl ser::SerializeStruct for Object<'_> {
 impl ser::SerializeStructVariant for Object<'_> {
     type Ok = ();
     type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Error> {
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
         self.member(key.to_owned(), value)
     }
     fn end(self) -> Result<(), Error> {
@@ -457,19 +420,10 @@ impl ser::Serializer for KeyWriter {
     fn serialize_u64(self, v: u64) -> Result<String, Error> {
         Ok(v.to_string())
     }
-    fn serialize_unit_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-    ) -> Result<String, Error> {
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<String, Error> {
         Ok(variant.to_owned())
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<String, Error> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<String, Error> {
         value.serialize(self)
     }
     fn serialize_bool(self, _: bool) -> Result<String, Error> {
@@ -511,11 +465,7 @@ impl ser::Serializer for KeyWriter {
     fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
         Err(key_error())
     }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Error> {
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, Error> {
         Err(key_error())
     }
     fn serialize_tuple_variant(

@@ -106,9 +106,7 @@ pub struct RuntimeSpec {
 }
 
 /// The execution tiers polis knows.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TierKind {
     /// Rust code compiled into polis.
@@ -198,10 +196,9 @@ impl ManifestError {
     /// Every problem with the field it concerns.
     pub fn problems(&self) -> Vec<FieldProblem> {
         match self {
-            ManifestError::TooLarge { size, limit } => vec![FieldProblem {
-                field: String::new(),
-                message: format!("{size} bytes exceeds {limit}"),
-            }],
+            ManifestError::TooLarge { size, limit } => {
+                vec![FieldProblem { field: String::new(), message: format!("{size} bytes exceeds {limit}") }]
+            }
             ManifestError::Parse(problem) => vec![problem.clone()],
             ManifestError::Invalid(problems) => problems.clone(),
         }
@@ -209,21 +206,14 @@ impl ManifestError {
 }
 
 fn list(problems: &[FieldProblem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 impl Manifest {
     /// Parses and validates a manifest from JSON bytes.
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(ManifestError::TooLarge {
-                size: bytes.len(),
-                limit: MAX_MANIFEST_BYTES,
-            });
+            return Err(ManifestError::TooLarge { size: bytes.len(), limit: MAX_MANIFEST_BYTES });
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let manifest: Manifest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -233,24 +223,15 @@ impl Manifest {
                 message: e.into_inner().to_string(),
             })
         })?;
-        de.end().map_err(|e| {
-            ManifestError::Parse(FieldProblem {
-                field: String::new(),
-                message: e.to_string(),
-            })
-        })?;
+        de.end().map_err(|e| ManifestError::Parse(FieldProblem { field: String::new(), message: e.to_string() }))?;
         manifest.validate()?;
         Ok(manifest)
     }
 
     /// Parses and validates a manifest from a JSON value.
     pub fn from_value(value: serde_json::Value) -> Result<Manifest, ManifestError> {
-        let bytes = serde_json::to_vec(&value).map_err(|e| {
-            ManifestError::Parse(FieldProblem {
-                field: String::new(),
-                message: e.to_string(),
-            })
-        })?;
+        let bytes = serde_json::to_vec(&value)
+            .map_err(|e| ManifestError::Parse(FieldProblem { field: String::new(), message: e.to_string() }))?;
         Manifest::from_json(&bytes)
     }
 
@@ -259,10 +240,7 @@ impl Manifest {
     pub fn validate(&self) -> Result<(), ManifestError> {
         let mut problems = Vec::new();
         let mut problem = |field: &str, message: String| {
-            problems.push(FieldProblem {
-                field: field.to_owned(),
-                message,
-            });
+            problems.push(FieldProblem { field: field.to_owned(), message });
         };
         if self.contract_version != MANIFEST_CONTRACT_VERSION {
             problem(
@@ -274,16 +252,10 @@ impl Manifest {
             );
         }
         if let Err(why) = check_dotted_id(&self.plugin_id) {
-            problem(
-                "plugin_id",
-                format!("malformed plugin id `{}`: {why}", self.plugin_id),
-            );
+            problem("plugin_id", format!("malformed plugin id `{}`: {why}", self.plugin_id));
         }
         if let Err(why) = check_dotted_id(&self.policy_version) {
-            problem(
-                "policy_version",
-                format!("malformed policy version `{}`: {why}", self.policy_version),
-            );
+            problem("policy_version", format!("malformed policy version `{}`: {why}", self.policy_version));
         }
         for (field, value) in [
             ("plugin_version", &self.plugin_version),
@@ -295,10 +267,7 @@ impl Manifest {
             if value.trim().is_empty() {
                 problem(field, "must not be empty".to_owned());
             } else if value.len() > 200 {
-                problem(
-                    field,
-                    format!("is {} characters long; the limit is 200", value.len()),
-                );
+                problem(field, format!("is {} characters long; the limit is 200", value.len()));
             }
         }
         if !self.deterministic {
@@ -309,20 +278,11 @@ impl Manifest {
             );
         }
         if !(0..=MAX_HORIZON_STEPS).contains(&self.max_horizon_steps) {
-            problem(
-                "max_horizon_steps",
-                format!(
-                    "{} is outside 0..={MAX_HORIZON_STEPS}",
-                    self.max_horizon_steps
-                ),
-            );
+            problem("max_horizon_steps", format!("{} is outside 0..={MAX_HORIZON_STEPS}", self.max_horizon_steps));
         } else if !self.supports_horizon_steps && self.max_horizon_steps != 0 {
             problem(
                 "max_horizon_steps",
-                format!(
-                    "is {} but `supports_horizon_steps` is false; it must then be 0",
-                    self.max_horizon_steps
-                ),
+                format!("is {} but `supports_horizon_steps` is false; it must then be 0", self.max_horizon_steps),
             );
         }
         if let Some(limits) = &self.limits {
@@ -337,32 +297,21 @@ impl Manifest {
                 }
             }
         }
-        if let Some(Err(e)) = self
-            .params_schema
-            .as_ref()
-            .map(jsonschema::draft202012::meta::validate)
-        {
+        if let Some(Err(e)) = self.params_schema.as_ref().map(jsonschema::draft202012::meta::validate) {
             problem("params_schema", format!("is not a valid JSON Schema: {e}"));
         }
         if let Some(runtime) = &self.runtime
             && runtime.tier != TierKind::Builtin
             && runtime.entry.as_deref().is_none_or(str::is_empty)
         {
-            problem(
-                "runtime.entry",
-                format!("a `{}` plugin needs an entry point", runtime.tier),
-            );
+            problem("runtime.entry", format!("a `{}` plugin needs an entry point", runtime.tier));
         }
         for (i, name) in self.permissions.iter().enumerate() {
             if name.trim().is_empty() {
                 problem(&format!("permissions[{i}]"), "must not be empty".to_owned());
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ManifestError::Invalid(problems))
-        }
+        if problems.is_empty() { Ok(()) } else { Err(ManifestError::Invalid(problems)) }
     }
 
     /// The manifest hash: `SHA-256(JCS(manifest))` over the normalised
@@ -385,10 +334,7 @@ pub fn check_dotted_id(id: &str) -> Result<(), String> {
         return Err("it is empty".to_owned());
     }
     if id.len() > 128 {
-        return Err(format!(
-            "it is {} characters long; the limit is 128",
-            id.len()
-        ));
+        return Err(format!("it is {} characters long; the limit is 128", id.len()));
     }
     let segments: Vec<&str> = id.split('.').collect();
     if segments.len() < 2 {
@@ -399,17 +345,12 @@ pub fn check_dotted_id(id: &str) -> Result<(), String> {
             return Err("it has an empty segment".to_owned());
         };
         if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
-            return Err(format!(
-                "segment `{segment}` must start with a lowercase letter or digit"
-            ));
+            return Err(format!("segment `{segment}` must start with a lowercase letter or digit"));
         }
-        if let Some(bad) = segment
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
+        if let Some(bad) =
+            segment.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
         {
-            return Err(format!(
-                "character `{bad}` is not allowed (use a-z, 0-9, `_`, `-`)"
-            ));
+            return Err(format!("character `{bad}` is not allowed (use a-z, 0-9, `_`, `-`)"));
         }
     }
     Ok(())
@@ -501,16 +442,7 @@ mod tests {
 
     #[test]
     fn malformed_plugin_ids_are_rejected() {
-        for bad in [
-            "",
-            "single",
-            "Research.algo",
-            "a..b",
-            "a.b c",
-            "a.b/c",
-            ".a.b",
-            "a.b.",
-        ] {
+        for bad in ["", "single", "Research.algo", "a..b", "a.b c", "a.b/c", ".a.b", "a.b."] {
             let problems = problems_for(|d| d["plugin_id"] = json!(bad));
             assert_eq!(fields(&problems), ["plugin_id"], "id {bad:?}");
         }
@@ -548,9 +480,7 @@ mod tests {
     fn digest_ignores_key_order_and_absent_defaults() {
         let a = Manifest::from_value(seed_example()).unwrap();
         let mut doc = seed_example();
-        doc.as_object_mut()
-            .unwrap()
-            .remove("requires_neighbor_graph");
+        doc.as_object_mut().unwrap().remove("requires_neighbor_graph");
         doc["requires_neighbor_graph"] = json!(true);
         let b = Manifest::from_value(doc).unwrap();
         assert_eq!(a.digest().unwrap(), b.digest().unwrap());
@@ -559,9 +489,6 @@ mod tests {
     #[test]
     fn oversize_manifest_is_rejected_before_parsing() {
         let big = vec![b' '; MAX_MANIFEST_BYTES + 1];
-        assert!(matches!(
-            Manifest::from_json(&big),
-            Err(ManifestError::TooLarge { .. })
-        ));
+        assert!(matches!(Manifest::from_json(&big), Err(ManifestError::TooLarge { .. })));
     }
 }

@@ -16,12 +16,7 @@ pub trait Policy<C: Contract>: Send + Sync {
     fn manifest(&self) -> &Manifest;
 
     /// Decides. Must be deterministic in `(ctx, input, params)`.
-    fn run(
-        &self,
-        ctx: &RunContext,
-        input: &C::Input,
-        params: &C::Params,
-    ) -> Result<C::Output, PolicyError>;
+    fn run(&self, ctx: &RunContext, input: &C::Input, params: &C::Params) -> Result<C::Output, PolicyError>;
 }
 
 /// Why a policy failed to produce an output. The host records it against

@@ -125,19 +125,13 @@ pub struct Registry<C: Contract> {
 
 impl<C: Contract> Default for Registry<C> {
     fn default() -> Self {
-        Registry {
-            active: BTreeMap::new(),
-            disabled: BTreeMap::new(),
-        }
+        Registry { active: BTreeMap::new(), disabled: BTreeMap::new() }
     }
 }
 
 impl<C: Contract> Clone for Registry<C> {
     fn clone(&self) -> Self {
-        Registry {
-            active: self.active.clone(),
-            disabled: self.disabled.clone(),
-        }
+        Registry { active: self.active.clone(), disabled: self.disabled.clone() }
     }
 }
 
@@ -159,21 +153,13 @@ impl<C: Contract> Registry<C> {
             Ok(manifest_digest) => {
                 self.active.insert(
                     manifest.policy_version.clone(),
-                    Entry {
-                        manifest,
-                        manifest_digest,
-                        artifact_digest,
-                        policy,
-                    },
+                    Entry { manifest, manifest_digest, artifact_digest, policy },
                 );
                 Ok(())
             }
             Err(reason) => {
                 self.record_disabled(&manifest, artifact_digest, reason.clone());
-                Err(RegistryError::Rejected {
-                    plugin_id: manifest.plugin_id,
-                    reason,
-                })
+                Err(RegistryError::Rejected { plugin_id: manifest.plugin_id, reason })
             }
         }
     }
@@ -220,11 +206,7 @@ impl<C: Contract> Registry<C> {
                 manifest.policy_version, existing.manifest.plugin_id
             ));
         }
-        if let Some(existing) = self
-            .active
-            .values()
-            .find(|e| e.manifest.plugin_id == manifest.plugin_id)
-        {
+        if let Some(existing) = self.active.values().find(|e| e.manifest.plugin_id == manifest.plugin_id) {
             return Err(format!(
                 "plugin id `{}` is already registered for `{}`",
                 manifest.plugin_id, existing.manifest.policy_version
@@ -264,19 +246,12 @@ impl<C: Contract> Registry<C> {
         if let Some(entry) = self.active.get(policy_version) {
             return Ok(entry);
         }
-        if let Some(status) = self
-            .disabled
-            .values()
-            .find(|s| s.policy_version == policy_version)
-        {
+        if let Some(status) = self.disabled.values().find(|s| s.policy_version == policy_version) {
             let reason = match &status.activation {
                 Activation::Disabled { reason } => reason.clone(),
                 Activation::Active => String::new(),
             };
-            return Err(RegistryError::Disabled {
-                version: policy_version.to_owned(),
-                reason,
-            });
+            return Err(RegistryError::Disabled { version: policy_version.to_owned(), reason });
         }
         Err(RegistryError::UnknownVersion {
             contract: C::ID,

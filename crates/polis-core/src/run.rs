@@ -17,9 +17,7 @@ pub const SEED_MASK: u64 = (1 << 53) - 1;
 
 /// Identifies one decision: the same key must always produce the same
 /// output.
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunKey {
     /// The system (city, desk, project) the decision is for.
@@ -83,8 +81,7 @@ impl RunContext {
             sv: key.sv.clone(),
             decision_bucket_ts: key.decision_bucket_ts,
             horizon_steps: key.horizon_steps,
-            request_id: request_id
-                .unwrap_or_else(|| format!("polis-{}", &key.digest().to_hex()[..16])),
+            request_id: request_id.unwrap_or_else(|| format!("polis-{}", &key.digest().to_hex()[..16])),
             now_iso: rfc3339(key.decision_bucket_ts),
             seed: key.seed(),
         }
@@ -112,8 +109,7 @@ impl PolicySpec {
 /// Formats epoch seconds as RFC 3339 UTC, such as `2023-03-06T08:30:00Z`.
 /// Out-of-range timestamps format as the epoch.
 pub fn rfc3339(epoch_seconds: i64) -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::from_unix_timestamp(epoch_seconds)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
         .format(&format)
@@ -150,10 +146,7 @@ mod tests {
     #[test]
     fn same_key_same_seed_and_context() {
         assert_eq!(key().seed(), key().seed());
-        assert_eq!(
-            RunContext::for_key(&key(), None),
-            RunContext::for_key(&key(), None)
-        );
+        assert_eq!(RunContext::for_key(&key(), None), RunContext::for_key(&key(), None));
         assert!(key().seed() <= SEED_MASK);
     }
 

@@ -24,12 +24,8 @@ fn bench_policies(c: &mut Criterion, label: &str, input: &PolicyInput) {
     let params = RebalanceParams::default();
     let network = Network::new(input, &params).unwrap();
     let mut group = c.benchmark_group(label);
-    group.bench_function("rebal.greedy.v1", |b| {
-        b.iter(|| black_box(Builtin::Greedy.decide(&network)))
-    });
-    group.bench_function("rebal.global.v1", |b| {
-        b.iter(|| black_box(Builtin::Global.decide(&network)))
-    });
+    group.bench_function("rebal.greedy.v1", |b| b.iter(|| black_box(Builtin::Greedy.decide(&network))));
+    group.bench_function("rebal.global.v1", |b| b.iter(|| black_box(Builtin::Global.decide(&network))));
     let host = Host::builtin();
     let decision = Decision {
         system_id: "bench",
@@ -40,19 +36,14 @@ fn bench_policies(c: &mut Criterion, label: &str, input: &PolicyInput) {
         input,
         params: &params,
     };
-    group.bench_function(
-        "guarded rebal.global.v1 (validate, run, validate, hash)",
-        |b| b.iter(|| black_box(host.decide("rebal.global.v1", &decision).unwrap())),
-    );
+    group.bench_function("guarded rebal.global.v1 (validate, run, validate, hash)", |b| {
+        b.iter(|| black_box(host.decide("rebal.global.v1", &decision).unwrap()))
+    });
     group.bench_function("canonical hash of the input (polis writer)", |b| {
         b.iter(|| black_box(polis_core::canonical::digest_of(input).unwrap()))
     });
     group.bench_function("canonical hash of the input (via serde_json::Value)", |b| {
-        b.iter(|| {
-            black_box(
-                polis_core::canonical::digest_of(&serde_json::to_value(input).unwrap()).unwrap(),
-            )
-        })
+        b.iter(|| black_box(polis_core::canonical::digest_of(&serde_json::to_value(input).unwrap()).unwrap()))
     });
     group.finish();
 }
@@ -64,46 +55,20 @@ fn baywheels(c: &mut Criterion) {
     };
     let feed = Feed::open(&week).unwrap();
     let snapshot = feed.snapshot_at(Some(BAYWHEELS_AT)).unwrap();
-    for (k, radius_m, label) in [
-        (25, 1200.0, "baywheels K=25 R=1200m"),
-        (100, 3000.0, "baywheels K=100 R=3km"),
-    ] {
-        let built = SnapshotBuilder::new(SnapshotOptions {
-            k,
-            radius_m,
-            ..SnapshotOptions::default()
-        })
-        .build(&feed, snapshot, None);
-        eprintln!(
-            "{label}: {} stations, {} edges",
-            built.input.stations.len(),
-            built.input.neighbors.len()
-        );
+    for (k, radius_m, label) in [(25, 1200.0, "baywheels K=25 R=1200m"), (100, 3000.0, "baywheels K=100 R=3km")] {
+        let built = SnapshotBuilder::new(SnapshotOptions { k, radius_m, ..SnapshotOptions::default() })
+            .build(&feed, snapshot, None);
+        eprintln!("{label}: {} stations, {} edges", built.input.stations.len(), built.input.neighbors.len());
         bench_policies(c, label, &built.input);
     }
 }
 
 fn synthetic(c: &mut Criterion) {
-    let city = synth::generate(CityOptions {
-        stations: 2000,
-        days: 1,
-        seed: 7,
-    });
-    let snapshot = city
-        .feed
-        .snapshot_at(Some(synth::START_TS + 9 * 3600 + 1800))
-        .unwrap();
-    let built = SnapshotBuilder::new(SnapshotOptions {
-        k: 100,
-        radius_m: 3000.0,
-        ..SnapshotOptions::default()
-    })
-    .build(&city.feed, snapshot, None);
-    eprintln!(
-        "synthetic: {} stations, {} edges",
-        built.input.stations.len(),
-        built.input.neighbors.len()
-    );
+    let city = synth::generate(CityOptions { stations: 2000, days: 1, seed: 7 });
+    let snapshot = city.feed.snapshot_at(Some(synth::START_TS + 9 * 3600 + 1800)).unwrap();
+    let built = SnapshotBuilder::new(SnapshotOptions { k: 100, radius_m: 3000.0, ..SnapshotOptions::default() })
+        .build(&city.feed, snapshot, None);
+    eprintln!("synthetic: {} stations, {} edges", built.input.stations.len(), built.input.neighbors.len());
     bench_policies(c, "synthetic 2000 stations K=100", &built.input);
 }
 

@@ -90,10 +90,7 @@ pub struct BuiltinPolicy {
 impl BuiltinPolicy {
     /// Wraps a built-in.
     pub fn new(which: Builtin) -> Self {
-        BuiltinPolicy {
-            which,
-            manifest: which.manifest(),
-        }
+        BuiltinPolicy { which, manifest: which.manifest() }
     }
 }
 
@@ -108,8 +105,7 @@ impl Policy<Rebalance> for BuiltinPolicy {
         input: &PolicyInput,
         params: &RebalanceParams,
     ) -> Result<PolicyOutput, PolicyError> {
-        let network =
-            Network::new(input, params).map_err(|v| PolicyError::Rejected(v.to_string()))?;
+        let network = Network::new(input, params).map_err(|v| PolicyError::Rejected(v.to_string()))?;
         Ok(self.which.decide(&network))
     }
 }

@@ -25,11 +25,7 @@ impl Contract for Rebalance {
         Network::new(input, params).map(|_| ())
     }
 
-    fn validate_output(
-        input: &PolicyInput,
-        params: &RebalanceParams,
-        output: &PolicyOutput,
-    ) -> Result<(), Violations> {
+    fn validate_output(input: &PolicyInput, params: &RebalanceParams, output: &PolicyOutput) -> Result<(), Violations> {
         let network = Network::new(input, params)?;
         crate::validate::check_output(&network, output)
     }
@@ -164,11 +160,7 @@ impl PolicyOutput {
     pub fn no_op(diagnostics: Option<BTreeMap<String, serde_json::Value>>) -> Self {
         PolicyOutput {
             moves: Vec::new(),
-            summary: Summary {
-                bikes_moved_total: 0,
-                stations_touched: 0,
-                no_op: true,
-            },
+            summary: Summary { bikes_moved_total: 0, stations_touched: 0, no_op: true },
             diagnostics,
         }
     }
@@ -191,27 +183,17 @@ fn default_allowed_quality() -> Vec<String> {
 
 impl Default for RebalanceParams {
     fn default() -> Self {
-        RebalanceParams {
-            allowed_bucket_quality: default_allowed_quality(),
-        }
+        RebalanceParams { allowed_bucket_quality: default_allowed_quality() }
     }
 }
 
 /// Default effort for snapshots built by polis: 60 bikes, 30 stations and 20
 /// moves per decision, roughly two vans' worth of work every few minutes in
 /// a city the size of San Francisco.
-pub const DEFAULT_EFFORT: Effort = Effort {
-    bike_move_budget_per_step: 60,
-    max_stations_touched: 30,
-    max_moves: 20,
-};
+pub const DEFAULT_EFFORT: Effort = Effort { bike_move_budget_per_step: 60, max_stations_touched: 30, max_moves: 20 };
 
 /// Default band for snapshots built by polis: keep stations between 20 %
 /// and 80 % full, and leave stations with fewer than 5 docks alone.
 pub fn default_targets() -> Targets {
-    Targets {
-        alpha: 0.2,
-        beta: 0.8,
-        min_capacity_for_policy: 5,
-    }
+    Targets { alpha: 0.2, beta: 0.8, min_capacity_for_policy: 5 }
 }

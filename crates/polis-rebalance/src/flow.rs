@@ -41,22 +41,14 @@ pub struct FlowResult {
 impl FlowGraph {
     /// A graph with `nodes` nodes and no arcs.
     pub fn new(nodes: usize) -> Self {
-        FlowGraph {
-            arcs: Vec::new(),
-            adjacency: vec![Vec::new(); nodes],
-            original_cap: Vec::new(),
-        }
+        FlowGraph { arcs: Vec::new(), adjacency: vec![Vec::new(); nodes], original_cap: Vec::new() }
     }
 
     /// Adds an arc and returns its id. `cost` must be non-negative.
     pub fn add_arc(&mut self, from: usize, to: usize, cap: i64, cost: i64) -> usize {
         let id = self.arcs.len();
         self.arcs.push(Arc { to, cap, cost });
-        self.arcs.push(Arc {
-            to: from,
-            cap: 0,
-            cost: -cost,
-        });
+        self.arcs.push(Arc { to: from, cap: 0, cost: -cost });
         self.adjacency[from].push(id);
         self.adjacency[to].push(id + 1);
         self.original_cap.push(cap);

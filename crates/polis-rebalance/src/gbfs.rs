@@ -151,10 +151,7 @@ impl Feed {
     /// file. The system id defaults to the directory's name.
     pub fn open(path: &Path) -> Result<Feed, GbfsError> {
         let (dir, status_file) = if path.is_file() {
-            (
-                path.parent().unwrap_or(Path::new(".")).to_path_buf(),
-                Some(path.to_path_buf()),
-            )
+            (path.parent().unwrap_or(Path::new(".")).to_path_buf(), Some(path.to_path_buf()))
         } else {
             (path.to_path_buf(), None)
         };
@@ -164,10 +161,7 @@ impl Feed {
             .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "gbfs".to_owned());
         let archive_status = status_file.or_else(|| {
-            ["station_status.csv.gz", "station_status.csv"]
-                .iter()
-                .map(|n| dir.join(n))
-                .find(|p| p.is_file())
+            ["station_status.csv.gz", "station_status.csv"].iter().map(|n| dir.join(n)).find(|p| p.is_file())
         });
         if let Some(status) = archive_status {
             return read_archive(&dir.join("stations.csv"), &status, system_id);
@@ -191,18 +185,12 @@ impl Feed {
                 after.checked_sub(1).map(|i| &self.snapshots[i])
             }
         };
-        found.ok_or(GbfsError::NoSnapshot {
-            at: at.unwrap_or(0),
-            first,
-        })
+        found.ok_or(GbfsError::NoSnapshot { at: at.unwrap_or(0), first })
     }
 }
 
 fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, GbfsError> {
-    let file = File::open(path).map_err(|source| GbfsError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file = File::open(path).map_err(|source| GbfsError::Io { path: path.to_path_buf(), source })?;
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::GzDecoder::new(BufReader::new(file)))
     } else {
@@ -212,25 +200,15 @@ fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, GbfsError> {
     reader
         .take(limit + 1)
         .read_to_end(&mut bytes)
-        .map_err(|source| GbfsError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| GbfsError::Io { path: path.to_path_buf(), source })?;
     if bytes.len() as u64 > limit {
-        return Err(GbfsError::TooLarge {
-            path: path.to_path_buf(),
-            limit,
-        });
+        return Err(GbfsError::TooLarge { path: path.to_path_buf(), limit });
     }
     Ok(bytes)
 }
 
 fn malformed(path: &Path, location: Option<String>, message: impl Into<String>) -> GbfsError {
-    GbfsError::Malformed {
-        path: path.to_path_buf(),
-        location,
-        message: message.into(),
-    }
+    GbfsError::Malformed { path: path.to_path_buf(), location, message: message.into() }
 }
 
 // ---- feed directory -------------------------------------------------------
@@ -310,12 +288,9 @@ impl Timestamp {
 fn text_of(value: Option<serde_json::Value>) -> String {
     match value {
         Some(serde_json::Value::String(s)) => s,
-        Some(serde_json::Value::Array(items)) => items
-            .first()
-            .and_then(|i| i.get("text"))
-            .and_then(|t| t.as_str())
-            .unwrap_or_default()
-            .to_owned(),
+        Some(serde_json::Value::Array(items)) => {
+            items.first().and_then(|i| i.get("text")).and_then(|t| t.as_str()).unwrap_or_default().to_owned()
+        }
         _ => String::new(),
     }
 }
@@ -329,21 +304,12 @@ fn parse_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, GbfsErro
     })
 }
 
-fn read_feed_dir(
-    info_path: &Path,
-    status_path: &Path,
-    system_id: String,
-) -> Result<Feed, GbfsError> {
+fn read_feed_dir(info_path: &Path, status_path: &Path, system_id: String) -> Result<Feed, GbfsError> {
     let info: Envelope<JsonInfo> = parse_json(info_path)?;
     let status: Envelope<JsonStatus> = parse_json(status_path)?;
-    let info_last_updated = info
-        .last_updated
-        .seconds()
-        .map_err(|m| malformed(info_path, Some("last_updated".into()), m))?;
-    let ts = status
-        .last_updated
-        .seconds()
-        .map_err(|m| malformed(status_path, Some("last_updated".into()), m))?;
+    let info_last_updated =
+        info.last_updated.seconds().map_err(|m| malformed(info_path, Some("last_updated".into()), m))?;
+    let ts = status.last_updated.seconds().map_err(|m| malformed(status_path, Some("last_updated".into()), m))?;
     let mut stations: Vec<StationInfo> = info
         .data
         .stations
@@ -361,19 +327,14 @@ fn read_feed_dir(
     let mut rows = Vec::with_capacity(status.data.stations.len());
     let mut unknown = 0;
     for (i, s) in status.data.stations.into_iter().enumerate() {
-        let Ok(station) =
-            stations.binary_search_by(|info| info.station_id.as_str().cmp(&s.station_id))
-        else {
+        let Ok(station) = stations.binary_search_by(|info| info.station_id.as_str().cmp(&s.station_id)) else {
             unknown += 1;
             continue;
         };
-        let last_reported = s.last_reported.seconds().map_err(|m| {
-            malformed(
-                status_path,
-                Some(format!("data.stations[{i}].last_reported")),
-                m,
-            )
-        })?;
+        let last_reported = s
+            .last_reported
+            .seconds()
+            .map_err(|m| malformed(status_path, Some(format!("data.stations[{i}].last_reported")), m))?;
         rows.push(StationStatus {
             station,
             bikes: s.num_bikes_available,
@@ -400,11 +361,7 @@ fn check_stations(path: &Path, stations: &mut [StationInfo]) -> Result<(), GbfsE
     stations.sort_by(|a, b| a.station_id.cmp(&b.station_id));
     for pair in stations.windows(2) {
         if pair[0].station_id == pair[1].station_id {
-            return Err(malformed(
-                path,
-                None,
-                format!("station `{}` is listed twice", pair[0].station_id),
-            ));
+            return Err(malformed(path, None, format!("station `{}` is listed twice", pair[0].station_id)));
         }
     }
     for s in stations.iter() {
@@ -416,10 +373,7 @@ fn check_stations(path: &Path, stations: &mut [StationInfo]) -> Result<(), GbfsE
             return Err(malformed(
                 path,
                 None,
-                format!(
-                    "station `{}` has impossible coordinates ({}, {})",
-                    s.station_id, s.lat, s.lon
-                ),
+                format!("station `{}` has impossible coordinates ({}, {})", s.station_id, s.lat, s.lon),
             ));
         }
         if s.station_id.is_empty() {
@@ -433,23 +387,13 @@ fn check_stations(path: &Path, stations: &mut [StationInfo]) -> Result<(), GbfsE
 
 /// Reads the columns named `names` from a CSV header, failing with the
 /// missing column's name.
-fn columns<const N: usize>(
-    path: &Path,
-    header: &csv::ByteRecord,
-    names: [&str; N],
-) -> Result<[usize; N], GbfsError> {
+fn columns<const N: usize>(path: &Path, header: &csv::ByteRecord, names: [&str; N]) -> Result<[usize; N], GbfsError> {
     let mut out = [0; N];
     for (slot, name) in out.iter_mut().zip(names) {
         *slot = header
             .iter()
             .position(|h| h == name.as_bytes())
-            .ok_or_else(|| {
-                malformed(
-                    path,
-                    Some("line 1".into()),
-                    format!("missing column `{name}`"),
-                )
-            })?;
+            .ok_or_else(|| malformed(path, Some("line 1".into()), format!("missing column `{name}`")))?;
     }
     Ok(out)
 }
@@ -462,24 +406,16 @@ fn field<T: std::str::FromStr>(
 ) -> Result<T, GbfsError> {
     let line = record.position().map_or(0, |p| p.line());
     let raw = record.get(column).unwrap_or_default();
-    std::str::from_utf8(raw)
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-        .ok_or_else(|| {
-            malformed(
-                path,
-                Some(format!("line {line}, column `{name}`")),
-                format!("cannot read `{}`", String::from_utf8_lossy(raw)),
-            )
-        })
+    std::str::from_utf8(raw).ok().and_then(|text| text.trim().parse().ok()).ok_or_else(|| {
+        malformed(
+            path,
+            Some(format!("line {line}, column `{name}`")),
+            format!("cannot read `{}`", String::from_utf8_lossy(raw)),
+        )
+    })
 }
 
-fn flag(
-    path: &Path,
-    record: &csv::ByteRecord,
-    column: usize,
-    name: &str,
-) -> Result<bool, GbfsError> {
+fn flag(path: &Path, record: &csv::ByteRecord, column: usize, name: &str) -> Result<bool, GbfsError> {
     match record.get(column).unwrap_or_default() {
         b"1" | b"true" | b"True" | b"TRUE" => Ok(true),
         b"0" | b"false" | b"False" | b"FALSE" => Ok(false),
@@ -488,36 +424,22 @@ fn flag(
             Err(malformed(
                 path,
                 Some(format!("line {line}, column `{name}`")),
-                format!(
-                    "`{}` is not a flag (0/1 or true/false)",
-                    String::from_utf8_lossy(other)
-                ),
+                format!("`{}` is not a flag (0/1 or true/false)", String::from_utf8_lossy(other)),
             ))
         }
     }
 }
 
-fn read_archive(
-    info_path: &Path,
-    status_path: &Path,
-    system_id: String,
-) -> Result<Feed, GbfsError> {
+fn read_archive(info_path: &Path, status_path: &Path, system_id: String) -> Result<Feed, GbfsError> {
     let bytes = read_capped(info_path, MAX_JSON_BYTES)?;
     let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
-    let header = reader
-        .byte_headers()
-        .map_err(|e| malformed(info_path, None, e.to_string()))?
-        .clone();
-    let [id, short, name, lat, lon, cap] = columns(
-        info_path,
-        &header,
-        ["station_id", "short_name", "name", "lat", "lon", "capacity"],
-    )?;
+    let header = reader.byte_headers().map_err(|e| malformed(info_path, None, e.to_string()))?.clone();
+    let [id, short, name, lat, lon, cap] =
+        columns(info_path, &header, ["station_id", "short_name", "name", "lat", "lon", "capacity"])?;
     let mut stations = Vec::new();
     for record in reader.byte_records() {
         let record = record.map_err(|e| malformed(info_path, None, e.to_string()))?;
-        let text =
-            |c: usize| String::from_utf8_lossy(record.get(c).unwrap_or_default()).into_owned();
+        let text = |c: usize| String::from_utf8_lossy(record.get(c).unwrap_or_default()).into_owned();
         stations.push(StationInfo {
             station_id: text(id),
             short_name: text(short),
@@ -531,10 +453,7 @@ fn read_archive(
 
     let bytes = read_capped(status_path, MAX_ARCHIVE_BYTES)?;
     let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
-    let header = reader
-        .byte_headers()
-        .map_err(|e| malformed(status_path, None, e.to_string()))?
-        .clone();
+    let header = reader.byte_headers().map_err(|e| malformed(status_path, None, e.to_string()))?.clone();
     let [ts_c, id_c, bikes_c, docks_c, inst_c, rent_c, ret_c, rep_c] = columns(
         status_path,
         &header,
@@ -552,13 +471,9 @@ fn read_archive(
     let mut rows: Vec<(i64, StationStatus)> = Vec::new();
     let mut unknown = 0;
     let mut record = csv::ByteRecord::new();
-    while reader
-        .read_byte_record(&mut record)
-        .map_err(|e| malformed(status_path, None, e.to_string()))?
-    {
+    while reader.read_byte_record(&mut record).map_err(|e| malformed(status_path, None, e.to_string()))? {
         let station_id = record.get(id_c).unwrap_or_default();
-        let Ok(station) = stations.binary_search_by(|s| s.station_id.as_bytes().cmp(station_id))
-        else {
+        let Ok(station) = stations.binary_search_by(|s| s.station_id.as_bytes().cmp(station_id)) else {
             unknown += 1;
             continue;
         };
@@ -581,25 +496,12 @@ fn read_archive(
     for (ts, row) in rows {
         match snapshots.last_mut() {
             Some(last) if last.ts == ts => last.rows.push(row),
-            _ => snapshots.push(Snapshot {
-                ts,
-                rows: vec![row],
-            }),
+            _ => snapshots.push(Snapshot { ts, rows: vec![row] }),
         }
     }
     if snapshots.is_empty() {
-        return Err(malformed(
-            status_path,
-            None,
-            "the archive holds no snapshot",
-        ));
+        return Err(malformed(status_path, None, "the archive holds no snapshot"));
     }
     let info_last_updated = snapshots.last().map_or(0, |s| s.ts);
-    Ok(Feed {
-        system_id,
-        stations,
-        info_last_updated,
-        snapshots,
-        unknown_station_rows: unknown,
-    })
+    Ok(Feed { system_id, stations, info_last_updated, snapshots, unknown_station_rows: unknown })
 }

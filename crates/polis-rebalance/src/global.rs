@@ -54,11 +54,8 @@ pub struct Solution {
 impl Solution {
     /// Distinct stations touched.
     pub fn stations_touched(&self, network: &Network<'_>) -> usize {
-        let mut touched: Vec<usize> = self
-            .flows
-            .iter()
-            .flat_map(|&(e, _)| [network.edges()[e].from, network.edges()[e].to])
-            .collect();
+        let mut touched: Vec<usize> =
+            self.flows.iter().flat_map(|&(e, _)| [network.edges()[e].from, network.edges()[e].to]).collect();
         touched.sort_unstable();
         touched.dedup();
         touched.len()
@@ -137,10 +134,7 @@ pub fn solve(network: &Network<'_>, edges: &[usize]) -> Solution {
     // Node layout: 0 = source, 1 = sink, then one node per station that
     // appears in `edges`, numbered in station (key) order.
     let mut node_of = vec![usize::MAX; network.len()];
-    let mut used: Vec<usize> = edges
-        .iter()
-        .flat_map(|&e| [network.edges()[e].from, network.edges()[e].to])
-        .collect();
+    let mut used: Vec<usize> = edges.iter().flat_map(|&e| [network.edges()[e].from, network.edges()[e].to]).collect();
     used.sort_unstable();
     used.dedup();
     for (n, &s) in used.iter().enumerate() {
@@ -161,12 +155,7 @@ pub fn solve(network: &Network<'_>, edges: &[usize]) -> Solution {
         .iter()
         .map(|&e| {
             let edge = &network.edges()[e];
-            graph.add_arc(
-                node_of[edge.from],
-                node_of[edge.to],
-                INFINITE,
-                cost_mm(edge.dist_m),
-            )
+            graph.add_arc(node_of[edge.from], node_of[edge.to], INFINITE, cost_mm(edge.dist_m))
         })
         .collect();
     let budget = i64::from(network.effort().bike_move_budget_per_step);
@@ -179,29 +168,18 @@ pub fn solve(network: &Network<'_>, edges: &[usize]) -> Solution {
             (f > 0).then(|| (e, u32::try_from(f).unwrap_or(u32::MAX)))
         })
         .collect();
-    Solution {
-        flows,
-        delivered: u64::try_from(result.flow).unwrap_or(0),
-        cost_mm: result.cost,
-    }
+    Solution { flows, delivered: u64::try_from(result.flow).unwrap_or(0), cost_mm: result.cost }
 }
 
 /// Runs the optimiser and, when a cap binds, the repair.
 pub fn plan(network: &Network<'_>) -> Plan {
     let optimum = solve(network, &transfer_edges(network));
     if optimum.fits_caps(network) {
-        return Plan {
-            chosen: optimum.clone(),
-            optimum,
-            repair: Repair::None,
-        };
+        return Plan { chosen: optimum.clone(), optimum, repair: Repair::None };
     }
     let from_optimum = solve(network, &largest_fitting(network, &optimum));
-    let mut greedy_edges: Vec<usize> = crate::greedy::plan(network)
-        .moves
-        .iter()
-        .filter_map(|&(f, t, _)| network.edge_index(f, t))
-        .collect();
+    let mut greedy_edges: Vec<usize> =
+        crate::greedy::plan(network).moves.iter().filter_map(|&(f, t, _)| network.edge_index(f, t)).collect();
     greedy_edges.sort_unstable();
     greedy_edges.dedup();
     let from_greedy = solve(network, &greedy_edges);
@@ -210,11 +188,7 @@ pub fn plan(network: &Network<'_>) -> Plan {
     } else {
         (from_optimum, Repair::FromOptimum)
     };
-    Plan {
-        optimum,
-        chosen,
-        repair,
-    }
+    Plan { optimum, chosen, repair }
 }
 
 /// The optimum's transfers, largest first (then shorter, then by edge
@@ -223,13 +197,7 @@ fn largest_fitting(network: &Network<'_>, optimum: &Solution) -> Vec<usize> {
     let effort = network.effort();
     let mut order = optimum.flows.clone();
     order.sort_by(|&(ea, fa), &(eb, fb)| {
-        fb.cmp(&fa)
-            .then(
-                network.edges()[ea]
-                    .dist_m
-                    .total_cmp(&network.edges()[eb].dist_m),
-            )
-            .then(ea.cmp(&eb))
+        fb.cmp(&fa).then(network.edges()[ea].dist_m.total_cmp(&network.edges()[eb].dist_m)).then(ea.cmp(&eb))
     });
     let mut touched = vec![false; network.len()];
     let mut touched_count = 0u64;
@@ -256,38 +224,19 @@ fn largest_fitting(network: &Network<'_>, optimum: &Solution) -> Vec<usize> {
 /// first, then largest, then by from and to key.
 pub fn run(network: &Network<'_>) -> PolicyOutput {
     let plan = plan(network);
-    let mut moves: Vec<(usize, usize, u32)> = plan
-        .chosen
-        .flows
-        .iter()
-        .map(|&(e, bikes)| (network.edges()[e].from, network.edges()[e].to, bikes))
-        .collect();
+    let mut moves: Vec<(usize, usize, u32)> =
+        plan.chosen.flows.iter().map(|&(e, bikes)| (network.edges()[e].from, network.edges()[e].to, bikes)).collect();
     moves.sort_by(|a, b| {
-        let (da, db) = (
-            network.edge(a.0, a.1).map_or(0.0, |e| e.dist_m),
-            network.edge(b.0, b.1).map_or(0.0, |e| e.dist_m),
-        );
-        da.total_cmp(&db)
-            .then(b.2.cmp(&a.2))
-            .then(a.0.cmp(&b.0))
-            .then(a.1.cmp(&b.1))
+        let (da, db) =
+            (network.edge(a.0, a.1).map_or(0.0, |e| e.dist_m), network.edge(b.0, b.1).map_or(0.0, |e| e.dist_m));
+        da.total_cmp(&db).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1))
     });
     let mut diagnostics = crate::diagnostics::totals(network);
     diagnostics.extend(crate::diagnostics::effort_used(network, &moves));
     diagnostics.insert("optimal".into(), json!(plan.repair == Repair::None));
     diagnostics.insert("repair".into(), json!(plan.repair.label()));
-    diagnostics.insert(
-        "uncapped_optimum_bikes".into(),
-        json!(plan.optimum.delivered),
-    );
-    diagnostics.insert(
-        "gap_bikes".into(),
-        json!(plan.optimum.delivered.saturating_sub(plan.chosen.delivered)),
-    );
-    let reasons: &[&str] = if plan.repair == Repair::None {
-        &[REASON]
-    } else {
-        &[REASON, REPAIR_REASON]
-    };
+    diagnostics.insert("uncapped_optimum_bikes".into(), json!(plan.optimum.delivered));
+    diagnostics.insert("gap_bikes".into(), json!(plan.optimum.delivered.saturating_sub(plan.chosen.delivered)));
+    let reasons: &[&str] = if plan.repair == Repair::None { &[REASON] } else { &[REASON, REPAIR_REASON] };
     build_output(network, &moves, reasons, BTreeMap::from_iter(diagnostics))
 }

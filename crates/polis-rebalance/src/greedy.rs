@@ -89,15 +89,12 @@ pub fn plan(network: &Network<'_>) -> Plan {
         if moves.len() as u64 >= u64::from(effort.max_moves) {
             break Stop::MaxMoves;
         }
-        let x_of = |ledger: &Ledger<'_, '_>, c: usize| {
-            ledger.excess(edges[c].from).min(ledger.need(edges[c].to))
-        };
+        let x_of = |ledger: &Ledger<'_, '_>, c: usize| ledger.excess(edges[c].from).min(ledger.need(edges[c].to));
         while live_from < order.len() && x_of(&ledger, order[live_from]) == 0 {
             live_from += 1;
         }
         let fits = |ledger: &Ledger<'_, '_>, c: usize| {
-            ledger.touched_count() + ledger.new_stations(edges[c].from, edges[c].to)
-                <= effort.max_stations_touched
+            ledger.touched_count() + ledger.new_stations(edges[c].from, edges[c].to) <= effort.max_stations_touched
         };
         let mut best: Option<(usize, u32)> = None;
         let mut blocked_by_cap = false;
@@ -126,11 +123,7 @@ pub fn plan(network: &Network<'_>) -> Plan {
             break;
         }
         let Some((c, x)) = best else {
-            break if blocked_by_cap {
-                Stop::StationsCap
-            } else {
-                Stop::NoCandidates
-            };
+            break if blocked_by_cap { Stop::StationsCap } else { Stop::NoCandidates };
         };
         let e = &edges[c];
         let amount = u64::from(x).min(ledger.remaining_budget()) as u32;
@@ -146,10 +139,5 @@ pub fn run(network: &Network<'_>) -> PolicyOutput {
     let mut diagnostics = crate::diagnostics::totals(network);
     diagnostics.insert("stop_reason".into(), json!(plan.stop.label()));
     diagnostics.extend(crate::diagnostics::effort_used(network, &plan.moves));
-    build_output(
-        network,
-        &plan.moves,
-        &[REASON],
-        BTreeMap::from_iter(diagnostics),
-    )
+    build_output(network, &plan.moves, &[REASON], BTreeMap::from_iter(diagnostics))
 }

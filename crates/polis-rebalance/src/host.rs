@@ -61,10 +61,7 @@ pub struct Host {
 impl Host {
     /// A host over `registry` with the given limits.
     pub fn new(registry: Registry<Rebalance>, limits: HostLimits) -> Self {
-        Host {
-            registry,
-            guard: Guard::new(limits),
-        }
+        Host { registry, guard: Guard::new(limits) }
     }
 
     /// A host over the built-ins with default limits.
@@ -100,20 +97,12 @@ impl Host {
 
     /// Validates an input once, returning its digest, for callers that run
     /// several policies on it.
-    pub fn check_input(
-        &self,
-        input: &PolicyInput,
-        params: &RebalanceParams,
-    ) -> Result<Digest, HostError> {
+    pub fn check_input(&self, input: &PolicyInput, params: &RebalanceParams) -> Result<Digest, HostError> {
         Ok(self.guard.check_input(input, params)?)
     }
 
     /// Decides with `policy_version`: resolve (failing closed), key, guard.
-    pub fn decide(
-        &self,
-        policy_version: &str,
-        decision: &Decision<'_>,
-    ) -> Result<RunRecord<Rebalance>, HostError> {
+    pub fn decide(&self, policy_version: &str, decision: &Decision<'_>) -> Result<RunRecord<Rebalance>, HostError> {
         let input_sha256 = self.check_input(decision.input, decision.params)?;
         self.decide_checked(policy_version, decision, input_sha256)
     }
@@ -129,12 +118,7 @@ impl Host {
         let entry = self.registry.resolve(policy_version)?;
         let key = Host::run_key(policy_version, decision);
         let context = RunContext::for_key(&key, decision.request_id.map(str::to_owned));
-        let request = RunRequest {
-            key,
-            context,
-            input: decision.input,
-            params: decision.params,
-        };
+        let request = RunRequest { key, context, input: decision.input, params: decision.params };
         Ok(self.guard.run_checked(entry, &request, input_sha256)?)
     }
 }

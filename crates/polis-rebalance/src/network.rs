@@ -72,29 +72,19 @@ pub struct Network<'a> {
 impl<'a> Network<'a> {
     /// Validates `input` and builds its canonical view. Every problem is
     /// reported with its path, such as `stations[3].bikes`.
-    pub fn new(
-        input: &'a PolicyInput,
-        params: &RebalanceParams,
-    ) -> Result<Network<'a>, Violations> {
+    pub fn new(input: &'a PolicyInput, params: &RebalanceParams) -> Result<Network<'a>, Violations> {
         let mut problems = Vec::new();
         check_targets(input, &mut problems);
 
         let mut order: Vec<usize> = (0..input.stations.len()).collect();
-        order.sort_by(|&a, &b| {
-            input.stations[a]
-                .station_key
-                .cmp(&input.stations[b].station_key)
-        });
+        order.sort_by(|&a, &b| input.stations[a].station_key.cmp(&input.stations[b].station_key));
         for pair in order.windows(2) {
             let (first, second) = (pair[0], pair[1]);
             if input.stations[first].station_key == input.stations[second].station_key {
                 problems.push(Violation::new(
                     "input.duplicate_station",
                     format!("stations[{second}].station_key"),
-                    format!(
-                        "station key `{}` also appears at stations[{first}]",
-                        input.stations[second].station_key
-                    ),
+                    format!("station key `{}` also appears at stations[{first}]", input.stations[second].station_key),
                 ));
             }
         }
@@ -115,20 +105,14 @@ impl<'a> Network<'a> {
                 problems.push(Violation::new(
                     "input.bikes_over_capacity",
                     format!("stations[{i}].bikes"),
-                    format!(
-                        "station `{}` has {} bikes but capacity {}",
-                        s.station_key, s.bikes, s.capacity
-                    ),
+                    format!("station `{}` has {} bikes but capacity {}", s.station_key, s.bikes, s.capacity),
                 ));
             }
             if s.docks > s.capacity {
                 problems.push(Violation::new(
                     "input.docks_over_capacity",
                     format!("stations[{i}].docks"),
-                    format!(
-                        "station `{}` has {} docks free but capacity {}",
-                        s.station_key, s.docks, s.capacity
-                    ),
+                    format!("station `{}` has {} docks free but capacity {}", s.station_key, s.docks, s.capacity),
                 ));
             }
             let capacity = f64::from(s.capacity);
@@ -137,13 +121,7 @@ impl<'a> Network<'a> {
             let eligible = s.capacity >= targets.min_capacity_for_policy
                 && params.allowed_bucket_quality.contains(&s.bucket_quality);
             keys.push(s.station_key.as_str());
-            stations.push(StationState {
-                capacity: s.capacity,
-                bikes: s.bikes.min(s.capacity),
-                low,
-                high,
-                eligible,
-            });
+            stations.push(StationState { capacity: s.capacity, bikes: s.bikes.min(s.capacity), low, high, eligible });
         }
 
         let mut edges = Vec::with_capacity(input.neighbors.len());
@@ -151,10 +129,7 @@ impl<'a> Network<'a> {
         for (i, n) in input.neighbors.iter().enumerate() {
             let from = keys.binary_search(&n.from_station_key.as_str());
             let to = keys.binary_search(&n.to_station_key.as_str());
-            for (side, found, key) in [
-                ("from", &from, &n.from_station_key),
-                ("to", &to, &n.to_station_key),
-            ] {
+            for (side, found, key) in [("from", &from, &n.from_station_key), ("to", &to, &n.to_station_key)] {
                 if found.is_err() {
                     problems.push(Violation::new(
                         "input.unknown_station",
@@ -167,18 +142,11 @@ impl<'a> Network<'a> {
                 problems.push(Violation::new(
                     "input.bad_distance",
                     format!("neighbors[{i}].dist_m"),
-                    format!(
-                        "distance must be finite and within 0..={MAX_DIST_M} m, got {}",
-                        n.dist_m
-                    ),
+                    format!("distance must be finite and within 0..={MAX_DIST_M} m, got {}", n.dist_m),
                 ));
             }
             if n.rank == 0 {
-                problems.push(Violation::new(
-                    "input.bad_rank",
-                    format!("neighbors[{i}].rank"),
-                    "ranks start at 1",
-                ));
+                problems.push(Violation::new("input.bad_rank", format!("neighbors[{i}].rank"), "ranks start at 1"));
             }
             if let (Ok(from), Ok(to)) = (from, to) {
                 if from == to {
@@ -189,11 +157,7 @@ impl<'a> Network<'a> {
                     ));
                     continue;
                 }
-                edges.push(Edge {
-                    from,
-                    to,
-                    dist_m: n.dist_m,
-                });
+                edges.push(Edge { from, to, dist_m: n.dist_m });
                 positions.push(i);
             }
         }
@@ -223,13 +187,7 @@ impl<'a> Network<'a> {
         for i in 0..stations.len() {
             out[i + 1] += out[i];
         }
-        Ok(Network {
-            keys,
-            stations,
-            edges,
-            out,
-            effort: &input.effort,
-        })
+        Ok(Network { keys, stations, edges, out, effort: &input.effort })
     }
 
     /// Number of stations.
@@ -275,17 +233,13 @@ impl<'a> Network<'a> {
     /// The edge `from → to`, if there is one.
     pub fn edge(&self, from: usize, to: usize) -> Option<&Edge> {
         let out = self.edges_from(from);
-        out.binary_search_by_key(&to, |e| e.to)
-            .ok()
-            .map(|i| &out[i])
+        out.binary_search_by_key(&to, |e| e.to).ok().map(|i| &out[i])
     }
 
     /// The index (into [`Network::edges`]) of the edge `from → to`.
     pub fn edge_index(&self, from: usize, to: usize) -> Option<usize> {
         let out = self.edges_from(from);
-        out.binary_search_by_key(&to, |e| e.to)
-            .ok()
-            .map(|i| self.out[from] + i)
+        out.binary_search_by_key(&to, |e| e.to).ok().map(|i| self.out[from] + i)
     }
 
     /// The effort limits.
@@ -309,31 +263,20 @@ fn check_targets(input: &PolicyInput, problems: &mut Vec<Violation>) {
         problems.push(Violation::new(
             "input.bad_target",
             "targets.alpha",
-            format!(
-                "alpha {} is above beta {}; the band would be empty",
-                t.alpha, t.beta
-            ),
+            format!("alpha {} is above beta {}; the band would be empty", t.alpha, t.beta),
         ));
     }
 }
 
 fn band_ceil(x: f64) -> u32 {
     let nearest = x.round();
-    let value = if (x - nearest).abs() < BAND_TOLERANCE {
-        nearest
-    } else {
-        x.ceil()
-    };
+    let value = if (x - nearest).abs() < BAND_TOLERANCE { nearest } else { x.ceil() };
     value.clamp(0.0, f64::from(u32::MAX)) as u32
 }
 
 fn band_floor(x: f64) -> u32 {
     let nearest = x.round();
-    let value = if (x - nearest).abs() < BAND_TOLERANCE {
-        nearest
-    } else {
-        x.floor()
-    };
+    let value = if (x - nearest).abs() < BAND_TOLERANCE { nearest } else { x.floor() };
     value.clamp(0.0, f64::from(u32::MAX)) as u32
 }
 

@@ -25,9 +25,7 @@ use polis_core::canonical::{self, Digest};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::contract::{
-    DEFAULT_EFFORT, Effort, Neighbor, PolicyInput, Station, Targets, default_targets,
-};
+use crate::contract::{DEFAULT_EFFORT, Effort, Neighbor, PolicyInput, Station, Targets, default_targets};
 use crate::gbfs::{Feed, Snapshot, StationInfo};
 
 /// Decision buckets are five minutes long.
@@ -57,12 +55,7 @@ pub struct SnapshotOptions {
 
 impl Default for SnapshotOptions {
     fn default() -> Self {
-        SnapshotOptions {
-            k: 25,
-            radius_m: 1200.0,
-            effort: DEFAULT_EFFORT,
-            targets: default_targets(),
-        }
+        SnapshotOptions { k: 25, radius_m: 1200.0, effort: DEFAULT_EFFORT, targets: default_targets() }
     }
 }
 
@@ -110,10 +103,7 @@ struct NearCache {
 impl SnapshotBuilder {
     /// A builder with these options.
     pub fn new(options: SnapshotOptions) -> Self {
-        SnapshotBuilder {
-            options,
-            cache: None,
-        }
+        SnapshotBuilder { options, cache: None }
     }
 
     /// The options.
@@ -137,13 +127,8 @@ impl SnapshotBuilder {
                 capacity,
                 bikes: row.bikes,
                 docks: row.docks,
-                bucket_quality: quality(
-                    row.is_installed,
-                    row.is_renting,
-                    row.is_returning,
-                    at - row.last_reported,
-                )
-                .to_owned(),
+                bucket_quality: quality(row.is_installed, row.is_renting, row.is_returning, at - row.last_reported)
+                    .to_owned(),
             });
             let label = if info.short_name.is_empty() {
                 info.name.clone()
@@ -165,8 +150,7 @@ impl SnapshotBuilder {
             sv: serving_view(&feed.system_id, feed.info_last_updated, snapshot.ts),
             decision_bucket_ts: at.div_euclid(BUCKET_SECONDS) * BUCKET_SECONDS,
             view_snapshot_id: format!("{}@{}", feed.system_id, snapshot.ts),
-            view_snapshot_sha256: canonical::digest_of(&view)
-                .unwrap_or_else(|_| Digest::of_bytes(b"")),
+            view_snapshot_sha256: canonical::digest_of(&view).unwrap_or_else(|_| Digest::of_bytes(b"")),
             snapshot_ts: snapshot.ts,
             input,
             names,
@@ -189,18 +173,9 @@ impl SnapshotBuilder {
         };
         if fresh {
             let all: Vec<usize> = (0..stations.len()).collect();
-            let near = all
-                .iter()
-                .map(|&i| within_radius(stations, &all, i, self.options.radius_m))
-                .collect();
-            let ids = stations
-                .iter()
-                .map(|s| (s.station_id.clone(), s.lat, s.lon))
-                .collect();
-            self.cache = Some(NearCache {
-                stations: ids,
-                near,
-            });
+            let near = all.iter().map(|&i| within_radius(stations, &all, i, self.options.radius_m)).collect();
+            let ids = stations.iter().map(|s| (s.station_id.clone(), s.lat, s.lon)).collect();
+            self.cache = Some(NearCache { stations: ids, near });
         }
         let Some(cache) = &self.cache else {
             return Vec::new();
@@ -211,10 +186,7 @@ impl SnapshotBuilder {
         }
         let mut edges = Vec::with_capacity(present.len() * self.options.k);
         for &i in present {
-            let nearest = cache.near[i]
-                .iter()
-                .filter(|(_, j)| is_present[*j])
-                .take(self.options.k);
+            let nearest = cache.near[i].iter().filter(|(_, j)| is_present[*j]).take(self.options.k);
             push_edges(&mut edges, stations, i, nearest);
         }
         edges
@@ -223,12 +195,7 @@ impl SnapshotBuilder {
 
 /// Every station of `candidates` within `radius_m` of station `i`, as
 /// `(distance, index)` sorted by distance then index (= key order).
-fn within_radius(
-    stations: &[StationInfo],
-    candidates: &[usize],
-    i: usize,
-    radius_m: f64,
-) -> Vec<(f64, usize)> {
+fn within_radius(stations: &[StationInfo], candidates: &[usize], i: usize, radius_m: f64) -> Vec<(f64, usize)> {
     let a = &stations[i];
     let mut near: Vec<(f64, usize)> = candidates
         .iter()
@@ -295,12 +262,7 @@ pub fn haversine_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 /// The `k` nearest stations within `radius_m` of each of `present`
 /// (indices into `stations`, which are sorted by id), ranked by (distance,
 /// key), as directed edges.
-pub fn neighbor_graph(
-    stations: &[StationInfo],
-    present: &[usize],
-    k: usize,
-    radius_m: f64,
-) -> Vec<Neighbor> {
+pub fn neighbor_graph(stations: &[StationInfo], present: &[usize], k: usize, radius_m: f64) -> Vec<Neighbor> {
     let mut edges = Vec::with_capacity(present.len() * k.min(present.len()));
     for &i in present {
         let near = within_radius(stations, present, i, radius_m);
@@ -325,28 +287,17 @@ mod tests {
 
     #[test]
     fn cached_neighbours_equal_a_fresh_computation_when_stations_come_and_go() {
-        let city = crate::synth::generate(crate::synth::CityOptions {
-            stations: 60,
-            days: 1,
-            seed: 3,
-        });
+        let city = crate::synth::generate(crate::synth::CityOptions { stations: 60, days: 1, seed: 3 });
         let mut feed = city.feed;
         // Drop a different station from each of a few snapshots.
         for (n, snapshot) in feed.snapshots.iter_mut().take(5).enumerate() {
             snapshot.rows.remove(n * 7);
         }
-        let mut builder = SnapshotBuilder::new(SnapshotOptions {
-            k: 5,
-            radius_m: 900.0,
-            ..SnapshotOptions::default()
-        });
+        let mut builder = SnapshotBuilder::new(SnapshotOptions { k: 5, radius_m: 900.0, ..SnapshotOptions::default() });
         for snapshot in feed.snapshots.iter().take(6) {
             let present: Vec<usize> = snapshot.rows.iter().map(|r| r.station).collect();
             let built = builder.build(&feed, snapshot, None);
-            assert_eq!(
-                built.input.neighbors,
-                neighbor_graph(&feed.stations, &present, 5, 900.0)
-            );
+            assert_eq!(built.input.neighbors, neighbor_graph(&feed.stations, &present, 5, 900.0));
         }
     }
 

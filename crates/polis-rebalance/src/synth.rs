@@ -114,17 +114,9 @@ fn departure_rate(zone: Zone, hour: f64) -> f64 {
 fn destination_zone(sim: &mut Sim, hour: f64) -> Zone {
     let r = sim.unit();
     if (7.0..10.0).contains(&hour) {
-        if r < 0.85 {
-            Zone::Business
-        } else {
-            Zone::Mixed
-        }
+        if r < 0.85 { Zone::Business } else { Zone::Mixed }
     } else if (16.0..19.0).contains(&hour) {
-        if r < 0.85 {
-            Zone::Residential
-        } else {
-            Zone::Mixed
-        }
+        if r < 0.85 { Zone::Residential } else { Zone::Mixed }
     } else if r < 0.5 {
         Zone::Residential
     } else if r < 0.8 {
@@ -136,9 +128,7 @@ fn destination_zone(sim: &mut Sim, hour: f64) -> Zone {
 
 /// Generates a city.
 pub fn generate(options: CityOptions) -> City {
-    let mut sim = Sim {
-        rng: ChaCha8Rng::seed_from_u64(options.seed),
-    };
+    let mut sim = Sim { rng: ChaCha8Rng::seed_from_u64(options.seed) };
     let n = options.stations.max(2);
     let side = (n as f64).sqrt().ceil() as usize;
     let half = (side as f64 - 1.0) / 2.0;
@@ -152,11 +142,7 @@ pub fn generate(options: CityOptions) -> City {
         let zone = if sim.unit() < 0.1 {
             Zone::Mixed
         } else if radius < 0.4 {
-            if sim.unit() < 0.85 {
-                Zone::Business
-            } else {
-                Zone::Residential
-            }
+            if sim.unit() < 0.85 { Zone::Business } else { Zone::Residential }
         } else if sim.unit() < 0.9 {
             Zone::Residential
         } else {
@@ -189,11 +175,7 @@ pub fn generate(options: CityOptions) -> City {
         zones.push(zone);
     }
     let by_zone = |z: Zone| -> Vec<usize> { (0..n).filter(|&i| zones[i] == z).collect() };
-    let pools = [
-        by_zone(Zone::Residential),
-        by_zone(Zone::Business),
-        by_zone(Zone::Mixed),
-    ];
+    let pools = [by_zone(Zone::Residential), by_zone(Zone::Business), by_zone(Zone::Mixed)];
     let pool = |z: Zone| match z {
         Zone::Residential => 0,
         Zone::Business => 1,
@@ -226,11 +208,7 @@ pub fn generate(options: CityOptions) -> City {
                 outage.push((station, start, start + 2 * 3600));
             }
         }
-        let offline = |i: usize| {
-            outage
-                .iter()
-                .any(|&(s, a, b)| s == i && (a..b).contains(&ts))
-        };
+        let offline = |i: usize| outage.iter().any(|&(s, a, b)| s == i && (a..b).contains(&ts));
         for origin in 0..n {
             if offline(origin) {
                 continue;
@@ -305,10 +283,7 @@ pub fn write(city: &City, dir: &Path) -> std::io::Result<()> {
             "lat": s.lat, "lon": s.lon, "capacity": s.capacity,
         })).collect::<Vec<_>>()}
     });
-    std::fs::write(
-        dir.join("station_information.json"),
-        serde_json::to_vec_pretty(&info)?,
-    )?;
+    std::fs::write(dir.join("station_information.json"), serde_json::to_vec_pretty(&info)?)?;
     if let Some(snapshot) = feed.snapshots.last() {
         let status = json!({
             "last_updated": last,
@@ -321,25 +296,16 @@ pub fn write(city: &City, dir: &Path) -> std::io::Result<()> {
                 "last_reported": r.last_reported,
             })).collect::<Vec<_>>()}
         });
-        std::fs::write(
-            dir.join("station_status.json"),
-            serde_json::to_vec_pretty(&status)?,
-        )?;
+        std::fs::write(dir.join("station_status.json"), serde_json::to_vec_pretty(&status)?)?;
     }
     let mut csv = String::from("station_id,short_name,name,lat,lon,capacity\n");
     for s in &feed.stations {
-        csv.push_str(&format!(
-            "{},{},{},{},{},{}\n",
-            s.station_id, s.short_name, s.name, s.lat, s.lon, s.capacity
-        ));
+        csv.push_str(&format!("{},{},{},{},{},{}\n", s.station_id, s.short_name, s.name, s.lat, s.lon, s.capacity));
     }
     std::fs::write(dir.join("stations.csv"), csv)?;
     let file = std::fs::File::create(dir.join("station_status.csv.gz"))?;
     // mtime 0 and no file name keep the gzip header byte-identical.
-    let mut gz = flate2::GzBuilder::new().mtime(0).write(
-        std::io::BufWriter::new(file),
-        flate2::Compression::default(),
-    );
+    let mut gz = flate2::GzBuilder::new().mtime(0).write(std::io::BufWriter::new(file), flate2::Compression::default());
     writeln!(
         gz,
         "snapshot_ts,station_id,num_bikes_available,num_ebikes_available,num_bikes_disabled,num_docks_available,num_docks_disabled,is_installed,is_renting,is_returning,last_reported"

@@ -107,11 +107,7 @@ impl<'n, 'a> Ledger<'n, 'a> {
             return true;
         }
         let stations = self.network.stations();
-        !self
-            .network
-            .edges_from(from)
-            .iter()
-            .any(|e| stations[e.to].eligible && self.need(e.to) > 0)
+        !self.network.edges_from(from).iter().any(|e| stations[e.to].eligible && self.need(e.to) > 0)
     }
 }
 
@@ -144,11 +140,7 @@ pub fn build_output(
         stations_touched: ledger.touched_count(),
         no_op: moves.is_empty(),
     };
-    PolicyOutput {
-        moves,
-        summary,
-        diagnostics: Some(diagnostics),
-    }
+    PolicyOutput { moves, summary, diagnostics: Some(diagnostics) }
 }
 
 /// Checks an output against its input's network; see the module docs for
@@ -164,11 +156,7 @@ pub fn check_output(network: &Network<'_>, output: &PolicyOutput) -> Result<(), 
         problems.push(Violation::new(
             "output.too_many_moves",
             "moves",
-            format!(
-                "{} moves exceed `max_moves` {}",
-                output.moves.len(),
-                effort.max_moves
-            ),
+            format!("{} moves exceed `max_moves` {}", output.moves.len(), effort.max_moves),
         ));
     }
     for (i, m) in output.moves.iter().enumerate() {
@@ -183,17 +171,12 @@ pub fn check_output(network: &Network<'_>, output: &PolicyOutput) -> Result<(), 
                 format!("is {}, expected {}", m.move_rank, i + 1),
             ));
         }
-        let (Some(from), Some(to)) = (
-            network.index_of(&m.from_station_key),
-            network.index_of(&m.to_station_key),
-        ) else {
+        let (Some(from), Some(to)) = (network.index_of(&m.from_station_key), network.index_of(&m.to_station_key))
+        else {
             problems.push(Violation::new(
                 "output.unknown_station",
                 path,
-                format!(
-                    "move `{}` → `{}` names a station not in the input",
-                    m.from_station_key, m.to_station_key
-                ),
+                format!("move `{}` → `{}` names a station not in the input", m.from_station_key, m.to_station_key),
             ));
             continue;
         };
@@ -201,10 +184,7 @@ pub fn check_output(network: &Network<'_>, output: &PolicyOutput) -> Result<(), 
             problems.push(Violation::new(
                 "output.not_neighbor",
                 path,
-                format!(
-                    "`{}` → `{}` is not a neighbour edge of the input",
-                    m.from_station_key, m.to_station_key
-                ),
+                format!("`{}` → `{}` is not a neighbour edge of the input", m.from_station_key, m.to_station_key),
             ));
             continue;
         };
@@ -212,18 +192,11 @@ pub fn check_output(network: &Network<'_>, output: &PolicyOutput) -> Result<(), 
             problems.push(Violation::new(
                 "output.wrong_distance",
                 format!("{path}.dist_m"),
-                format!(
-                    "is {}, but the edge's `dist_m` is {}",
-                    m.dist_m, edge.dist_m
-                ),
+                format!("is {}, but the edge's `dist_m` is {}", m.dist_m, edge.dist_m),
             ));
         }
         if m.bikes_moved == 0 {
-            problems.push(Violation::new(
-                "output.empty_move",
-                format!("{path}.bikes_moved"),
-                "must be at least 1",
-            ));
+            problems.push(Violation::new("output.empty_move", format!("{path}.bikes_moved"), "must be at least 1"));
             continue;
         }
         for (side, idx) in [("from", from), ("to", to)] {
@@ -231,10 +204,7 @@ pub fn check_output(network: &Network<'_>, output: &PolicyOutput) -> Result<(), 
                 problems.push(Violation::new(
                     "output.ineligible_station",
                     format!("{path}.{side}_station_key"),
-                    format!(
-                        "station `{}` is not eligible (capacity or bucket quality)",
-                        network.key(idx)
-                    ),
+                    format!("station `{}` is not eligible (capacity or bucket quality)", network.key(idx)),
                 ));
             }
         }
@@ -242,12 +212,7 @@ pub fn check_output(network: &Network<'_>, output: &PolicyOutput) -> Result<(), 
             problems.push(Violation::new(
                 "output.negative_inventory",
                 format!("{path}.bikes_moved"),
-                format!(
-                    "moves {} bikes but `{}` holds {}",
-                    m.bikes_moved,
-                    m.from_station_key,
-                    ledger.bikes(from)
-                ),
+                format!("moves {} bikes but `{}` holds {}", m.bikes_moved, m.from_station_key, ledger.bikes(from)),
             ));
             continue;
         }
@@ -300,11 +265,7 @@ pub fn check_output(network: &Network<'_>, output: &PolicyOutput) -> Result<(), 
             problems.push(Violation::new(
                 "output.budget_flag",
                 format!("{path}.budget_exhausted"),
-                format!(
-                    "is {}, but {} of the budget remains",
-                    m.budget_exhausted,
-                    ledger.remaining_budget()
-                ),
+                format!("is {}, but {} of the budget remains", m.budget_exhausted, ledger.remaining_budget()),
             ));
         }
         let neighbor_exhausted = ledger.donor_exhausted(from);
@@ -337,33 +298,15 @@ pub fn check_output(network: &Network<'_>, output: &PolicyOutput) -> Result<(), 
         ));
     }
     let expected = Summary {
-        bikes_moved_total: u32::try_from(
-            output
-                .moves
-                .iter()
-                .map(|m| u64::from(m.bikes_moved))
-                .sum::<u64>(),
-        )
-        .unwrap_or(u32::MAX),
+        bikes_moved_total: u32::try_from(output.moves.iter().map(|m| u64::from(m.bikes_moved)).sum::<u64>())
+            .unwrap_or(u32::MAX),
         stations_touched: distinct_stations(output),
         no_op: output.moves.is_empty(),
     };
     for (field, got, want) in [
-        (
-            "bikes_moved_total",
-            u64::from(output.summary.bikes_moved_total),
-            u64::from(expected.bikes_moved_total),
-        ),
-        (
-            "stations_touched",
-            u64::from(output.summary.stations_touched),
-            u64::from(expected.stations_touched),
-        ),
-        (
-            "no_op",
-            u64::from(output.summary.no_op),
-            u64::from(expected.no_op),
-        ),
+        ("bikes_moved_total", u64::from(output.summary.bikes_moved_total), u64::from(expected.bikes_moved_total)),
+        ("stations_touched", u64::from(output.summary.stations_touched), u64::from(expected.stations_touched)),
+        ("no_op", u64::from(output.summary.no_op), u64::from(expected.no_op)),
     ] {
         if got != want {
             problems.push(Violation::new(
@@ -377,11 +320,8 @@ pub fn check_output(network: &Network<'_>, output: &PolicyOutput) -> Result<(), 
 }
 
 fn distinct_stations(output: &PolicyOutput) -> u32 {
-    let mut keys: Vec<&str> = output
-        .moves
-        .iter()
-        .flat_map(|m| [m.from_station_key.as_str(), m.to_station_key.as_str()])
-        .collect();
+    let mut keys: Vec<&str> =
+        output.moves.iter().flat_map(|m| [m.from_station_key.as_str(), m.to_station_key.as_str()]).collect();
     keys.sort_unstable();
     keys.dedup();
     keys.len() as u32

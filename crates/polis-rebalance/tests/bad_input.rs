@@ -35,9 +35,7 @@ fn problems(patch: impl FnOnce(&mut Value)) -> Vec<(String, String)> {
 fn check(patch: impl FnOnce(&mut Value), path: &str, message_part: &str) {
     let found = problems(patch);
     assert!(
-        found
-            .iter()
-            .any(|(p, m)| p == path && m.contains(message_part)),
+        found.iter().any(|(p, m)| p == path && m.contains(message_part)),
         "expected `{path}` with `{message_part}`, got {found:?}"
     );
 }
@@ -54,38 +52,22 @@ fn malformed_json_is_an_error_not_a_panic() {
 
 #[test]
 fn negative_capacity_names_the_field() {
-    check(
-        |d| d["stations"][1]["capacity"] = json!(-1),
-        "stations[1].capacity",
-        "-1",
-    );
+    check(|d| d["stations"][1]["capacity"] = json!(-1), "stations[1].capacity", "-1");
 }
 
 #[test]
 fn bikes_above_capacity_names_the_station() {
-    check(
-        |d| d["stations"][0]["bikes"] = json!(11),
-        "stations[0].bikes",
-        "capacity 10",
-    );
+    check(|d| d["stations"][0]["bikes"] = json!(11), "stations[0].bikes", "capacity 10");
 }
 
 #[test]
 fn edge_to_unknown_station_names_the_edge() {
-    check(
-        |d| d["neighbors"][0]["to_station_key"] = json!("zz"),
-        "neighbors[0].to_station_key",
-        "`zz`",
-    );
+    check(|d| d["neighbors"][0]["to_station_key"] = json!("zz"), "neighbors[0].to_station_key", "`zz`");
 }
 
 #[test]
 fn negative_distance_names_the_edge() {
-    check(
-        |d| d["neighbors"][0]["dist_m"] = json!(-5.0),
-        "neighbors[0].dist_m",
-        "-5",
-    );
+    check(|d| d["neighbors"][0]["dist_m"] = json!(-5.0), "neighbors[0].dist_m", "-5");
 }
 
 #[test]
@@ -106,20 +88,12 @@ fn infinite_distance_literal_is_a_parse_error() {
 
 #[test]
 fn absurd_distance_names_the_edge() {
-    check(
-        |d| d["neighbors"][0]["dist_m"] = json!(1e300),
-        "neighbors[0].dist_m",
-        "within",
-    );
+    check(|d| d["neighbors"][0]["dist_m"] = json!(1e300), "neighbors[0].dist_m", "within");
 }
 
 #[test]
 fn duplicate_station_keys_are_rejected() {
-    check(
-        |d| d["stations"][1]["station_key"] = json!("a"),
-        "stations[1].station_key",
-        "also appears",
-    );
+    check(|d| d["stations"][1]["station_key"] = json!("a"), "stations[1].station_key", "also appears");
 }
 
 #[test]
@@ -136,25 +110,13 @@ fn duplicate_edges_are_rejected() {
 
 #[test]
 fn self_edges_are_rejected() {
-    check(
-        |d| d["neighbors"][0]["to_station_key"] = json!("a"),
-        "neighbors[0]",
-        "itself",
-    );
+    check(|d| d["neighbors"][0]["to_station_key"] = json!("a"), "neighbors[0]", "itself");
 }
 
 #[test]
 fn band_fractions_must_be_ordered_fractions() {
-    check(
-        |d| d["targets"]["alpha"] = json!(1.5),
-        "targets.alpha",
-        "0..=1",
-    );
-    check(
-        |d| d["targets"]["alpha"] = json!(0.9),
-        "targets.alpha",
-        "above beta",
-    );
+    check(|d| d["targets"]["alpha"] = json!(1.5), "targets.alpha", "0..=1");
+    check(|d| d["targets"]["alpha"] = json!(0.9), "targets.alpha", "above beta");
 }
 
 #[test]
@@ -165,9 +127,5 @@ fn unknown_fields_are_named() {
 
 #[test]
 fn zero_rank_is_rejected() {
-    check(
-        |d| d["neighbors"][0]["rank"] = json!(0),
-        "neighbors[0].rank",
-        "start at 1",
-    );
+    check(|d| d["neighbors"][0]["rank"] = json!(0), "neighbors[0].rank", "start at 1");
 }

@@ -13,58 +13,21 @@ fn fixture_dir() -> PathBuf {
 #[test]
 fn feed_directory_builds_an_input_with_quality_capacity_and_neighbours() {
     let feed = Feed::open(&fixture_dir()).unwrap();
-    assert_eq!(
-        feed.unknown_station_rows, 1,
-        "the status row of s-ghost has no station information"
-    );
+    assert_eq!(feed.unknown_station_rows, 1, "the status row of s-ghost has no station information");
     let snapshot = feed.snapshot_at(None).unwrap();
-    let built = SnapshotBuilder::new(SnapshotOptions {
-        k: 2,
-        radius_m: 1000.0,
-        ..Default::default()
-    })
-    .build(&feed, snapshot, None);
-    let by_key = |k: &str| {
-        built
-            .input
-            .stations
-            .iter()
-            .find(|s| s.station_key == k)
-            .unwrap()
-            .clone()
-    };
+    let built = SnapshotBuilder::new(SnapshotOptions { k: 2, radius_m: 1000.0, ..Default::default() })
+        .build(&feed, snapshot, None);
+    let by_key = |k: &str| built.input.stations.iter().find(|s| s.station_key == k).unwrap().clone();
     assert_eq!(by_key("s-a").bucket_quality, "ok");
     assert_eq!(by_key("s-b").bucket_quality, "degraded", "not returning");
-    assert_eq!(
-        by_key("s-c").bucket_quality,
-        "stale",
-        "reported 3h20m before the decision"
-    );
+    assert_eq!(by_key("s-c").bucket_quality, "stale", "reported 3h20m before the decision");
     assert_eq!(by_key("s-d").bucket_quality, "offline", "not installed");
-    assert_eq!(
-        by_key("s-e").bucket_quality,
-        "degraded",
-        "reported 20 minutes before, as RFC 3339"
-    );
-    assert_eq!(
-        by_key("s-b").capacity,
-        11,
-        "bikes + docks exceed the published capacity of 8"
-    );
-    assert_eq!(
-        by_key("s-d").capacity,
-        8,
-        "no published capacity: bikes + docks"
-    );
+    assert_eq!(by_key("s-e").bucket_quality, "degraded", "reported 20 minutes before, as RFC 3339");
+    assert_eq!(by_key("s-b").capacity, 11, "bikes + docks exceed the published capacity of 8");
+    assert_eq!(by_key("s-d").capacity, 8, "no published capacity: bikes + docks");
     // s-d is 14 km away: nobody's neighbour. Each other station has its two
     // nearest within 1 km, ranked 1 and 2.
-    assert!(
-        built
-            .input
-            .neighbors
-            .iter()
-            .all(|n| n.from_station_key != "s-d" && n.to_station_key != "s-d")
-    );
+    assert!(built.input.neighbors.iter().all(|n| n.from_station_key != "s-d" && n.to_station_key != "s-d"));
     let from_a: Vec<(&str, u32)> = built
         .input
         .neighbors
@@ -87,22 +50,14 @@ fn a_directory_without_feeds_is_named_in_the_error() {
 #[test]
 fn malformed_feed_names_file_and_field() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        fixture_dir().join("station_information.json"),
-        dir.path().join("station_information.json"),
-    )
-    .unwrap();
+    std::fs::copy(fixture_dir().join("station_information.json"), dir.path().join("station_information.json")).unwrap();
     std::fs::write(
         dir.path().join("station_status.json"),
         r#"{"last_updated": 1, "data": {"stations": [{"station_id": "s-a", "num_bikes_available": -2}]}}"#,
     )
     .unwrap();
     let error = Feed::open(dir.path()).unwrap_err().to_string();
-    assert!(
-        error.contains("station_status.json")
-            && error.contains("data.stations[0].num_bikes_available"),
-        "{error}"
-    );
+    assert!(error.contains("station_status.json") && error.contains("data.stations[0].num_bikes_available"), "{error}");
 }
 
 #[test]
@@ -120,10 +75,7 @@ fn malformed_archive_row_names_line_and_column() {
     )
     .unwrap();
     let error = Feed::open(dir.path()).unwrap_err().to_string();
-    assert!(
-        error.contains("line 3") && error.contains("num_bikes_available"),
-        "{error}"
-    );
+    assert!(error.contains("line 3") && error.contains("num_bikes_available"), "{error}");
 }
 
 #[test]
@@ -136,47 +88,21 @@ fn the_bay_wheels_archive_reads_as_875_snapshots() {
     assert_eq!(feed.stations.len(), 514);
     assert_eq!(feed.snapshots[0].ts, 1_678_061_592);
     // Picking by time: the latest snapshot at or before, and nothing before the first.
-    assert_eq!(
-        feed.snapshot_at(Some(1_678_061_592 + 10)).unwrap().ts,
-        1_678_061_592
-    );
-    assert!(matches!(
-        feed.snapshot_at(Some(1_678_061_591)),
-        Err(GbfsError::NoSnapshot { .. })
-    ));
+    assert_eq!(feed.snapshot_at(Some(1_678_061_592 + 10)).unwrap().ts, 1_678_061_592);
+    assert!(matches!(feed.snapshot_at(Some(1_678_061_591)), Err(GbfsError::NoSnapshot { .. })));
 }
 
 #[test]
 fn the_synthetic_city_is_byte_identical_for_the_same_seed() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let options = CityOptions {
-        stations: 80,
-        days: 1,
-        seed: 11,
-    };
+    let options = CityOptions { stations: 80, days: 1, seed: 11 };
     synth::write(&synth::generate(options), a.path()).unwrap();
     synth::write(&synth::generate(options), b.path()).unwrap();
-    for file in [
-        "station_information.json",
-        "station_status.json",
-        "stations.csv",
-        "station_status.csv.gz",
-    ] {
-        assert_eq!(
-            std::fs::read(a.path().join(file)).unwrap(),
-            std::fs::read(b.path().join(file)).unwrap(),
-            "{file}"
-        );
+    for file in ["station_information.json", "station_status.json", "stations.csv", "station_status.csv.gz"] {
+        assert_eq!(std::fs::read(a.path().join(file)).unwrap(), std::fs::read(b.path().join(file)).unwrap(), "{file}");
     }
     let other = tempfile::tempdir().unwrap();
-    synth::write(
-        &synth::generate(CityOptions {
-            seed: 12,
-            ..options
-        }),
-        other.path(),
-    )
-    .unwrap();
+    synth::write(&synth::generate(CityOptions { seed: 12, ..options }), other.path()).unwrap();
     assert_ne!(
         std::fs::read(a.path().join("stations.csv")).unwrap(),
         std::fs::read(other.path().join("stations.csv")).unwrap()
@@ -186,11 +112,7 @@ fn the_synthetic_city_is_byte_identical_for_the_same_seed() {
 #[test]
 fn the_synthetic_city_reads_back_as_written() {
     let dir = tempfile::tempdir().unwrap();
-    let city = synth::generate(CityOptions {
-        stations: 50,
-        days: 1,
-        seed: 5,
-    });
+    let city = synth::generate(CityOptions { stations: 50, days: 1, seed: 5 });
     synth::write(&city, dir.path()).unwrap();
     let archive = Feed::open(dir.path()).unwrap();
     assert_eq!(archive.snapshots, city.feed.snapshots);
@@ -199,11 +121,7 @@ fn the_synthetic_city_reads_back_as_written() {
 
 #[test]
 fn the_synthetic_morning_empties_homes_and_fills_offices() {
-    let city = synth::generate(CityOptions {
-        stations: 300,
-        days: 1,
-        seed: 7,
-    });
+    let city = synth::generate(CityOptions { stations: 300, days: 1, seed: 7 });
     let fill_at = |ts: i64, zone: Zone| {
         let snapshot = city.feed.snapshot_at(Some(ts)).unwrap();
         let rows: Vec<f64> = snapshot
@@ -215,22 +133,9 @@ fn the_synthetic_morning_empties_homes_and_fills_offices() {
         rows.iter().sum::<f64>() / rows.len() as f64
     };
     let (six, ten) = (synth::START_TS + 6 * 3600, synth::START_TS + 10 * 3600);
-    let (homes_early, homes_late) = (
-        fill_at(six, Zone::Residential),
-        fill_at(ten, Zone::Residential),
-    );
-    let (offices_early, offices_late) =
-        (fill_at(six, Zone::Business), fill_at(ten, Zone::Business));
-    assert!(
-        homes_late < homes_early - 0.3,
-        "homes {homes_early:.2} → {homes_late:.2}"
-    );
-    assert!(
-        offices_late > offices_early + 0.3,
-        "offices {offices_early:.2} → {offices_late:.2}"
-    );
-    assert!(
-        homes_late < 0.25 && offices_late > 0.75,
-        "homes {homes_late:.2}, offices {offices_late:.2} at 10:00"
-    );
+    let (homes_early, homes_late) = (fill_at(six, Zone::Residential), fill_at(ten, Zone::Residential));
+    let (offices_early, offices_late) = (fill_at(six, Zone::Business), fill_at(ten, Zone::Business));
+    assert!(homes_late < homes_early - 0.3, "homes {homes_early:.2} → {homes_late:.2}");
+    assert!(offices_late > offices_early + 0.3, "offices {offices_early:.2} → {offices_late:.2}");
+    assert!(homes_late < 0.25 && offices_late > 0.75, "homes {homes_late:.2}, offices {offices_late:.2} at 10:00");
 }

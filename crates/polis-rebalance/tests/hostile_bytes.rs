@@ -18,11 +18,7 @@ fn exercise(bytes: &[u8]) {
     };
     for which in Builtin::ALL {
         let output = which.decide(&network);
-        assert!(
-            check_output(&network, &output).is_ok(),
-            "{which:?}: {:?}",
-            check_output(&network, &output)
-        );
+        assert!(check_output(&network, &output).is_ok(), "{which:?}: {:?}", check_output(&network, &output));
     }
 }
 

@@ -19,60 +19,46 @@ fn instance(max_stations: usize, max_edges: usize) -> impl Strategy<Value = Poli
     (2..=max_stations)
         .prop_flat_map(move |n| {
             let stations = proptest::collection::vec(
-                (
-                    5u32..=20,
-                    0u32..=100,
-                    prop_oneof![4 => Just("ok"), 1 => Just("degraded"), 1 => Just("stale")],
-                ),
+                (5u32..=20, 0u32..=100, prop_oneof![4 => Just("ok"), 1 => Just("degraded"), 1 => Just("stale")]),
                 n,
             );
             let edges = proptest::collection::vec((0..n, 0..n, 1u32..=3000), 0..=max_edges);
             let effort = (0u32..=40, 2u32..=12, 1u32..=8);
             (stations, edges, effort)
         })
-        .prop_map(
-            |(stations, edges, (budget, max_stations_touched, max_moves))| {
-                let stations: Vec<Station> = stations
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, (capacity, fill, quality))| {
-                        let bikes = capacity * fill / 100;
-                        Station {
-                            station_key: format!("s{i:02}"),
-                            capacity,
-                            bikes,
-                            docks: capacity - bikes,
-                            bucket_quality: quality.into(),
-                        }
-                    })
-                    .collect();
-                let mut seen = std::collections::BTreeSet::new();
-                let neighbors = edges
-                    .into_iter()
-                    .filter(|(a, b, _)| a != b && seen.insert((*a, *b)))
-                    .map(|(a, b, dm)| Neighbor {
-                        from_station_key: format!("s{a:02}"),
-                        to_station_key: format!("s{b:02}"),
-                        dist_m: f64::from(dm) / 10.0,
-                        rank: 1,
-                    })
-                    .collect();
-                PolicyInput {
-                    stations,
-                    neighbors,
-                    effort: Effort {
-                        bike_move_budget_per_step: budget,
-                        max_stations_touched,
-                        max_moves,
-                    },
-                    targets: Targets {
-                        alpha: 0.3,
-                        beta: 0.7,
-                        min_capacity_for_policy: 6,
-                    },
-                }
-            },
-        )
+        .prop_map(|(stations, edges, (budget, max_stations_touched, max_moves))| {
+            let stations: Vec<Station> = stations
+                .into_iter()
+                .enumerate()
+                .map(|(i, (capacity, fill, quality))| {
+                    let bikes = capacity * fill / 100;
+                    Station {
+                        station_key: format!("s{i:02}"),
+                        capacity,
+                        bikes,
+                        docks: capacity - bikes,
+                        bucket_quality: quality.into(),
+                    }
+                })
+                .collect();
+            let mut seen = std::collections::BTreeSet::new();
+            let neighbors = edges
+                .into_iter()
+                .filter(|(a, b, _)| a != b && seen.insert((*a, *b)))
+                .map(|(a, b, dm)| Neighbor {
+                    from_station_key: format!("s{a:02}"),
+                    to_station_key: format!("s{b:02}"),
+                    dist_m: f64::from(dm) / 10.0,
+                    rank: 1,
+                })
+                .collect();
+            PolicyInput {
+                stations,
+                neighbors,
+                effort: Effort { bike_move_budget_per_step: budget, max_stations_touched, max_moves },
+                targets: Targets { alpha: 0.3, beta: 0.7, min_capacity_for_policy: 6 },
+            }
+        })
 }
 
 fn decide(which: Builtin, input: &PolicyInput) -> PolicyOutput {
@@ -86,19 +72,10 @@ fn brute_force(network: &Network<'_>) -> (u64, i128) {
     let edges = global::transfer_edges(network);
     let stations = network.stations();
     let budget = u64::from(network.effort().bike_move_budget_per_step);
-    let mut supply: Vec<u64> = stations
-        .iter()
-        .map(|s| u64::from(s.excess(s.bikes)))
-        .collect();
-    let mut demand: Vec<u64> = stations
-        .iter()
-        .map(|s| u64::from(s.need(s.bikes)))
-        .collect();
+    let mut supply: Vec<u64> = stations.iter().map(|s| u64::from(s.excess(s.bikes))).collect();
+    let mut demand: Vec<u64> = stations.iter().map(|s| u64::from(s.need(s.bikes))).collect();
     let mut best = (0u64, 0i128);
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "a recursive search's state, spelled out"
-    )]
+    #[expect(clippy::too_many_arguments, reason = "a recursive search's state, spelled out")]
     fn search(
         network: &Network<'_>,
         edges: &[usize],
@@ -121,30 +98,12 @@ fn brute_force(network: &Network<'_>) -> (u64, i128) {
             supply[edge.from] -= f;
             demand[edge.to] -= f;
             let c = cost + i128::from(f) * i128::from(global::cost_mm(edge.dist_m));
-            search(
-                network,
-                rest,
-                supply,
-                demand,
-                left - f,
-                delivered + f,
-                c,
-                best,
-            );
+            search(network, rest, supply, demand, left - f, delivered + f, c, best);
             supply[edge.from] += f;
             demand[edge.to] += f;
         }
     }
-    search(
-        network,
-        &edges,
-        &mut supply,
-        &mut demand,
-        budget,
-        0,
-        0,
-        &mut best,
-    );
+    search(network, &edges, &mut supply, &mut demand, budget, 0, 0, &mut best);
     best
 }
 
@@ -208,8 +167,7 @@ fn literal_greedy(network: &Network<'_>) -> Vec<(usize, usize, u32)> {
                 continue;
             }
             let x = u.excess(bikes[e.from]).min(v.need(bikes[e.to]));
-            let new =
-                usize::from(!touched.contains(&e.from)) + usize::from(!touched.contains(&e.to));
+            let new = usize::from(!touched.contains(&e.from)) + usize::from(!touched.contains(&e.to));
             if x == 0 || touched.len() + new > effort.max_stations_touched as usize {
                 continue;
             }
@@ -254,9 +212,7 @@ proptest! {
 /// A deterministic Fisher–Yates shuffle from a 64-bit seed.
 fn shuffle<T>(items: &mut [T], mut seed: u64) {
     for i in (1..items.len()).rev() {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let j = (seed >> 33) as usize % (i + 1);
         items.swap(i, j);
     }
@@ -276,34 +232,13 @@ fn brute_force_agrees_on_a_hand_checked_instance() {
         docks: 10 - bikes,
         bucket_quality: "ok".into(),
     };
-    let edge = |f: &str, t: &str, d| Neighbor {
-        from_station_key: f.into(),
-        to_station_key: t.into(),
-        dist_m: d,
-        rank: 1,
-    };
+    let edge =
+        |f: &str, t: &str, d| Neighbor { from_station_key: f.into(), to_station_key: t.into(), dist_m: d, rank: 1 };
     let input = PolicyInput {
-        stations: vec![
-            station("a", 10),
-            station("b", 10),
-            station("c", 0),
-            station("d", 0),
-        ],
-        neighbors: vec![
-            edge("a", "c", 300.0),
-            edge("a", "d", 400.0),
-            edge("b", "d", 900.0),
-        ],
-        effort: Effort {
-            bike_move_budget_per_step: 5,
-            max_stations_touched: 10,
-            max_moves: 10,
-        },
-        targets: Targets {
-            alpha: 0.3,
-            beta: 0.7,
-            min_capacity_for_policy: 1,
-        },
+        stations: vec![station("a", 10), station("b", 10), station("c", 0), station("d", 0)],
+        neighbors: vec![edge("a", "c", 300.0), edge("a", "d", 400.0), edge("b", "d", 900.0)],
+        effort: Effort { bike_move_budget_per_step: 5, max_stations_touched: 10, max_moves: 10 },
+        targets: Targets { alpha: 0.3, beta: 0.7, min_capacity_for_policy: 1 },
     };
     let network = Network::new(&input, &RebalanceParams::default()).unwrap();
     let plan = global::plan(&network);

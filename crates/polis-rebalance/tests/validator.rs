@@ -27,10 +27,7 @@ fn violations(patch: impl FnOnce(&mut PolicyOutput)) -> Vec<(&'static str, Strin
 #[track_caller]
 fn check(patch: impl FnOnce(&mut PolicyOutput), code: &str, path: &str) {
     let found = violations(patch);
-    assert!(
-        found.iter().any(|(c, p)| *c == code && p == path),
-        "expected {code} at {path}, got {found:?}"
-    );
+    assert!(found.iter().any(|(c, p)| *c == code && p == path), "expected {code} at {path}, got {found:?}");
 }
 
 fn mv(rank: u32, from: &str, to: &str, bikes: u32, dist_m: f64) -> Move {
@@ -53,47 +50,27 @@ fn greedy_output_is_valid_as_is() {
 
 #[test]
 fn a_move_off_the_neighbour_graph_is_rejected() {
-    check(
-        |o| o.moves[0].to_station_key = "D".into(),
-        "output.not_neighbor",
-        "moves[0]",
-    );
+    check(|o| o.moves[0].to_station_key = "D".into(), "output.not_neighbor", "moves[0]");
 }
 
 #[test]
 fn a_move_to_an_unknown_station_is_rejected() {
-    check(
-        |o| o.moves[0].to_station_key = "nowhere".into(),
-        "output.unknown_station",
-        "moves[0]",
-    );
+    check(|o| o.moves[0].to_station_key = "nowhere".into(), "output.unknown_station", "moves[0]");
 }
 
 #[test]
 fn an_empty_move_is_rejected() {
-    check(
-        |o| o.moves[0].bikes_moved = 0,
-        "output.empty_move",
-        "moves[0].bikes_moved",
-    );
+    check(|o| o.moves[0].bikes_moved = 0, "output.empty_move", "moves[0].bikes_moved");
 }
 
 #[test]
 fn ranks_must_run_from_one() {
-    check(
-        |o| o.moves[1].move_rank = 7,
-        "output.move_rank",
-        "moves[1].move_rank",
-    );
+    check(|o| o.moves[1].move_rank = 7, "output.move_rank", "moves[1].move_rank");
 }
 
 #[test]
 fn a_wrong_distance_is_rejected() {
-    check(
-        |o| o.moves[0].dist_m += 1.0,
-        "output.wrong_distance",
-        "moves[0].dist_m",
-    );
+    check(|o| o.moves[0].dist_m += 1.0, "output.wrong_distance", "moves[0].dist_m");
 }
 
 #[test]
@@ -113,20 +90,12 @@ fn draining_a_donor_below_its_band_top_is_rejected() {
 #[test]
 fn filling_a_receiver_above_its_band_bottom_is_rejected() {
     // D holds 1 with L = 4; 4 more would make 5.
-    check(
-        |o| o.moves = vec![mv(1, "A", "D", 4, 500.0)],
-        "output.receiver_above_band",
-        "moves[0].bikes_moved",
-    );
+    check(|o| o.moves = vec![mv(1, "A", "D", 4, 500.0)], "output.receiver_above_band", "moves[0].bikes_moved");
 }
 
 #[test]
 fn ineligible_stations_cannot_take_part() {
-    check(
-        |o| o.moves = vec![mv(1, "A", "G", 1, 100.0)],
-        "output.ineligible_station",
-        "moves[0].to_station_key",
-    );
+    check(|o| o.moves = vec![mv(1, "A", "G", 1, 100.0)], "output.ineligible_station", "moves[0].to_station_key");
 }
 
 #[test]
@@ -134,15 +103,9 @@ fn the_bike_budget_binds() {
     let mut input = fixture();
     input.effort.bike_move_budget_per_step = 3;
     let network = Network::new(&input, &RebalanceParams::default()).unwrap();
-    let mut output =
-        Builtin::Greedy.decide(&Network::new(&fixture(), &RebalanceParams::default()).unwrap());
+    let mut output = Builtin::Greedy.decide(&Network::new(&fixture(), &RebalanceParams::default()).unwrap());
     output.moves.truncate(2);
-    let codes: Vec<&str> = check_output(&network, &output)
-        .unwrap_err()
-        .0
-        .iter()
-        .map(|v| v.code)
-        .collect();
+    let codes: Vec<&str> = check_output(&network, &output).unwrap_err().0.iter().map(|v| v.code).collect();
     assert!(codes.contains(&"output.over_budget"), "{codes:?}");
 }
 
@@ -152,18 +115,9 @@ fn the_move_and_station_caps_bind() {
     input.effort.max_moves = 1;
     input.effort.max_stations_touched = 2;
     let network = Network::new(&input, &RebalanceParams::default()).unwrap();
-    let output =
-        Builtin::Greedy.decide(&Network::new(&fixture(), &RebalanceParams::default()).unwrap());
-    let codes: Vec<&str> = check_output(&network, &output)
-        .unwrap_err()
-        .0
-        .iter()
-        .map(|v| v.code)
-        .collect();
-    assert!(
-        codes.contains(&"output.too_many_moves") && codes.contains(&"output.too_many_stations"),
-        "{codes:?}"
-    );
+    let output = Builtin::Greedy.decide(&Network::new(&fixture(), &RebalanceParams::default()).unwrap());
+    let codes: Vec<&str> = check_output(&network, &output).unwrap_err().0.iter().map(|v| v.code).collect();
+    assert!(codes.contains(&"output.too_many_moves") && codes.contains(&"output.too_many_stations"), "{codes:?}");
 }
 
 #[test]
@@ -173,30 +127,14 @@ fn flags_must_tell_the_truth() {
         "output.neighbor_flag",
         "moves[0].neighbor_exhausted",
     );
-    check(
-        |o| o.moves[0].budget_exhausted = true,
-        "output.budget_flag",
-        "moves[0].budget_exhausted",
-    );
+    check(|o| o.moves[0].budget_exhausted = true, "output.budget_flag", "moves[0].budget_exhausted");
 }
 
 #[test]
 fn the_summary_must_agree_with_the_moves() {
-    check(
-        |o| o.summary.bikes_moved_total += 1,
-        "output.summary",
-        "summary.bikes_moved_total",
-    );
-    check(
-        |o| o.summary.stations_touched = 1,
-        "output.summary",
-        "summary.stations_touched",
-    );
-    check(
-        |o| o.summary.no_op = true,
-        "output.summary",
-        "summary.no_op",
-    );
+    check(|o| o.summary.bikes_moved_total += 1, "output.summary", "summary.bikes_moved_total");
+    check(|o| o.summary.stations_touched = 1, "output.summary", "summary.stations_touched");
+    check(|o| o.summary.no_op = true, "output.summary", "summary.no_op");
 }
 
 #[test]

@@ -21,10 +21,7 @@ pub struct HostLimits {
 
 impl Default for HostLimits {
     fn default() -> Self {
-        HostLimits {
-            max_output_items: 10_000,
-            max_output_bytes: 16 << 20,
-        }
+        HostLimits { max_output_items: 10_000, max_output_bytes: 16 << 20 }
     }
 }
 
@@ -128,11 +125,7 @@ impl<C: Contract> Guard<C> {
         // The schema is generated from our own types; failing to compile it
         // is a bug, and the guard then still checks the semantic rules.
         let output_schema = jsonschema::draft202012::new(&schema).ok();
-        Guard {
-            limits,
-            output_schema,
-            _contract: std::marker::PhantomData,
-        }
+        Guard { limits, output_schema, _contract: std::marker::PhantomData }
     }
 
     /// The host limits.
@@ -145,21 +138,13 @@ impl<C: Contract> Guard<C> {
     pub fn check_input(&self, input: &C::Input, params: &C::Params) -> Result<Digest, RunError> {
         C::validate_input(input, params).map_err(RunError::InvalidInput)?;
         canonical::digest_of(input).map_err(|e| {
-            RunError::InvalidInput(Violations(vec![Violation::new(
-                "input.not_canonical",
-                "",
-                e.to_string(),
-            )]))
+            RunError::InvalidInput(Violations(vec![Violation::new("input.not_canonical", "", e.to_string())]))
         })
     }
 
     /// Runs `entry` on the request: validates the input, calls the policy,
     /// and validates and hashes its output.
-    pub fn run(
-        &self,
-        entry: &Entry<C>,
-        request: &RunRequest<'_, C>,
-    ) -> Result<RunRecord<C>, RunError> {
+    pub fn run(&self, entry: &Entry<C>, request: &RunRequest<'_, C>) -> Result<RunRecord<C>, RunError> {
         let input_sha256 = self.check_input(request.input, request.params)?;
         self.run_checked(entry, request, input_sha256)
     }
@@ -185,17 +170,12 @@ impl<C: Contract> Guard<C> {
             });
         }
         let policy = &entry.policy;
-        let called = catch_unwind(AssertUnwindSafe(|| {
-            policy.run(&request.context, request.input, request.params)
-        }));
+        let called = catch_unwind(AssertUnwindSafe(|| policy.run(&request.context, request.input, request.params)));
         let output = match called {
             Ok(Ok(output)) => output,
             Ok(Err(error)) => return Err(RunError::Policy { plugin_id, error }),
             Err(panic) => {
-                return Err(RunError::Panicked {
-                    plugin_id,
-                    message: panic_message(&panic),
-                });
+                return Err(RunError::Panicked { plugin_id, message: panic_message(&panic) });
             }
         };
         let invalid = |violations: Vec<Violation>| RunError::InvalidOutput {
@@ -212,13 +192,8 @@ impl<C: Contract> Guard<C> {
                 format!("{items} items exceed the cap of {max_items}"),
             )]));
         }
-        let bytes = canonical::to_canonical_vec(&output).map_err(|e| {
-            invalid(vec![Violation::new(
-                "output.not_canonical",
-                "",
-                e.to_string(),
-            )])
-        })?;
+        let bytes = canonical::to_canonical_vec(&output)
+            .map_err(|e| invalid(vec![Violation::new("output.not_canonical", "", e.to_string())]))?;
         if bytes.len() as u64 > max_bytes {
             return Err(invalid(vec![Violation::new(
                 "output.too_large",
@@ -232,24 +207,14 @@ impl<C: Contract> Guard<C> {
             let schema_errors: Vec<Violation> = schema
                 .iter_errors(&value)
                 .take(20)
-                .map(|e| {
-                    Violation::new(
-                        "output.schema",
-                        e.instance_path().to_string(),
-                        e.to_string(),
-                    )
-                })
+                .map(|e| Violation::new("output.schema", e.instance_path().to_string(), e.to_string()))
                 .collect();
             if !schema_errors.is_empty() {
                 return Err(invalid(schema_errors));
             }
         }
-        C::validate_output(request.input, request.params, &output).map_err(|violations| {
-            RunError::InvalidOutput {
-                plugin_id: plugin_id.clone(),
-                violations,
-            }
-        })?;
+        C::validate_output(request.input, request.params, &output)
+            .map_err(|violations| RunError::InvalidOutput { plugin_id: plugin_id.clone(), violations })?;
 
         Ok(RunRecord {
             run_key: request.key.clone(),
@@ -266,16 +231,8 @@ impl<C: Contract> Guard<C> {
     fn caps(&self, entry: &Entry<C>) -> (u64, u64) {
         let limits = entry.manifest.limits.clone().unwrap_or_default();
         (
-            limits
-                .max_output_items
-                .map_or(self.limits.max_output_items, |m| {
-                    m.min(self.limits.max_output_items)
-                }),
-            limits
-                .max_output_bytes
-                .map_or(self.limits.max_output_bytes, |m| {
-                    m.min(self.limits.max_output_bytes)
-                }),
+            limits.max_output_items.map_or(self.limits.max_output_items, |m| m.min(self.limits.max_output_items)),
+            limits.max_output_bytes.map_or(self.limits.max_output_bytes, |m| m.min(self.limits.max_output_bytes)),
         )
     }
 }

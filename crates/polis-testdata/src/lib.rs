@@ -38,20 +38,14 @@ pub fn find(relative: &str) -> Option<PathBuf> {
 /// Like [`find`], for tests: when the data is missing, prints why the test
 /// is skipped and returns `None`, except under CI, where it panics so that
 /// a missing data set cannot pass silently.
-#[expect(
-    clippy::panic,
-    reason = "a test-support helper: failing loudly under CI is its job"
-)]
+#[expect(clippy::panic, reason = "a test-support helper: failing loudly under CI is its job")]
 pub fn require(relative: &str) -> Option<PathBuf> {
     if let Some(path) = find(relative) {
         return Some(path);
     }
     let where_ = data_dir().join(relative);
     if std::env::var_os("CI").is_some() {
-        panic!(
-            "CI requires the shared data at `{}` (set POLIS_DATA_DIR to move it)",
-            where_.display()
-        );
+        panic!("CI requires the shared data at `{}` (set POLIS_DATA_DIR to move it)", where_.display());
     }
     eprintln!("skipped: shared data not found at `{}`", where_.display());
     None
