@@ -15,7 +15,8 @@ fn every_week_snapshot_yields_valid_outputs_and_global_delivers_at_least_greedy(
     assert_eq!(feed.snapshots.len(), 875, "the week has 875 snapshots");
     let host = Host::builtin();
     let mut builder = SnapshotBuilder::new(SnapshotOptions::default());
-    let (mut greedy_total, mut global_total, mut optimal, mut strictly_more) = (0u64, 0u64, 0u64, 0u64);
+    let (mut greedy_total, mut global_total, mut optimal, mut strictly_more, mut uncapped) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     for snapshot in &feed.snapshots {
         let built = builder.build(&feed, snapshot, None);
         let params = Default::default();
