@@ -45,6 +45,7 @@
 
 pub mod canonical;
 pub mod contract;
+mod jcs;
 pub mod manifest;
 pub mod permission;
 pub mod policy;

@@ -17,7 +17,7 @@
 //!
 //! # Example
 //!
-//! ```ignore
+//! ```text
 //! let guard = Guard::<Rebalance>::new(HostLimits::default());
 //! let record = guard.run(registry.resolve("rebal.greedy.v1")?, &request)?;
 //! println!("{} moves, output {}", record.output.moves.len(), record.output_sha256);
