@@ -6,6 +6,7 @@
 
 mod contracts;
 mod input;
+mod plugin;
 mod rebalance;
 mod replay;
 mod table;
@@ -45,6 +46,10 @@ enum Command {
     /// Check plugin manifests.
     #[command(subcommand)]
     Manifest(contracts::ManifestCommand),
+    /// Work with one plugin directory: inspect what it is and how it is
+    /// sandboxed.
+    #[command(subcommand)]
+    Plugin(plugin::Command),
 }
 
 /// How a command finished when it did not fail outright.
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
         Command::Plugins(command) => contracts::plugins(command, json),
         Command::Contract(command) => contracts::contract(command, json),
         Command::Manifest(command) => contracts::manifest(command, json),
+        Command::Plugin(command) => plugin::run(command, json),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

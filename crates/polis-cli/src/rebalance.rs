@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use polis_core::run::{parse_time, rfc3339};
+use polis_rebalance::Rebalance;
 use polis_rebalance::contract::{Effort, PolicyOutput, RebalanceParams, Targets};
 use polis_rebalance::gbfs::Feed;
 use polis_rebalance::host::{Decision, Host};
 use polis_rebalance::snapshot::{SnapshotBuilder, SnapshotOptions};
 use polis_rebalance::synth::{self, CityOptions};
 use polis_runtime::RunRecord;
-use polis_rebalance::Rebalance;
 
 use crate::Outcome;
 use crate::input::{ContextFields, LoadedInput};
@@ -301,7 +301,14 @@ pub fn describe(record: &RunRecord<Rebalance>, loaded: &LoadedInput) -> String {
             })
             .collect();
         text.push_str(&render(
-            &[("#", Align::Right), ("from", Align::Left), ("to", Align::Left), ("bikes", Align::Right), ("dist_m", Align::Right), ("notes", Align::Left)],
+            &[
+                ("#", Align::Right),
+                ("from", Align::Left),
+                ("to", Align::Left),
+                ("bikes", Align::Right),
+                ("dist_m", Align::Right),
+                ("notes", Align::Left),
+            ],
             &rows,
             34,
         ));
@@ -329,7 +336,10 @@ fn synthesise(args: SynthArgs, json: bool) -> anyhow::Result<Outcome> {
     synth::write(&city, &args.out).with_context(|| format!("cannot write the city to `{}`", args.out.display()))?;
     let snapshots = city.feed.snapshots.len();
     if json {
-        println!("{}", serde_json::json!({"out": args.out, "stations": city.feed.stations.len(), "snapshots": snapshots}));
+        println!(
+            "{}",
+            serde_json::json!({"out": args.out, "stations": city.feed.stations.len(), "snapshots": snapshots})
+        );
     } else {
         println!(
             "wrote a synthetic city of {} stations, {} snapshots ({} to {}) to {}",

@@ -10,9 +10,7 @@ use polis_core::run::{parse_time, rfc3339};
 use polis_rebalance::gbfs::Feed;
 use polis_rebalance::host::Host;
 use polis_rebalance::replay::kpi::Estimate;
-use polis_rebalance::replay::{
-    self, DEFAULT_JUMP_THRESHOLD, DemandModel, Progress, Replay, ReplayConfig, output,
-};
+use polis_rebalance::replay::{self, DEFAULT_JUMP_THRESHOLD, DemandModel, Progress, Replay, ReplayConfig, output};
 use polis_runtime::HostLimits;
 use serde::{Deserialize, Serialize};
 
@@ -50,11 +48,7 @@ pub struct ReplayArgs {
     bucket_s: i64,
     /// Policies to compare, comma-separated: `noop`, `rebal.greedy.v1`,
     /// `rebal.global.v1` or any registered policy version.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "noop,rebal.greedy.v1,rebal.global.v1"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = "noop,rebal.greedy.v1,rebal.global.v1")]
     policies: Vec<String>,
     /// Seed of the stochastic demand.
     #[arg(long, default_value_t = 7)]
@@ -103,19 +97,16 @@ impl Progress for Bar {
 fn bar(total: u64) -> Bar {
     // Draws on stderr, and not at all when stderr is not a terminal.
     let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} decisions ({eta})",
-    ) {
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} decisions ({eta})")
+    {
         bar.set_style(style);
     }
     Bar(bar)
 }
 
 fn host() -> Host {
-    Host::new(
-        replay::with_noop(polis_rebalance::builtins::registry()),
-        HostLimits::default(),
-    )
+    Host::new(replay::with_noop(polis_rebalance::builtins::registry()), HostLimits::default())
 }
 
 pub fn run(args: ReplayArgs, json: bool) -> anyhow::Result<Outcome> {
@@ -156,23 +147,14 @@ fn config_of(args: &ReplayArgs, feed: &Feed) -> anyhow::Result<ReplayConfig> {
     };
     let first = feed.snapshots.first().map_or(0, |s| s.ts);
     let last = feed.snapshots.last().map_or(0, |s| s.ts);
-    let mut config = ReplayConfig::new(
-        time(&args.from, "--from")?.unwrap_or(first),
-        time(&args.to, "--to")?.unwrap_or(last),
-    );
+    let mut config =
+        ReplayConfig::new(time(&args.from, "--from")?.unwrap_or(first), time(&args.to, "--to")?.unwrap_or(last));
     config.bucket_s = args.bucket_s;
-    config.policies = args
-        .policies
-        .iter()
-        .map(|p| p.trim().to_owned())
-        .filter(|p| !p.is_empty())
-        .collect();
+    config.policies = args.policies.iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
     config.seed = args.seed;
     config.demand = match args.demand {
         DemandArg::Flow => DemandModel::Flow,
-        DemandArg::Stochastic => DemandModel::Stochastic {
-            replications: args.replications,
-        },
+        DemandArg::Stochastic => DemandModel::Stochastic { replications: args.replications },
     };
     config.jump_threshold = args.jump_threshold;
     config.speed_kmh = args.speed_kmh;
@@ -188,13 +170,9 @@ fn write(out: &Path, data: &Path, replay: &Replay) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create `{}`", out.display()))?;
     for (name, text) in output::files(replay) {
         let path = out.join(name);
-        std::fs::write(&path, text)
-            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        std::fs::write(&path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
     }
-    let stored = Stored {
-        data: data.to_path_buf(),
-        config: replay.config.clone(),
-    };
+    let stored = Stored { data: data.to_path_buf(), config: replay.config.clone() };
     let path = out.join(CONFIG_FILE);
     std::fs::write(&path, serde_json::to_string_pretty(&stored)? + "\n")
         .with_context(|| format!("cannot write `{}`", path.display()))?;
@@ -256,11 +234,7 @@ fn verify(dir: &Path, data: Option<&Path>, json: bool) -> anyhow::Result<Outcome
             );
         }
     }
-    Ok(if report.drifts.is_empty() {
-        Outcome::Success
-    } else {
-        Outcome::Findings
-    })
+    Ok(if report.drifts.is_empty() { Outcome::Success } else { Outcome::Findings })
 }
 
 /// The KPI comparison for people: a header and one row per policy.
@@ -269,15 +243,11 @@ pub fn report(system_id: &str, replay: &Replay) -> String {
     let replications = config.demand.replications();
     let model = match config.demand {
         DemandModel::Flow => "flow replay".to_owned(),
-        DemandModel::Stochastic { replications } => format!(
-            "stochastic, {replications} replications, seed {}",
-            config.seed
-        ),
+        DemandModel::Stochastic { replications } => {
+            format!("stochastic, {replications} replications, seed {}", config.seed)
+        }
     };
-    let lag = config.speed_kmh.map_or_else(
-        || "instant moves".to_owned(),
-        |s| format!("moves at {s} km/h"),
-    );
+    let lag = config.speed_kmh.map_or_else(|| "instant moves".to_owned(), |s| format!("moves at {s} km/h"));
     let jumps = replay.jumps_removed;
     let mut text = format!(
         "{system_id} {} to {}: {model}, {lag}, {}-second buckets, jump threshold {} ({} observed jumps removed)\n",
@@ -288,11 +258,7 @@ pub fn report(system_id: &str, replay: &Replay) -> String {
         thousands(jumps),
     );
     let show = |e: Estimate| -> String {
-        if replications > 1 {
-            format!("{} ± {}", round(e.mean), round(e.half_width()))
-        } else {
-            round(e.mean)
-        }
+        if replications > 1 { format!("{} ± {}", round(e.mean), round(e.half_width())) } else { round(e.mean) }
     };
     let rows: Vec<Vec<String>> = replay
         .summary
@@ -300,21 +266,13 @@ pub fn report(system_id: &str, replay: &Replay) -> String {
         .iter()
         .map(|p| {
             let value = |name: &str| p.get(name).map_or_else(String::new, |m| show(m.value));
-            let delta = |name: &str| {
-                p.get(name)
-                    .and_then(|m| m.delta_vs_noop)
-                    .map_or_else(|| "-".to_owned(), show)
-            };
+            let delta = |name: &str| p.get(name).and_then(|m| m.delta_vs_noop).map_or_else(|| "-".to_owned(), show);
             let per_100 = p
                 .get("constrained_station_minutes")
                 .and_then(|m| m.delta_per_100_bikes_moved)
                 .map_or_else(|| "-".to_owned(), round);
-            let km = p
-                .get("weighted_distance_m")
-                .map_or(0.0, |m| m.value.mean / 1000.0);
-            let per_bike = p
-                .get("mean_distance_per_bike_m")
-                .map_or(0.0, |m| m.value.mean);
+            let km = p.get("weighted_distance_m").map_or(0.0, |m| m.value.mean / 1000.0);
+            let per_bike = p.get("mean_distance_per_bike_m").map_or(0.0, |m| m.value.mean);
             vec![
                 p.policy.clone(),
                 value("empty_station_minutes"),
@@ -380,11 +338,7 @@ mod tests {
         config.demand = DemandModel::Stochastic { replications: 3 };
         config.seed = 2023;
         let stochastic = replay::run(&feed, &host, &config, &()).unwrap();
-        let text = format!(
-            "{}\n{}",
-            report("baywheels", &flow),
-            report("baywheels", &stochastic)
-        );
+        let text = format!("{}\n{}", report("baywheels", &flow), report("baywheels", &stochastic));
         insta::assert_snapshot!(text);
     }
 

@@ -103,8 +103,7 @@ impl Serialize for Digest {
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Digest::from_hex(&text)
-            .ok_or_else(|| serde::de::Error::custom("expected 64 hex digits of a SHA-256 digest"))
+        Digest::from_hex(&text).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits of a SHA-256 digest"))
     }
 }
 
@@ -193,7 +192,10 @@ mod tests {
             map: [(10, "x"), (9, "y")].into_iter().collect(),
         };
         let text = String::from_utf8(to_canonical_vec(&doc).unwrap()).unwrap();
-        assert_eq!(text, r#"{"alpha":["Dot",{"Line":[1,2]},{"Box":{"h":4,"w":3}}],"map":{"10":"x","9":"y"},"zeta":null}"#);
+        assert_eq!(
+            text,
+            r#"{"alpha":["Dot",{"Line":[1,2]},{"Box":{"h":4,"w":3}}],"map":{"10":"x","9":"y"},"zeta":null}"#
+        );
         let via_value = to_canonical_vec(&serde_json::to_value(&doc).unwrap()).unwrap();
         assert_eq!(text.as_bytes(), via_value.as_slice());
     }
@@ -207,9 +209,6 @@ mod tests {
 
     #[test]
     fn sha256_of_empty_input_is_the_known_constant() {
-        assert_eq!(
-            Digest::of_bytes(b"").to_hex(),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(Digest::of_bytes(b"").to_hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 }

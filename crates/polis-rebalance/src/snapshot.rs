@@ -127,13 +127,23 @@ impl SnapshotBuilder {
                 capacity,
                 bikes: row.bikes,
                 docks: row.docks,
-                bucket_quality: quality(row.is_installed, row.is_renting, row.is_returning, at - row.last_reported).to_owned(),
+                bucket_quality: quality(row.is_installed, row.is_renting, row.is_returning, at - row.last_reported)
+                    .to_owned(),
             });
-            let label = if info.short_name.is_empty() { info.name.clone() } else { format!("{} {}", info.short_name, info.name) };
+            let label = if info.short_name.is_empty() {
+                info.name.clone()
+            } else {
+                format!("{} {}", info.short_name, info.name)
+            };
             names.insert(info.station_id.clone(), label);
         }
         let neighbors = self.neighbors(&feed.stations, &present);
-        let input = PolicyInput { stations, neighbors, effort: self.options.effort.clone(), targets: self.options.targets.clone() };
+        let input = PolicyInput {
+            stations,
+            neighbors,
+            effort: self.options.effort.clone(),
+            targets: self.options.targets.clone(),
+        };
         let view = json!({"stations": &input.stations, "neighbors": &input.neighbors});
         BuiltSnapshot {
             system_id: feed.system_id.clone(),
@@ -153,7 +163,11 @@ impl SnapshotBuilder {
         let fresh = match &self.cache {
             Some(cache) => {
                 cache.stations.len() != stations.len()
-                    || cache.stations.iter().zip(stations).any(|(c, s)| c.0 != s.station_id || c.1 != s.lat || c.2 != s.lon)
+                    || cache
+                        .stations
+                        .iter()
+                        .zip(stations)
+                        .any(|(c, s)| c.0 != s.station_id || c.1 != s.lat || c.2 != s.lon)
             }
             None => true,
         };
@@ -163,7 +177,9 @@ impl SnapshotBuilder {
             let ids = stations.iter().map(|s| (s.station_id.clone(), s.lat, s.lon)).collect();
             self.cache = Some(NearCache { stations: ids, near });
         }
-        let Some(cache) = &self.cache else { return Vec::new() };
+        let Some(cache) = &self.cache else {
+            return Vec::new();
+        };
         let mut is_present = vec![false; stations.len()];
         for &i in present {
             is_present[i] = true;
@@ -194,7 +210,12 @@ fn within_radius(stations: &[StationInfo], candidates: &[usize], i: usize, radiu
     near
 }
 
-fn push_edges<'a>(edges: &mut Vec<Neighbor>, stations: &[StationInfo], i: usize, nearest: impl Iterator<Item = &'a (f64, usize)>) {
+fn push_edges<'a>(
+    edges: &mut Vec<Neighbor>,
+    stations: &[StationInfo],
+    i: usize,
+    nearest: impl Iterator<Item = &'a (f64, usize)>,
+) {
     for (rank, &(d, j)) in nearest.enumerate() {
         edges.push(Neighbor {
             from_station_key: stations[i].station_id.clone(),

@@ -8,12 +8,15 @@ use polis_rebalance::snapshot::{SnapshotBuilder, SnapshotOptions};
 
 #[test]
 fn every_week_snapshot_yields_valid_outputs_and_global_delivers_at_least_greedy() {
-    let Some(week) = polis_testdata::require("baywheels-2023-03-06") else { return };
+    let Some(week) = polis_testdata::require("baywheels-2023-03-06") else {
+        return;
+    };
     let feed = Feed::open(&week).unwrap();
     assert_eq!(feed.snapshots.len(), 875, "the week has 875 snapshots");
     let host = Host::builtin();
     let mut builder = SnapshotBuilder::new(SnapshotOptions::default());
-    let (mut greedy_total, mut global_total, mut optimal, mut strictly_more) = (0u64, 0u64, 0u64, 0u64);
+    let (mut greedy_total, mut global_total, mut optimal, mut strictly_more, mut uncapped) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     for snapshot in &feed.snapshots {
         let built = builder.build(&feed, snapshot, None);
         let params = Default::default();
@@ -36,10 +39,12 @@ fn every_week_snapshot_yields_valid_outputs_and_global_delivers_at_least_greedy(
         strictly_more += u64::from(o > g);
         let diagnostics = global.output.diagnostics.as_ref().unwrap();
         optimal += u64::from(diagnostics["optimal"] == serde_json::json!(true));
+        uncapped += diagnostics["uncapped_optimum_bikes"].as_u64().unwrap();
     }
     eprintln!(
         "bay wheels week, 875 snapshots: greedy {greedy_total} bikes, global {global_total} bikes; \
-         global delivered more on {strictly_more} snapshots and was provably optimal on {optimal}"
+         global delivered more on {strictly_more} snapshots and was provably optimal on {optimal}; \
+         the uncapped optimum is {uncapped} bikes"
     );
     assert!(global_total > greedy_total);
 }

@@ -15,7 +15,8 @@ fn feed_directory_builds_an_input_with_quality_capacity_and_neighbours() {
     let feed = Feed::open(&fixture_dir()).unwrap();
     assert_eq!(feed.unknown_station_rows, 1, "the status row of s-ghost has no station information");
     let snapshot = feed.snapshot_at(None).unwrap();
-    let built = SnapshotBuilder::new(SnapshotOptions { k: 2, radius_m: 1000.0, ..Default::default() }).build(&feed, snapshot, None);
+    let built = SnapshotBuilder::new(SnapshotOptions { k: 2, radius_m: 1000.0, ..Default::default() })
+        .build(&feed, snapshot, None);
     let by_key = |k: &str| built.input.stations.iter().find(|s| s.station_key == k).unwrap().clone();
     assert_eq!(by_key("s-a").bucket_quality, "ok");
     assert_eq!(by_key("s-b").bucket_quality, "degraded", "not returning");
@@ -27,8 +28,13 @@ fn feed_directory_builds_an_input_with_quality_capacity_and_neighbours() {
     // s-d is 14 km away: nobody's neighbour. Each other station has its two
     // nearest within 1 km, ranked 1 and 2.
     assert!(built.input.neighbors.iter().all(|n| n.from_station_key != "s-d" && n.to_station_key != "s-d"));
-    let from_a: Vec<(&str, u32)> =
-        built.input.neighbors.iter().filter(|n| n.from_station_key == "s-a").map(|n| (n.to_station_key.as_str(), n.rank)).collect();
+    let from_a: Vec<(&str, u32)> = built
+        .input
+        .neighbors
+        .iter()
+        .filter(|n| n.from_station_key == "s-a")
+        .map(|n| (n.to_station_key.as_str(), n.rank))
+        .collect();
     assert_eq!(from_a, vec![("s-b", 1), ("s-e", 2)]);
     assert_eq!(built.decision_bucket_ts, 1_678_090_200);
     assert_eq!(built.view_snapshot_id, "gbfs_v2@1678090200");
@@ -57,7 +63,11 @@ fn malformed_feed_names_file_and_field() {
 #[test]
 fn malformed_archive_row_names_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("stations.csv"), "station_id,short_name,name,lat,lon,capacity\nx,X,Ex,37.7,-122.4,10\n").unwrap();
+    std::fs::write(
+        dir.path().join("stations.csv"),
+        "station_id,short_name,name,lat,lon,capacity\nx,X,Ex,37.7,-122.4,10\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("station_status.csv"),
         "snapshot_ts,station_id,num_bikes_available,num_docks_available,is_installed,is_renting,is_returning,last_reported\n\
@@ -70,7 +80,9 @@ fn malformed_archive_row_names_line_and_column() {
 
 #[test]
 fn the_bay_wheels_archive_reads_as_875_snapshots() {
-    let Some(week) = polis_testdata::require("baywheels-2023-03-06") else { return };
+    let Some(week) = polis_testdata::require("baywheels-2023-03-06") else {
+        return;
+    };
     let feed = Feed::open(&week.join("station_status.csv.gz")).unwrap();
     assert_eq!(feed.snapshots.len(), 875);
     assert_eq!(feed.stations.len(), 514);
@@ -91,7 +103,10 @@ fn the_synthetic_city_is_byte_identical_for_the_same_seed() {
     }
     let other = tempfile::tempdir().unwrap();
     synth::write(&synth::generate(CityOptions { seed: 12, ..options }), other.path()).unwrap();
-    assert_ne!(std::fs::read(a.path().join("stations.csv")).unwrap(), std::fs::read(other.path().join("stations.csv")).unwrap());
+    assert_ne!(
+        std::fs::read(a.path().join("stations.csv")).unwrap(),
+        std::fs::read(other.path().join("stations.csv")).unwrap()
+    );
 }
 
 #[test]

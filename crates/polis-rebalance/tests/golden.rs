@@ -11,11 +11,13 @@
 //! Global delivers the same 6 bikes (all the excess there is), at the same
 //! 2·200 + 4·300 = 1,600 bike-metres, so both agree here.
 
+#![expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
 use polis_core::contract::schemas;
+use polis_rebalance::Rebalance;
 use polis_rebalance::builtins::Builtin;
 use polis_rebalance::contract::{PolicyInput, RebalanceParams};
 use polis_rebalance::network::Network;
-use polis_rebalance::Rebalance;
 
 fn fixture() -> PolicyInput {
     serde_json::from_str(include_str!("fixtures/small_city.json")).unwrap()

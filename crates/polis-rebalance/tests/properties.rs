@@ -3,6 +3,8 @@
 //! the global optimiser matches an independent brute force when the caps do
 //! not bind, and never delivers fewer bikes than greedy when they do.
 
+#![expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
 use polis_core::canonical::digest_of;
 use polis_rebalance::builtins::Builtin;
 use polis_rebalance::contract::*;
@@ -16,7 +18,10 @@ use proptest::prelude::*;
 fn instance(max_stations: usize, max_edges: usize) -> impl Strategy<Value = PolicyInput> {
     (2..=max_stations)
         .prop_flat_map(move |n| {
-            let stations = proptest::collection::vec((5u32..=20, 0u32..=100, prop_oneof![4 => Just("ok"), 1 => Just("degraded"), 1 => Just("stale")]), n);
+            let stations = proptest::collection::vec(
+                (5u32..=20, 0u32..=100, prop_oneof![4 => Just("ok"), 1 => Just("degraded"), 1 => Just("stale")]),
+                n,
+            );
             let edges = proptest::collection::vec((0..n, 0..n, 1u32..=3000), 0..=max_edges);
             let effort = (0u32..=40, 2u32..=12, 1u32..=8);
             (stations, edges, effort)
@@ -27,7 +32,13 @@ fn instance(max_stations: usize, max_edges: usize) -> impl Strategy<Value = Poli
                 .enumerate()
                 .map(|(i, (capacity, fill, quality))| {
                     let bikes = capacity * fill / 100;
-                    Station { station_key: format!("s{i:02}"), capacity, bikes, docks: capacity - bikes, bucket_quality: quality.into() }
+                    Station {
+                        station_key: format!("s{i:02}"),
+                        capacity,
+                        bikes,
+                        docks: capacity - bikes,
+                        bucket_quality: quality.into(),
+                    }
                 })
                 .collect();
             let mut seen = std::collections::BTreeSet::new();
@@ -64,6 +75,7 @@ fn brute_force(network: &Network<'_>) -> (u64, i128) {
     let mut supply: Vec<u64> = stations.iter().map(|s| u64::from(s.excess(s.bikes))).collect();
     let mut demand: Vec<u64> = stations.iter().map(|s| u64::from(s.need(s.bikes))).collect();
     let mut best = (0u64, 0i128);
+    #[expect(clippy::too_many_arguments, reason = "a recursive search's state, spelled out")]
     fn search(
         network: &Network<'_>,
         edges: &[usize],
@@ -77,7 +89,9 @@ fn brute_force(network: &Network<'_>) -> (u64, i128) {
         if (delivered, -cost) > (best.0, -best.1) {
             *best = (delivered, cost);
         }
-        let Some((&e, rest)) = edges.split_first() else { return };
+        let Some((&e, rest)) = edges.split_first() else {
+            return;
+        };
         let edge = network.edges()[e];
         let most = supply[edge.from].min(demand[edge.to]).min(left);
         for f in 0..=most {
@@ -136,6 +150,65 @@ proptest! {
     }
 }
 
+/// The greedy rule written out literally: every round, rescan every edge
+/// and take the smallest (dist, -x, from, to) that fits the station cap.
+fn literal_greedy(network: &Network<'_>) -> Vec<(usize, usize, u32)> {
+    let stations = network.stations();
+    let effort = network.effort();
+    let mut bikes: Vec<u32> = stations.iter().map(|s| s.bikes).collect();
+    let mut touched = std::collections::BTreeSet::new();
+    let mut left = u64::from(effort.bike_move_budget_per_step);
+    let mut moves = Vec::new();
+    while left > 0 && (moves.len() as u64) < u64::from(effort.max_moves) {
+        let mut best: Option<(f64, std::cmp::Reverse<u32>, usize, usize)> = None;
+        for e in network.edges() {
+            let (u, v) = (&stations[e.from], &stations[e.to]);
+            if !(u.eligible && v.eligible) {
+                continue;
+            }
+            let x = u.excess(bikes[e.from]).min(v.need(bikes[e.to]));
+            let new = usize::from(!touched.contains(&e.from)) + usize::from(!touched.contains(&e.to));
+            if x == 0 || touched.len() + new > effort.max_stations_touched as usize {
+                continue;
+            }
+            let key = (e.dist_m, std::cmp::Reverse(x), e.from, e.to);
+            if best.is_none_or(|b| key.partial_cmp(&b) == Some(std::cmp::Ordering::Less)) {
+                best = Some(key);
+            }
+        }
+        let Some((_, std::cmp::Reverse(x), from, to)) = best else {
+            break;
+        };
+        let amount = u64::from(x).min(left) as u32;
+        bikes[from] -= amount;
+        bikes[to] += amount;
+        touched.insert(from);
+        touched.insert(to);
+        left -= u64::from(amount);
+        moves.push((from, to, amount));
+    }
+    moves
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn greedy_matches_the_literal_rule(input in instance(14, 60)) {
+        let network = Network::new(&input, &RebalanceParams::default()).unwrap();
+        prop_assert_eq!(polis_rebalance::greedy::plan(&network).moves, literal_greedy(&network));
+    }
+
+    #[test]
+    fn greedy_matches_the_literal_rule_with_tied_distances(mut input in instance(10, 45)) {
+        for n in &mut input.neighbors {
+            n.dist_m = (n.dist_m / 100.0).round() * 100.0;
+        }
+        let network = Network::new(&input, &RebalanceParams::default()).unwrap();
+        prop_assert_eq!(polis_rebalance::greedy::plan(&network).moves, literal_greedy(&network));
+    }
+}
+
 /// A deterministic Fisher–Yates shuffle from a 64-bit seed.
 fn shuffle<T>(items: &mut [T], mut seed: u64) {
     for i in (1..items.len()).rev() {
@@ -152,8 +225,15 @@ fn brute_force_agrees_on_a_hand_checked_instance() {
     // (900 m). A budget of 5 is fully deliverable only with 2 bikes from b,
     // which must go to d; a's 3 then go to c, the cheaper of its edges:
     // 3·300 + 2·900 = 2,700 bike-metres.
-    let station = |key: &str, bikes| Station { station_key: key.into(), capacity: 10, bikes, docks: 10 - bikes, bucket_quality: "ok".into() };
-    let edge = |f: &str, t: &str, d| Neighbor { from_station_key: f.into(), to_station_key: t.into(), dist_m: d, rank: 1 };
+    let station = |key: &str, bikes| Station {
+        station_key: key.into(),
+        capacity: 10,
+        bikes,
+        docks: 10 - bikes,
+        bucket_quality: "ok".into(),
+    };
+    let edge =
+        |f: &str, t: &str, d| Neighbor { from_station_key: f.into(), to_station_key: t.into(), dist_m: d, rank: 1 };
     let input = PolicyInput {
         stations: vec![station("a", 10), station("b", 10), station("c", 0), station("d", 0)],
         neighbors: vec![edge("a", "c", 300.0), edge("a", "d", 400.0), edge("b", "d", 900.0)],

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use polis_core::manifest::Manifest;
 use polis_core::policy::{Policy, PolicyError};
 use polis_core::run::RunContext;
-use polis_rebalance::contract::{
-    Move, PolicyInput, PolicyOutput, Rebalance, RebalanceParams, Summary,
-};
+use polis_rebalance::contract::{Move, PolicyInput, PolicyOutput, Rebalance, RebalanceParams, Summary};
 use polis_rebalance::gbfs::Feed;
 use polis_rebalance::host::Host;
 use polis_rebalance::replay::{self, DemandModel, NOOP_VERSION, ReplayConfig, output};
@@ -17,19 +15,11 @@ use polis_runtime::HostLimits;
 use proptest::prelude::*;
 
 fn host() -> Host {
-    Host::new(
-        replay::with_noop(polis_rebalance::builtins::registry()),
-        HostLimits::default(),
-    )
+    Host::new(replay::with_noop(polis_rebalance::builtins::registry()), HostLimits::default())
 }
 
 fn city(stations: usize, seed: u64) -> Feed {
-    synth::generate(CityOptions {
-        stations,
-        days: 1,
-        seed,
-    })
-    .feed
+    synth::generate(CityOptions { stations, days: 1, seed }).feed
 }
 
 fn day(feed: &Feed) -> ReplayConfig {
@@ -42,10 +32,7 @@ fn day(feed: &Feed) -> ReplayConfig {
 /// (listed there or not) or the window end; a station missing from a
 /// snapshot counts nothing until it is listed again.
 fn observed_station_seconds(feed: &Feed, from: i64, to: i64) -> (u64, u64) {
-    let first = feed
-        .snapshots
-        .partition_point(|s| s.ts <= from)
-        .saturating_sub(1);
+    let first = feed.snapshots.partition_point(|s| s.ts <= from).saturating_sub(1);
     let (mut empty, mut full) = (0u64, 0u64);
     for (i, snapshot) in feed.snapshots.iter().enumerate().skip(first) {
         if snapshot.ts >= to {
@@ -66,10 +53,7 @@ fn observed_station_seconds(feed: &Feed, from: i64, to: i64) -> (u64, u64) {
     (empty, full)
 }
 
-#[expect(
-    clippy::unwrap_used,
-    reason = "a test helper: a failed replay fails the test"
-)]
+#[expect(clippy::unwrap_used, reason = "a test helper: a failed replay fails the test")]
 fn assert_noop_reproduces(feed: &Feed, from: i64, to: i64) {
     let mut config = ReplayConfig::new(from, to);
     config.policies = vec!["noop".to_owned()];
@@ -77,15 +61,9 @@ fn assert_noop_reproduces(feed: &Feed, from: i64, to: i64) {
     let replay = replay::run(feed, &host(), &config, &()).unwrap();
     let kpis = replay.runs[0].kpis;
     let (empty, full) = observed_station_seconds(feed, replay.config.from, to);
-    assert!(
-        empty > 0 && full > 0,
-        "the window should have empty and full stations"
-    );
+    assert!(empty > 0 && full > 0, "the window should have empty and full stations");
     assert_eq!((kpis.empty_station_s, kpis.full_station_s), (empty, full));
-    assert_eq!(
-        (kpis.failed_rentals, kpis.failed_returns, kpis.bikes_moved),
-        (0, 0, 0)
-    );
+    assert_eq!((kpis.failed_rentals, kpis.failed_returns, kpis.bikes_moved), (0, 0, 0));
 }
 
 #[test]
@@ -119,10 +97,7 @@ fn removing_jumps_changes_noop_only_where_vans_moved_bikes() {
     // With every change removed, nothing happens to any station.
     assert_eq!((kpis.failed_rentals, kpis.failed_returns), (0, 0));
     assert!(everything_a_jump.runs[0].ledger.balanced());
-    assert_eq!(
-        everything_a_jump.runs[0].ledger.rentals + everything_a_jump.runs[0].ledger.returns,
-        0
-    );
+    assert_eq!(everything_a_jump.runs[0].ledger.rentals + everything_a_jump.runs[0].ledger.returns, 0);
 }
 
 proptest! {
@@ -169,38 +144,18 @@ fn stochastic_demand_is_common_to_every_policy() {
             .runs
             .iter()
             .filter(|run| run.replication == r)
-            .map(|run| {
-                (
-                    run.ledger.rentals + run.kpis.failed_rentals,
-                    run.ledger.returns + run.kpis.failed_returns,
-                )
-            })
+            .map(|run| (run.ledger.rentals + run.kpis.failed_rentals, run.ledger.returns + run.kpis.failed_returns))
             .collect();
         assert_eq!(attempts.len(), 3);
-        assert!(
-            attempts.iter().all(|a| *a == attempts[0]),
-            "replication {r}: {attempts:?}"
-        );
+        assert!(attempts.iter().all(|a| *a == attempts[0]), "replication {r}: {attempts:?}");
         assert!(attempts[0].0 > 0 && attempts[0].1 > 0);
     }
-    let per_rep: Vec<u64> = replay
-        .runs
-        .iter()
-        .filter(|run| run.policy == NOOP_VERSION)
-        .map(|run| run.ledger.rentals)
-        .collect();
-    assert!(
-        per_rep.windows(2).any(|w| w[0] != w[1]),
-        "replications should differ: {per_rep:?}"
-    );
-    let constrained = replay.summary.policies[2]
-        .get("constrained_station_minutes")
-        .unwrap();
+    let per_rep: Vec<u64> =
+        replay.runs.iter().filter(|run| run.policy == NOOP_VERSION).map(|run| run.ledger.rentals).collect();
+    assert!(per_rep.windows(2).any(|w| w[0] != w[1]), "replications should differ: {per_rep:?}");
+    let constrained = replay.summary.policies[2].get("constrained_station_minutes").unwrap();
     assert!(constrained.value.ci95_low < constrained.value.ci95_high);
-    assert!(
-        constrained.delta_vs_noop.unwrap().mean < 0.0,
-        "global should beat noop: {constrained:?}"
-    );
+    assert!(constrained.delta_vs_noop.unwrap().mean < 0.0, "global should beat noop: {constrained:?}");
 }
 
 #[test]
@@ -225,12 +180,7 @@ impl Policy<Rebalance> for Rogue {
         &self.0
     }
 
-    fn run(
-        &self,
-        _: &RunContext,
-        input: &PolicyInput,
-        _: &RebalanceParams,
-    ) -> Result<PolicyOutput, PolicyError> {
+    fn run(&self, _: &RunContext, input: &PolicyInput, _: &RebalanceParams) -> Result<PolicyOutput, PolicyError> {
         let from = &input.stations[0];
         if from.bikes > 1000 {
             return Err(PolicyError::Failed("unreachable".into()));
@@ -246,11 +196,7 @@ impl Policy<Rebalance> for Rogue {
                 neighbor_exhausted: false,
                 reason_codes: vec!["rogue".into()],
             }],
-            summary: Summary {
-                bikes_moved_total: 5,
-                stations_touched: 2,
-                no_op: false,
-            },
+            summary: Summary { bikes_moved_total: 5, stations_touched: 2, no_op: false },
             diagnostics: None,
         })
     }
@@ -273,10 +219,7 @@ fn invalid_outputs_are_counted_and_never_applied() {
     assert_eq!(rogue.kpis.decisions, 36);
     assert_eq!(rogue.kpis.errors, 36);
     assert_eq!((rogue.kpis.bikes_moved, rogue.moves.len()), (0, 0));
-    assert_eq!(
-        rogue.kpis.empty_station_s,
-        replay.runs[0].kpis.empty_station_s
-    );
+    assert_eq!(rogue.kpis.empty_station_s, replay.runs[0].kpis.empty_station_s);
     let record = &rogue.records[0];
     assert_eq!(record.error.as_ref().unwrap().code, "run.invalid_output");
     assert!(record.output_sha256.is_none() && record.input_sha256.is_some());
@@ -292,12 +235,7 @@ fn unknown_policies_and_empty_windows_are_refused() {
     let mut config = day(&feed);
     config.from += 10 * 86_400;
     config.to += 10 * 86_400;
-    assert_eq!(
-        replay::run(&feed, &host(), &config, &())
-            .unwrap_err()
-            .code(),
-        "replay.no_data"
-    );
+    assert_eq!(replay::run(&feed, &host(), &config, &()).unwrap_err().code(), "replay.no_data");
 }
 
 #[test]
@@ -317,35 +255,16 @@ fn verify_finds_no_drift_on_a_fresh_replay_and_exactly_a_tampered_hash() {
 
     // Edit one stored output hash: a greedy decision with moves.
     let mut lines: Vec<String> = jsonl.lines().map(str::to_owned).collect();
-    let target = stored
-        .iter()
-        .position(|r| r.policy == "rebal.greedy.v1" && r.moves > 0)
-        .unwrap();
+    let target = stored.iter().position(|r| r.policy == "rebal.greedy.v1" && r.moves > 0).unwrap();
     let real = stored[target].output_sha256.unwrap().to_hex();
-    let fake = format!(
-        "{}{}",
-        if real.starts_with('0') { "1" } else { "0" },
-        &real[1..]
-    );
+    let fake = format!("{}{}", if real.starts_with('0') { "1" } else { "0" }, &real[1..]);
     lines[target] = lines[target].replace(&real, &fake);
     let tampered = output::parse_runs(&lines.join("\n")).unwrap();
     let report = output::verify(&feed, &host, &config, &tampered, &()).unwrap();
     assert_eq!(report.drifts.len(), 1, "{:?}", report.drifts);
     let drift = &report.drifts[0];
     assert_eq!(
-        (
-            drift.policy.as_str(),
-            drift.decision_bucket_ts,
-            drift.field,
-            drift.expected.as_str(),
-            drift.actual.as_str()
-        ),
-        (
-            "rebal.greedy.v1",
-            stored[target].decision_bucket_ts,
-            "output_sha256",
-            fake.as_str(),
-            real.as_str()
-        )
+        (drift.policy.as_str(), drift.decision_bucket_ts, drift.field, drift.expected.as_str(), drift.actual.as_str()),
+        ("rebal.greedy.v1", stored[target].decision_bucket_ts, "output_sha256", fake.as_str(), real.as_str())
     );
 }

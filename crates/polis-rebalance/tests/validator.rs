@@ -1,5 +1,7 @@
 //! The semantic validator catches each broken rule with its code and path.
 
+#![expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
 use polis_rebalance::builtins::Builtin;
 use polis_rebalance::contract::{Move, PolicyInput, PolicyOutput, RebalanceParams};
 use polis_rebalance::network::Network;
@@ -120,7 +122,11 @@ fn the_move_and_station_caps_bind() {
 
 #[test]
 fn flags_must_tell_the_truth() {
-    check(|o| o.moves[0].neighbor_exhausted = !o.moves[0].neighbor_exhausted, "output.neighbor_flag", "moves[0].neighbor_exhausted");
+    check(
+        |o| o.moves[0].neighbor_exhausted = !o.moves[0].neighbor_exhausted,
+        "output.neighbor_flag",
+        "moves[0].neighbor_exhausted",
+    );
     check(|o| o.moves[0].budget_exhausted = true, "output.budget_flag", "moves[0].budget_exhausted");
 }
 

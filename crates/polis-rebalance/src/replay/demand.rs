@@ -91,10 +91,7 @@ pub fn count_jumps(world: &World<'_>, threshold: u32) -> u64 {
     for frame in &world.frames {
         for &(l, status) in &frame.rows {
             if let Some(before) = last[l as usize] {
-                jumps += u64::from(is_jump(
-                    i64::from(status.bikes) - i64::from(before),
-                    threshold,
-                ));
+                jumps += u64::from(is_jump(i64::from(status.bikes) - i64::from(before), threshold));
             }
             last[l as usize] = Some(status.bikes);
         }
@@ -148,15 +145,7 @@ impl Rates {
             .zip(&exposure)
             .map(|(c, e)| {
                 let rate = |k: usize| -> Vec<f64> {
-                    (0..SLOTS)
-                        .map(|s| {
-                            if e[k][s] > 0.0 {
-                                c[k][s] / e[k][s]
-                            } else {
-                                0.0
-                            }
-                        })
-                        .collect()
+                    (0..SLOTS).map(|s| if e[k][s] > 0.0 { c[k][s] / e[k][s] } else { 0.0 }).collect()
                 };
                 [rate(0), rate(1)]
             })
@@ -170,9 +159,7 @@ impl Rates {
         self.rates
             .iter()
             .map(|r| {
-                slot_overlaps(world.start, world.end)
-                    .map(|(slot, overlap)| r[k][slot] * overlap as f64)
-                    .sum::<f64>()
+                slot_overlaps(world.start, world.end).map(|(slot, overlap)| r[k][slot] * overlap as f64).sum::<f64>()
             })
             .sum()
     }
@@ -187,8 +174,7 @@ impl Rates {
                 let mut segment_start = world.start;
                 while segment_start < world.end {
                     let slot = slot_of(segment_start);
-                    let segment_end =
-                        ((segment_start.div_euclid(SLOT_S) + 1) * SLOT_S).min(world.end);
+                    let segment_end = ((segment_start.div_euclid(SLOT_S) + 1) * SLOT_S).min(world.end);
                     let rate = rates[kind as usize][slot];
                     if rate > 0.0 {
                         // Exponential gaps; memorylessness lets each slot
@@ -200,11 +186,7 @@ impl Rates {
                             if t >= segment_end as f64 {
                                 break;
                             }
-                            events.push(DemandEvent {
-                                t: t.floor() as i64,
-                                station: l as u32,
-                                kind,
-                            });
+                            events.push(DemandEvent { t: t.floor() as i64, station: l as u32, kind });
                         }
                     }
                     segment_start = segment_end;

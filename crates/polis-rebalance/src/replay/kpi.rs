@@ -88,27 +88,15 @@ impl Estimate {
     pub fn of(values: &[f64]) -> Estimate {
         let n = values.len();
         if n == 0 {
-            return Estimate {
-                mean: 0.0,
-                ci95_low: 0.0,
-                ci95_high: 0.0,
-            };
+            return Estimate { mean: 0.0, ci95_low: 0.0, ci95_high: 0.0 };
         }
         let mean = values.iter().sum::<f64>() / n as f64;
         if n == 1 {
-            return Estimate {
-                mean,
-                ci95_low: mean,
-                ci95_high: mean,
-            };
+            return Estimate { mean, ci95_low: mean, ci95_high: mean };
         }
         let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
         let half = t975(n - 1) * (variance / n as f64).sqrt();
-        Estimate {
-            mean,
-            ci95_low: mean - half,
-            ci95_high: mean + half,
-        }
+        Estimate { mean, ci95_low: mean - half, ci95_high: mean + half }
     }
 
     /// Half the interval's width.
@@ -120,9 +108,8 @@ impl Estimate {
 /// The 97.5 % quantile of Student's t with `df` degrees of freedom.
 fn t975(df: usize) -> f64 {
     const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
     ];
     TABLE.get(df.wrapping_sub(1)).copied().unwrap_or(1.96)
 }
@@ -180,39 +167,23 @@ impl Summary {
             .iter()
             .map(|policy| {
                 let own = runs_of(policy);
-                let bikes =
-                    Estimate::of(&own.iter().map(|k| k.bikes_moved as f64).collect::<Vec<_>>())
-                        .mean;
+                let bikes = Estimate::of(&own.iter().map(|k| k.bikes_moved as f64).collect::<Vec<_>>()).mean;
                 let metrics = METRICS
                     .iter()
                     .enumerate()
                     .map(|(i, &metric)| {
                         let values: Vec<f64> = own.iter().map(|k| k.metric(i)).collect();
-                        let delta_vs_noop =
-                            (!noop.is_empty() && noop.len() == own.len()).then(|| {
-                                let deltas: Vec<f64> = own
-                                    .iter()
-                                    .zip(&noop)
-                                    .map(|(k, z)| k.metric(i) - z.metric(i))
-                                    .collect();
-                                Estimate::of(&deltas)
-                            });
-                        let delta_per_100_bikes_moved = delta_vs_noop
-                            .filter(|_| bikes > 0.0)
-                            .map(|d| d.mean / bikes * 100.0);
-                        MetricSummary {
-                            metric,
-                            value: Estimate::of(&values),
-                            delta_vs_noop,
-                            delta_per_100_bikes_moved,
-                        }
+                        let delta_vs_noop = (!noop.is_empty() && noop.len() == own.len()).then(|| {
+                            let deltas: Vec<f64> =
+                                own.iter().zip(&noop).map(|(k, z)| k.metric(i) - z.metric(i)).collect();
+                            Estimate::of(&deltas)
+                        });
+                        let delta_per_100_bikes_moved =
+                            delta_vs_noop.filter(|_| bikes > 0.0).map(|d| d.mean / bikes * 100.0);
+                        MetricSummary { metric, value: Estimate::of(&values), delta_vs_noop, delta_per_100_bikes_moved }
                     })
                     .collect();
-                PolicySummary {
-                    policy: policy.clone(),
-                    replications: own.len() as u32,
-                    metrics,
-                }
+                PolicySummary { policy: policy.clone(), replications: own.len() as u32, metrics }
             })
             .collect();
         Summary { policies }
@@ -239,16 +210,8 @@ mod tests {
 
     #[test]
     fn constrained_is_empty_plus_full_in_minutes() {
-        let k = Kpis {
-            empty_station_s: 120,
-            full_station_s: 60,
-            ..Kpis::default()
-        };
+        let k = Kpis { empty_station_s: 120, full_station_s: 60, ..Kpis::default() };
         assert_eq!(k.metric(2), 3.0);
-        assert_eq!(
-            k.metric(8),
-            0.0,
-            "no bikes moved gives a zero mean distance"
-        );
+        assert_eq!(k.metric(8), 0.0, "no bikes moved gives a zero mean distance");
     }
 }

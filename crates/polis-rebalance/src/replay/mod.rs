@@ -40,8 +40,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::{
-    DEFAULT_EFFORT, Effort, PolicyInput, PolicyOutput, Rebalance, RebalanceParams, Targets,
-    default_targets,
+    DEFAULT_EFFORT, Effort, PolicyInput, PolicyOutput, Rebalance, RebalanceParams, Targets, default_targets,
 };
 use crate::gbfs::Feed;
 use crate::host::Host;
@@ -125,11 +124,7 @@ impl ReplayConfig {
             from,
             to,
             bucket_s: crate::snapshot::BUCKET_SECONDS,
-            policies: vec![
-                NOOP_VERSION.to_owned(),
-                "rebal.greedy.v1".to_owned(),
-                "rebal.global.v1".to_owned(),
-            ],
+            policies: vec![NOOP_VERSION.to_owned(), "rebal.greedy.v1".to_owned(), "rebal.global.v1".to_owned()],
             seed: 7,
             demand: DemandModel::Flow,
             jump_threshold: DEFAULT_JUMP_THRESHOLD,
@@ -206,8 +201,7 @@ impl Default for NoopPolicy {
         manifest.policy_version = NOOP_VERSION.to_owned();
         manifest.strategy = "noop.v1".to_owned();
         manifest.display_name = "No rebalancing".to_owned();
-        manifest.description =
-            Some("Never moves a bike: the baseline every replay compares against.".to_owned());
+        manifest.description = Some("Never moves a bike: the baseline every replay compares against.".to_owned());
         manifest.requires_neighbor_graph = false;
         NoopPolicy { manifest }
     }
@@ -242,11 +236,7 @@ pub fn with_noop(mut registry: Registry<Rebalance>) -> Registry<Rebalance> {
 /// The policy version a user's policy name stands for: `noop` is
 /// [`NOOP_VERSION`], anything else is itself.
 pub fn policy_version(name: &str) -> String {
-    if name == "noop" {
-        NOOP_VERSION.to_owned()
-    } else {
-        name.to_owned()
-    }
+    if name == "noop" { NOOP_VERSION.to_owned() } else { name.to_owned() }
 }
 
 /// Reports progress: called with the number of decisions just made.
@@ -273,11 +263,7 @@ pub struct Replay {
 }
 
 /// Checks a configuration and resolves its policy names against `host`.
-pub fn prepare(
-    feed: &Feed,
-    host: &Host,
-    config: &ReplayConfig,
-) -> Result<ReplayConfig, ReplayError> {
+pub fn prepare(feed: &Feed, host: &Host, config: &ReplayConfig) -> Result<ReplayConfig, ReplayError> {
     let mut config = config.clone();
     if config.bucket_s <= 0 {
         return Err(ReplayError::Config {
@@ -300,25 +286,16 @@ pub fn prepare(
         });
     }
     if let DemandModel::Stochastic { replications: 0 } = config.demand {
-        return Err(ReplayError::Config {
-            field: "replications",
-            message: "must be at least 1".to_owned(),
-        });
+        return Err(ReplayError::Config { field: "replications", message: "must be at least 1".to_owned() });
     }
     if config.policies.is_empty() {
-        return Err(ReplayError::Config {
-            field: "policies",
-            message: "name at least one policy".to_owned(),
-        });
+        return Err(ReplayError::Config { field: "policies", message: "name at least one policy".to_owned() });
     }
     config.policies = config.policies.iter().map(|p| policy_version(p)).collect();
     let mut seen = std::collections::BTreeSet::new();
     for policy in &config.policies {
         if !seen.insert(policy.clone()) {
-            return Err(ReplayError::Config {
-                field: "policies",
-                message: format!("`{policy}` is listed twice"),
-            });
+            return Err(ReplayError::Config { field: "policies", message: format!("`{policy}` is listed twice") });
         }
         if host.registry().resolve(policy).is_err() {
             return Err(ReplayError::UnknownPolicy(policy.clone()));
@@ -330,12 +307,7 @@ pub fn prepare(
         config.from = first;
     }
     if feed.snapshots.is_empty() || config.from >= config.to || config.from > last {
-        return Err(ReplayError::NoData {
-            from: config.from,
-            to: config.to,
-            first,
-            last,
-        });
+        return Err(ReplayError::NoData { from: config.from, to: config.to, first, last });
     }
     Ok(config)
 }
@@ -343,12 +315,7 @@ pub fn prepare(
 /// Runs a replay: every policy (and replication) in parallel, collected
 /// in configuration order. `host` must know every policy; use
 /// [`with_noop`] to add the baseline.
-pub fn run(
-    feed: &Feed,
-    host: &Host,
-    config: &ReplayConfig,
-    progress: &dyn Progress,
-) -> Result<Replay, ReplayError> {
+pub fn run(feed: &Feed, host: &Host, config: &ReplayConfig, progress: &dyn Progress) -> Result<Replay, ReplayError> {
     let config = prepare(feed, host, config)?;
     let world = sim::World::new(feed, &config);
     let replications = config.demand.replications();
@@ -362,31 +329,15 @@ pub fn run(
                 .collect()
         }
     };
-    let tasks: Vec<(usize, u32)> = (0..config.policies.len())
-        .flat_map(|p| (0..replications).map(move |r| (p, r)))
-        .collect();
+    let tasks: Vec<(usize, u32)> =
+        (0..config.policies.len()).flat_map(|p| (0..replications).map(move |r| (p, r))).collect();
     let runs: Vec<RunResult> = tasks
         .into_par_iter()
-        .map(|(p, r)| {
-            sim::simulate(
-                &world,
-                host,
-                &config,
-                &config.policies[p],
-                r,
-                &demands[r as usize],
-                progress,
-            )
-        })
+        .map(|(p, r)| sim::simulate(&world, host, &config, &config.policies[p], r, &demands[r as usize], progress))
         .collect();
     let summary = Summary::new(&config, &runs);
     let jumps_removed = demand::count_jumps(&world, config.jump_threshold);
-    Ok(Replay {
-        jumps_removed,
-        config,
-        runs,
-        summary,
-    })
+    Ok(Replay { jumps_removed, config, runs, summary })
 }
 
 /// Decisions a replay of `config` will make, for sizing a progress bar.

@@ -159,7 +159,8 @@ pub fn kpis_csv(replay: &Replay) -> String {
 /// `kpis.json`.
 pub fn kpis_json(replay: &Replay) -> String {
     // Round through the CSV precision so the JSON carries the same figures.
-    let round = |e: Estimate| serde_json::json!({"mean": round3(e.mean), "ci95": [round3(e.ci95_low), round3(e.ci95_high)]});
+    let round =
+        |e: Estimate| serde_json::json!({"mean": round3(e.mean), "ci95": [round3(e.ci95_low), round3(e.ci95_high)]});
     let policies: Vec<serde_json::Value> = replay
         .summary
         .policies
@@ -171,7 +172,8 @@ pub fn kpis_json(replay: &Replay) -> String {
                 .map(|m| {
                     let mut v = round(m.value);
                     v["delta_vs_noop"] = m.delta_vs_noop.map_or(serde_json::Value::Null, round);
-                    v["delta_per_100_bikes_moved"] = m.delta_per_100_bikes_moved.map_or(serde_json::Value::Null, |x| round3(x).into());
+                    v["delta_per_100_bikes_moved"] =
+                        m.delta_per_100_bikes_moved.map_or(serde_json::Value::Null, |x| round3(x).into());
                     (m.metric.to_owned(), v)
                 })
                 .collect();
@@ -222,8 +224,7 @@ pub fn moves_csv(replay: &Replay) -> String {
 
 /// `timeseries.csv`.
 pub fn timeseries_csv(replay: &Replay) -> String {
-    let mut text =
-        String::from("policy,replication,decision_bucket_ts,time,active,empty,full,constrained\n");
+    let mut text = String::from("policy,replication,decision_bucket_ts,time,active,empty,full,constrained\n");
     for run in &replay.runs {
         for p in &run.timeseries {
             let _ = writeln!(
@@ -261,10 +262,7 @@ pub fn parse_runs(text: &str) -> Result<Vec<DecisionRecord>, ReplayError> {
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(i, line)| {
-            serde_json::from_str(line).map_err(|e| ReplayError::Record {
-                line: i + 1,
-                message: e.to_string(),
-            })
+            serde_json::from_str(line).map_err(|e| ReplayError::Record { line: i + 1, message: e.to_string() })
         })
         .collect()
 }
@@ -311,12 +309,8 @@ pub fn verify(
 ) -> Result<VerifyReport, ReplayError> {
     let replay = super::run(feed, host, config, progress)?;
     let key = |r: &DecisionRecord| (r.policy.clone(), r.replication, r.decision_bucket_ts);
-    let fresh: BTreeMap<_, &DecisionRecord> = replay
-        .runs
-        .iter()
-        .flat_map(|r| &r.records)
-        .map(|r| (key(r), r))
-        .collect();
+    let fresh: BTreeMap<_, &DecisionRecord> =
+        replay.runs.iter().flat_map(|r| &r.records).map(|r| (key(r), r)).collect();
     let old: BTreeMap<_, &DecisionRecord> = stored.iter().map(|r| (key(r), r)).collect();
     let mut drifts = Vec::new();
     let drift = |k: &(String, u32, i64), field, expected: String, actual: String| Drift {
@@ -334,55 +328,23 @@ pub fn verify(
         match (old.get(k), fresh.get(k)) {
             (Some(a), Some(b)) => {
                 if a.run_key_sha256 != b.run_key_sha256 {
-                    drifts.push(drift(
-                        k,
-                        "run_key_sha256",
-                        a.run_key_sha256.to_hex(),
-                        b.run_key_sha256.to_hex(),
-                    ));
+                    drifts.push(drift(k, "run_key_sha256", a.run_key_sha256.to_hex(), b.run_key_sha256.to_hex()));
                 }
                 if a.input_sha256 != b.input_sha256 {
-                    drifts.push(drift(
-                        k,
-                        "input_sha256",
-                        show(a.input_sha256),
-                        show(b.input_sha256),
-                    ));
+                    drifts.push(drift(k, "input_sha256", show(a.input_sha256), show(b.input_sha256)));
                 }
                 if a.output_sha256 != b.output_sha256 {
-                    drifts.push(drift(
-                        k,
-                        "output_sha256",
-                        show(a.output_sha256),
-                        show(b.output_sha256),
-                    ));
+                    drifts.push(drift(k, "output_sha256", show(a.output_sha256), show(b.output_sha256)));
                 }
-                let code = |r: &DecisionRecord| {
-                    r.error
-                        .as_ref()
-                        .map_or_else(|| "none".to_owned(), |e| e.code.clone())
-                };
+                let code = |r: &DecisionRecord| r.error.as_ref().map_or_else(|| "none".to_owned(), |e| e.code.clone());
                 if code(a) != code(b) {
                     drifts.push(drift(k, "error", code(a), code(b)));
                 }
             }
-            (Some(_), None) => drifts.push(drift(
-                k,
-                "record",
-                "stored".to_owned(),
-                "not re-run".to_owned(),
-            )),
-            (None, Some(_)) => drifts.push(drift(
-                k,
-                "record",
-                "not stored".to_owned(),
-                "re-run".to_owned(),
-            )),
+            (Some(_), None) => drifts.push(drift(k, "record", "stored".to_owned(), "not re-run".to_owned())),
+            (None, Some(_)) => drifts.push(drift(k, "record", "not stored".to_owned(), "re-run".to_owned())),
             (None, None) => {}
         }
     }
-    Ok(VerifyReport {
-        checked: fresh.len(),
-        drifts,
-    })
+    Ok(VerifyReport { checked: fresh.len(), drifts })
 }

@@ -69,10 +69,7 @@ pub struct World<'f> {
 /// Decision times: every multiple of `bucket_s` in `[from, to)`.
 pub fn decision_times(from: i64, to: i64, bucket_s: i64) -> Vec<i64> {
     let first = (from + bucket_s - 1).div_euclid(bucket_s) * bucket_s;
-    (0..)
-        .map(|i| first + i * bucket_s)
-        .take_while(|&t| t < to)
-        .collect()
+    (0..).map(|i| first + i * bucket_s).take_while(|&t| t < to).collect()
 }
 
 impl<'f> World<'f> {
@@ -80,15 +77,9 @@ impl<'f> World<'f> {
     pub fn new(feed: &'f Feed, config: &super::ReplayConfig) -> Self {
         let start = config.from;
         let end = config.to;
-        let first = feed
-            .snapshots
-            .partition_point(|s| s.ts <= start)
-            .saturating_sub(1);
+        let first = feed.snapshots.partition_point(|s| s.ts <= start).saturating_sub(1);
         let last = feed.snapshots.partition_point(|s| s.ts < end);
-        let snapshots = feed
-            .snapshots
-            .get(first..last.max(first))
-            .unwrap_or_default();
+        let snapshots = feed.snapshots.get(first..last.max(first)).unwrap_or_default();
         let mut seen = vec![false; feed.stations.len()];
         for snapshot in snapshots {
             for row in &snapshot.rows {
@@ -100,11 +91,8 @@ impl<'f> World<'f> {
         for (l, &i) in stations.iter().enumerate() {
             local[i] = l as u32;
         }
-        let index = stations
-            .iter()
-            .enumerate()
-            .map(|(l, &i)| (feed.stations[i].station_id.clone(), l as u32))
-            .collect();
+        let index =
+            stations.iter().enumerate().map(|(l, &i)| (feed.stations[i].station_id.clone(), l as u32)).collect();
         let frames = snapshots
             .iter()
             .enumerate()
@@ -143,10 +131,8 @@ impl<'f> World<'f> {
     /// configuration (without the policy list) and `r`. Every input of a
     /// replay is built from this view, so it names it in every run key.
     pub fn serving_view(&self, replication: u32) -> String {
-        let digest = canonical::digest_of(
-            &json!({"config": self.config_digest, "replication": replication}),
-        )
-        .unwrap_or_else(|_| Digest::of_bytes(b""));
+        let digest = canonical::digest_of(&json!({"config": self.config_digest, "replication": replication}))
+            .unwrap_or_else(|_| Digest::of_bytes(b""));
         format!("rp1-{}", &digest.to_hex()[..16])
     }
 }
@@ -333,12 +319,7 @@ impl State {
     }
 
     fn time_point(&self, ts: i64) -> TimePoint {
-        let mut point = TimePoint {
-            ts,
-            active: 0,
-            empty: 0,
-            full: 0,
-        };
+        let mut point = TimePoint { ts, active: 0, empty: 0, full: 0 };
         for l in 0..self.bikes.len() {
             if self.active[l] {
                 point.active += 1;
@@ -430,16 +411,8 @@ pub fn simulate(
         if world.decisions.get(ki) == Some(&now) {
             ki += 1;
             timeseries.push(state.time_point(now));
-            let mut run = Run {
-                world,
-                host,
-                config,
-                policy,
-                replication,
-                sv: &sv,
-                state: &mut state,
-                graph: &mut graph,
-            };
+            let mut run =
+                Run { world, host, config, policy, replication, sv: &sv, state: &mut state, graph: &mut graph };
             let record = run.decide(now, &mut arrivals, &mut sequence, &mut moves);
             records.push(record);
             progress.advance(1);
@@ -484,50 +457,34 @@ impl Run<'_, '_> {
     ) -> DecisionRecord {
         let world = self.world;
         let state = &mut *self.state;
-        let present: Vec<usize> = (0..world.stations.len())
-            .filter(|&l| state.active[l])
-            .collect();
+        let present: Vec<usize> = (0..world.stations.len()).filter(|&l| state.active[l]).collect();
         let feed_present: Vec<usize> = present.iter().map(|&l| world.stations[l]).collect();
         if self.graph.digest.is_none() || self.graph.present != feed_present {
-            self.graph.neighbors = neighbor_graph(
-                &world.feed.stations,
-                &feed_present,
-                self.config.k,
-                self.config.radius_m,
-            );
-            self.graph.digest = Some(
-                canonical::digest_of(&self.graph.neighbors)
-                    .unwrap_or_else(|_| Digest::of_bytes(b"")),
-            );
+            self.graph.neighbors =
+                neighbor_graph(&world.feed.stations, &feed_present, self.config.k, self.config.radius_m);
+            self.graph.digest =
+                Some(canonical::digest_of(&self.graph.neighbors).unwrap_or_else(|_| Digest::of_bytes(b"")));
             self.graph.present = feed_present;
         }
         let stations: Vec<Station> = present
             .iter()
             .map(|&l| {
                 let capacity = state.usable[l].max(state.bikes[l]);
-                let (installed, renting, returning, reported) =
-                    state.last[l].map_or((false, false, false, now), |s| {
-                        (
-                            s.is_installed,
-                            s.is_renting,
-                            s.is_returning,
-                            s.last_reported,
-                        )
-                    });
+                let (installed, renting, returning, reported) = state.last[l].map_or((false, false, false, now), |s| {
+                    (s.is_installed, s.is_renting, s.is_returning, s.last_reported)
+                });
                 Station {
                     station_key: world.key(l).to_owned(),
                     capacity,
                     bikes: state.bikes[l],
                     docks: capacity - state.bikes[l],
-                    bucket_quality: quality(installed, renting, returning, now - reported)
-                        .to_owned(),
+                    bucket_quality: quality(installed, renting, returning, now - reported).to_owned(),
                 }
             })
             .collect();
-        let view_snapshot_sha256 = canonical::digest_of(
-            &json!({"stations": &stations, "neighbors_sha256": self.graph.digest}),
-        )
-        .unwrap_or_else(|_| Digest::of_bytes(b""));
+        let view_snapshot_sha256 =
+            canonical::digest_of(&json!({"stations": &stations, "neighbors_sha256": self.graph.digest}))
+                .unwrap_or_else(|_| Digest::of_bytes(b""));
         let input = PolicyInput {
             stations,
             neighbors: self.graph.neighbors.clone(),
@@ -563,14 +520,10 @@ impl Run<'_, '_> {
             error: None,
         };
         state.kpis.decisions += 1;
-        let result = self
-            .host
-            .check_input(&input, &self.config.params)
-            .and_then(|input_sha256| {
-                record.input_sha256 = Some(input_sha256);
-                self.host
-                    .decide_checked(self.policy, &decision, input_sha256)
-            });
+        let result = self.host.check_input(&input, &self.config.params).and_then(|input_sha256| {
+            record.input_sha256 = Some(input_sha256);
+            self.host.decide_checked(self.policy, &decision, input_sha256)
+        });
         let output = match result {
             Ok(run) => {
                 record.output_sha256 = Some(run.output_sha256);
@@ -578,10 +531,7 @@ impl Run<'_, '_> {
             }
             Err(error) => {
                 state.kpis.errors += 1;
-                record.error = Some(DecisionError {
-                    code: error.code().to_owned(),
-                    message: error.to_string(),
-                });
+                record.error = Some(DecisionError { code: error.code().to_owned(), message: error.to_string() });
                 return record;
             }
         };
@@ -590,10 +540,8 @@ impl Run<'_, '_> {
             // The guard validated the output against this input, so both
             // keys are known and the donor holds the bikes; the lookups
             // stay defensive all the same.
-            let (Some(&from), Some(&to)) = (
-                world.index.get(&m.from_station_key),
-                world.index.get(&m.to_station_key),
-            ) else {
+            let (Some(&from), Some(&to)) = (world.index.get(&m.from_station_key), world.index.get(&m.to_station_key))
+            else {
                 continue;
             };
             let (from, to) = (from as usize, to as usize);
