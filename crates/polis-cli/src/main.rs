@@ -7,6 +7,7 @@
 mod contracts;
 mod input;
 mod rebalance;
+mod service;
 mod table;
 
 use std::process::ExitCode;
@@ -44,6 +45,14 @@ enum Command {
     /// Check plugin manifests.
     #[command(subcommand)]
     Manifest(contracts::ManifestCommand),
+    /// Store data for the service: `polis ingest gbfs DIR|CSV`.
+    #[command(subcommand)]
+    Ingest(service::IngestCommand),
+    /// Run the HTTP API with in-process workers (SQLite by default).
+    Serve(service::ServeArgs),
+    /// Run workers only, claiming runs from a shared store (PostgreSQL
+    /// to scale out over machines).
+    Worker(service::WorkerCommand),
 }
 
 /// How a command finished when it did not fail outright.
@@ -62,6 +71,9 @@ fn main() -> ExitCode {
         Command::Plugins(command) => contracts::plugins(command, json),
         Command::Contract(command) => contracts::contract(command, json),
         Command::Manifest(command) => contracts::manifest(command, json),
+        Command::Ingest(command) => service::ingest(command, json),
+        Command::Serve(args) => service::serve(args),
+        Command::Worker(args) => service::worker(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
@@ -77,7 +89,8 @@ fn main() -> ExitCode {
 fn report(error: &anyhow::Error, json: bool) {
     if json {
         let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
-        let body = serde_json::json!({"error": {"message": error.to_string(), "causes": &chain[1..]}});
+        let body =
+            serde_json::json!({"error": {"message": error.to_string(), "causes": &chain[1..]}});
         println!("{body}");
     } else {
         eprintln!("error: {error}");
