@@ -60,11 +60,8 @@ pub enum ManifestCommand {
 }
 
 /// A contract this build knows: `(id, input version, output version)`.
-pub const CONTRACTS: &[(&str, &str, &str)] = &[(
-    Rebalance::ID,
-    Rebalance::INPUT_SCHEMA_VERSION,
-    Rebalance::OUTPUT_SCHEMA_VERSION,
-)];
+pub const CONTRACTS: &[(&str, &str, &str)] =
+    &[(Rebalance::ID, Rebalance::INPUT_SCHEMA_VERSION, Rebalance::OUTPUT_SCHEMA_VERSION)];
 
 fn all_statuses() -> Vec<PluginStatus> {
     polis_rebalance::builtins::registry().statuses()
@@ -90,9 +87,7 @@ pub fn plugins(command: PluginsCommand, json: bool) -> anyhow::Result<Outcome> {
                         s.plugin_id.clone(),
                         s.contract.to_owned(),
                         s.tier.to_string(),
-                        s.manifest_sha256
-                            .map(|d| d.to_hex()[..12].to_owned())
-                            .unwrap_or_default(),
+                        s.manifest_sha256.map(|d| d.to_hex()[..12].to_owned()).unwrap_or_default(),
                         status,
                         reason,
                     ]
@@ -158,28 +153,22 @@ pub fn contract(command: ContractCommand, json: bool) -> anyhow::Result<Outcome>
 
 pub fn manifest(command: ManifestCommand, json: bool) -> anyhow::Result<Outcome> {
     let ManifestCommand::Validate { file } = command;
-    let bytes =
-        std::fs::read(&file).with_context(|| format!("cannot read `{}`", file.display()))?;
-    let result = Manifest::from_json(&bytes)
-        .map_err(|e| (e.code(), e.problems()))
-        .and_then(|m| {
-            match CONTRACTS
-                .iter()
-                .find(|(_, i, o)| *i == m.input_schema_version && *o == m.output_schema_version)
-            {
-                Some((id, _, _)) => Ok((m, *id)),
-                None => Err((
-                    "manifest.unknown_contract",
-                    vec![polis_core::manifest::FieldProblem {
-                        field: "input_schema_version".to_owned(),
-                        message: format!(
-                            "no known contract takes `{}` and returns `{}`",
-                            m.input_schema_version, m.output_schema_version
-                        ),
-                    }],
-                )),
-            }
-        });
+    let bytes = std::fs::read(&file).with_context(|| format!("cannot read `{}`", file.display()))?;
+    let result = Manifest::from_json(&bytes).map_err(|e| (e.code(), e.problems())).and_then(|m| {
+        match CONTRACTS.iter().find(|(_, i, o)| *i == m.input_schema_version && *o == m.output_schema_version) {
+            Some((id, _, _)) => Ok((m, *id)),
+            None => Err((
+                "manifest.unknown_contract",
+                vec![polis_core::manifest::FieldProblem {
+                    field: "input_schema_version".to_owned(),
+                    message: format!(
+                        "no known contract takes `{}` and returns `{}`",
+                        m.input_schema_version, m.output_schema_version
+                    ),
+                }],
+            )),
+        }
+    });
     match result {
         Ok((m, contract)) => {
             let digest = m.digest()?.to_hex();
@@ -190,23 +179,14 @@ pub fn manifest(command: ManifestCommand, json: bool) -> anyhow::Result<Outcome>
                 );
             } else {
                 println!("{}: valid", file.display());
-                println!(
-                    "  plugin {} ({}), policy version {}",
-                    m.plugin_id, m.plugin_version, m.policy_version
-                );
-                println!(
-                    "  contract {contract}, tier {}, manifest sha256 {digest}",
-                    m.tier()
-                );
+                println!("  plugin {} ({}), policy version {}", m.plugin_id, m.plugin_version, m.policy_version);
+                println!("  contract {contract}, tier {}, manifest sha256 {digest}", m.tier());
             }
             Ok(Outcome::Success)
         }
         Err((code, problems)) => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"valid": false, "code": code, "problems": problems})
-                );
+                println!("{}", serde_json::json!({"valid": false, "code": code, "problems": problems}));
             } else {
                 println!("{}: invalid", file.display());
                 for p in &problems {

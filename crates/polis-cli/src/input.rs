@@ -47,17 +47,11 @@ pub struct ContextFields {
     pub request_id: Option<String>,
     /// Ignored: polis derives `now_iso` from the bucket.
     #[serde(default)]
-    #[expect(
-        dead_code,
-        reason = "accepted so contexts round-trip, but polis derives it"
-    )]
+    #[expect(dead_code, reason = "accepted so contexts round-trip, but polis derives it")]
     pub now_iso: Option<String>,
     /// Ignored: polis derives the seed from the run key.
     #[serde(default)]
-    #[expect(
-        dead_code,
-        reason = "accepted so contexts round-trip, but polis derives it"
-    )]
+    #[expect(dead_code, reason = "accepted so contexts round-trip, but polis derives it")]
     pub seed: Option<u64>,
 }
 
@@ -82,20 +76,14 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedInput> {
     let reader: Box<dyn Read> = if path == Path::new("-") {
         Box::new(std::io::stdin())
     } else {
-        Box::new(
-            std::fs::File::open(path)
-                .with_context(|| format!("cannot open `{}`", path.display()))?,
-        )
+        Box::new(std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?)
     };
     reader
         .take(MAX_INPUT_BYTES + 1)
         .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read `{}`", path.display()))?;
     if bytes.len() as u64 > MAX_INPUT_BYTES {
-        bail!(
-            "`{}` is larger than the {MAX_INPUT_BYTES}-byte input limit",
-            path.display()
-        );
+        bail!("`{}` is larger than the {MAX_INPUT_BYTES}-byte input limit", path.display());
     }
     parse(&bytes).with_context(|| format!("`{}` is not a valid policy input", path.display()))
 }
@@ -107,17 +95,9 @@ pub fn parse(bytes: &[u8]) -> anyhow::Result<LoadedInput> {
     let (input, params, context, snapshot) = if is_envelope {
         let envelope: Envelope = from_value(value)?;
         let snapshot = envelope.snapshot.as_ref().and_then(|s| {
-            Some((
-                s.get("view_snapshot_id")?.as_str()?.to_owned(),
-                s.get("view_snapshot_sha256")?.as_str()?.to_owned(),
-            ))
+            Some((s.get("view_snapshot_id")?.as_str()?.to_owned(), s.get("view_snapshot_sha256")?.as_str()?.to_owned()))
         });
-        (
-            envelope.input,
-            envelope.params.unwrap_or_default(),
-            envelope.context,
-            snapshot,
-        )
+        (envelope.input, envelope.params.unwrap_or_default(), envelope.context, snapshot)
     } else {
         (from_value(value)?, RebalanceParams::default(), None, None)
     };
@@ -136,13 +116,7 @@ pub fn parse(bytes: &[u8]) -> anyhow::Result<LoadedInput> {
             }
         }
     };
-    Ok(LoadedInput {
-        input,
-        params,
-        context,
-        names: BTreeMap::new(),
-        snapshot,
-    })
+    Ok(LoadedInput { input, params, context, names: BTreeMap::new(), snapshot })
 }
 
 fn from_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> anyhow::Result<T> {
@@ -175,23 +149,13 @@ mod tests {
         let doc = format!(
             r#"{{"stations":[{{"station_key":"a","capacity":-3,"bikes":0,"docks":0,"bucket_quality":"ok"}}],"neighbors":[],{EFFORT}}}"#
         );
-        assert!(
-            error_of(&doc).contains("stations[0].capacity"),
-            "{}",
-            error_of(&doc)
-        );
+        assert!(error_of(&doc).contains("stations[0].capacity"), "{}", error_of(&doc));
     }
 
     #[test]
     fn envelope_errors_name_the_nested_field() {
-        let doc = format!(
-            r#"{{"input":{{"stations":[],"neighbors":[{{"from_station_key":"a"}}],{EFFORT}}}}}"#
-        );
-        assert!(
-            error_of(&doc).contains("input.neighbors[0]"),
-            "{}",
-            error_of(&doc)
-        );
+        let doc = format!(r#"{{"input":{{"stations":[],"neighbors":[{{"from_station_key":"a"}}],{EFFORT}}}}}"#);
+        assert!(error_of(&doc).contains("input.neighbors[0]"), "{}", error_of(&doc));
     }
 
     #[test]

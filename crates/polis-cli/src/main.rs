@@ -89,8 +89,7 @@ fn main() -> ExitCode {
 fn report(error: &anyhow::Error, json: bool) {
     if json {
         let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
-        let body =
-            serde_json::json!({"error": {"message": error.to_string(), "causes": &chain[1..]}});
+        let body = serde_json::json!({"error": {"message": error.to_string(), "causes": &chain[1..]}});
         println!("{body}");
     } else {
         eprintln!("error: {error}");

@@ -99,11 +99,7 @@ impl ShapeArgs {
                 max_stations_touched: self.max_stations,
                 max_moves: self.max_moves,
             },
-            targets: Targets {
-                alpha: self.alpha,
-                beta: self.beta,
-                min_capacity_for_policy: self.min_capacity,
-            },
+            targets: Targets { alpha: self.alpha, beta: self.beta, min_capacity_for_policy: self.min_capacity },
         }
     }
 }
@@ -126,12 +122,7 @@ pub struct RunArgs {
     /// A `policy.input.v1` file, or `{"context", "input", "params"}`; `-`
     /// reads stdin. A bare input runs with system `local`, sv
     /// `input-<hash>` and bucket 0.
-    #[arg(
-        long,
-        value_name = "FILE",
-        conflicts_with = "gbfs",
-        required_unless_present = "gbfs"
-    )]
+    #[arg(long, value_name = "FILE", conflicts_with = "gbfs", required_unless_present = "gbfs")]
     input: Option<PathBuf>,
     /// Build the input from GBFS data instead.
     #[arg(long, value_name = "DIR|CSV")]
@@ -182,16 +173,8 @@ pub fn run(command: Command, json: bool) -> anyhow::Result<Outcome> {
 }
 
 /// Loads GBFS data and builds the input at a time.
-fn from_gbfs(
-    path: &std::path::Path,
-    at: Option<&str>,
-    shape: &ShapeArgs,
-) -> anyhow::Result<LoadedInput> {
-    let at = at
-        .map(parse_time)
-        .transpose()
-        .map_err(anyhow::Error::msg)
-        .context("invalid `--at`")?;
+fn from_gbfs(path: &std::path::Path, at: Option<&str>, shape: &ShapeArgs) -> anyhow::Result<LoadedInput> {
+    let at = at.map(parse_time).transpose().map_err(anyhow::Error::msg).context("invalid `--at`")?;
     let feed = Feed::open(path)?;
     let snapshot = feed.snapshot_at(at)?;
     let built = SnapshotBuilder::new(shape.options()).build(&feed, snapshot, at);
@@ -235,11 +218,7 @@ fn snapshot(args: SnapshotArgs) -> anyhow::Result<Outcome> {
 }
 
 /// Runs one policy on a loaded input through the host.
-pub fn decide(
-    host: &Host,
-    policy: &str,
-    loaded: &LoadedInput,
-) -> anyhow::Result<RunRecord<Rebalance>> {
+pub fn decide(host: &Host, policy: &str, loaded: &LoadedInput) -> anyhow::Result<RunRecord<Rebalance>> {
     let decision = Decision {
         system_id: &loaded.context.system_id,
         sv: &loaded.context.sv,
@@ -272,17 +251,8 @@ fn run_policy(args: RunArgs, json: bool) -> anyhow::Result<Outcome> {
 pub fn describe(record: &RunRecord<Rebalance>, loaded: &LoadedInput) -> String {
     let out: &PolicyOutput = &record.output;
     let key = &record.run_key;
-    let label = |k: &str| {
-        loaded
-            .names
-            .get(k)
-            .map_or_else(|| k.to_owned(), |n| n.clone())
-    };
-    let weighted: f64 = out
-        .moves
-        .iter()
-        .map(|m| f64::from(m.bikes_moved) * m.dist_m)
-        .sum();
+    let label = |k: &str| loaded.names.get(k).map_or_else(|| k.to_owned(), |n| n.clone());
+    let weighted: f64 = out.moves.iter().map(|m| f64::from(m.bikes_moved) * m.dist_m).sum();
     let mut text = format!(
         "{} on {} at {} ({} stations): {} moves, {} bikes, {} stations touched, {} bike-metres\n",
         key.policy_version,
@@ -332,10 +302,7 @@ pub fn describe(record: &RunRecord<Rebalance>, loaded: &LoadedInput) -> String {
         ));
     }
     if let Some(diagnostics) = &out.diagnostics {
-        let shown: Vec<String> = diagnostics
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let shown: Vec<String> = diagnostics.iter().map(|(k, v)| format!("{k}={v}")).collect();
         text.push_str(&format!("diagnostics: {}\n", shown.join(" ")));
     }
     text.push_str(&format!(
@@ -353,13 +320,8 @@ fn short(hex: &str) -> &str {
 }
 
 fn synthesise(args: SynthArgs, json: bool) -> anyhow::Result<Outcome> {
-    let city = synth::generate(CityOptions {
-        stations: args.stations,
-        days: args.days,
-        seed: args.seed,
-    });
-    synth::write(&city, &args.out)
-        .with_context(|| format!("cannot write the city to `{}`", args.out.display()))?;
+    let city = synth::generate(CityOptions { stations: args.stations, days: args.days, seed: args.seed });
+    synth::write(&city, &args.out).with_context(|| format!("cannot write the city to `{}`", args.out.display()))?;
     let snapshots = city.feed.snapshots.len();
     if json {
         println!(
@@ -375,10 +337,7 @@ fn synthesise(args: SynthArgs, json: bool) -> anyhow::Result<Outcome> {
             rfc3339(city.feed.snapshots.last().map_or(synth::START_TS, |s| s.ts)),
             args.out.display()
         );
-        println!(
-            "try: polis rebalance run --gbfs {} --at 2024-01-01T09:30:00Z",
-            args.out.display()
-        );
+        println!("try: polis rebalance run --gbfs {} --at 2024-01-01T09:30:00Z", args.out.display());
     }
     Ok(Outcome::Success)
 }
@@ -390,15 +349,10 @@ fn demo(args: DemoArgs, json: bool) -> anyhow::Result<Outcome> {
         .and_then(|(h, m)| Some((h.parse::<i64>().ok()?, m.parse::<i64>().ok()?)))
         .filter(|(h, m)| (0..24).contains(h) && (0..60).contains(m))
         .context("`--time` must be HH:MM")?;
-    let city = synth::generate(CityOptions {
-        stations: args.stations,
-        days: 1,
-        seed: args.seed,
-    });
+    let city = synth::generate(CityOptions { stations: args.stations, days: 1, seed: args.seed });
     let at = synth::START_TS + hours * 3600 + minutes * 60;
     let snapshot = city.feed.snapshot_at(Some(at))?;
-    let built =
-        SnapshotBuilder::new(SnapshotOptions::default()).build(&city.feed, snapshot, Some(at));
+    let built = SnapshotBuilder::new(SnapshotOptions::default()).build(&city.feed, snapshot, Some(at));
     let loaded = LoadedInput {
         context: ContextFields {
             system_id: built.system_id,

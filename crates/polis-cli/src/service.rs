@@ -46,10 +46,8 @@ pub struct WorkerArgs {
 
 impl WorkerArgs {
     fn configs(&self, prefix: &str) -> anyhow::Result<Vec<WorkerConfig>> {
-        let lease =
-            Duration::try_from_secs_f64(self.lease_seconds).context("invalid `--lease-seconds`")?;
-        let timeout = Duration::try_from_secs_f64(self.timeout_seconds)
-            .context("invalid `--timeout-seconds`")?;
+        let lease = Duration::try_from_secs_f64(self.lease_seconds).context("invalid `--lease-seconds`")?;
+        let timeout = Duration::try_from_secs_f64(self.timeout_seconds).context("invalid `--timeout-seconds`")?;
         Ok((0..self.workers)
             .map(|n| WorkerConfig {
                 lease,
@@ -115,10 +113,7 @@ pub struct IngestArgs {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
 fn init_logs() {
@@ -145,15 +140,14 @@ fn shutdown_signal() -> watch::Receiver<bool> {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        let _ = ctrl_c.await;
-                        let _ = tx.send(true);
-                        return;
-                    }
-                };
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    let _ = tx.send(true);
+                    return;
+                }
+            };
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -171,9 +165,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<Outcome> {
     init_logs();
     runtime()?.block_on(async move {
         let store = open(&args.db).await?;
-        let auth = Auth { read_tokens: args.read_token, admin_tokens: args.admin_token, insecure_local: args.insecure_local };
+        let auth =
+            Auth { read_tokens: args.read_token, admin_tokens: args.admin_token, insecure_local: args.insecure_local };
         if auth.read_tokens.is_empty() && auth.admin_tokens.is_empty() && !auth.insecure_local {
-            tracing::warn!("no tokens configured and --insecure-local not set: every API call will be refused with 401");
+            tracing::warn!(
+                "no tokens configured and --insecure-local not set: every API call will be refused with 401"
+            );
         }
         let config = ServiceConfig { body_limit: args.body_limit, ..ServiceConfig::default() };
         let state = AppState::new(store.clone(), auth, config).await.context("cannot prepare the service")?;
@@ -216,9 +213,7 @@ pub fn worker(args: WorkerCommand) -> anyhow::Result<Outcome> {
     runtime()?.block_on(async move {
         let store = open(&args.db).await?;
         let host = std::sync::Arc::new(polis_rebalance::host::Host::builtin());
-        polis_server::sync_registry(&store, &host)
-            .await
-            .context("cannot sync the plugin registry")?;
+        polis_server::sync_registry(&store, &host).await.context("cannot sync the plugin registry")?;
         let ctx = WorkerContext {
             store: store.clone(),
             host,

@@ -21,19 +21,12 @@ pub fn render(headers: &[(&str, Align)], rows: &[Vec<String>], max_width: usize)
             short
         }
     };
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| r.iter().map(|c| cut(c)).collect())
-        .collect();
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| cut(c)).collect()).collect();
     let widths: Vec<usize> = headers
         .iter()
         .enumerate()
         .map(|(i, (h, _))| {
-            rows.iter()
-                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
-                .max()
-                .unwrap_or(0)
-                .max(h.len())
+            rows.iter().map(|r| r.get(i).map_or(0, |c| c.chars().count())).max().unwrap_or(0).max(h.len())
         })
         .collect();
     let line = |cells: Vec<&str>| -> String {

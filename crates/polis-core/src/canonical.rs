@@ -97,8 +97,7 @@ impl Serialize for Digest {
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Digest::from_hex(&text)
-            .ok_or_else(|| serde::de::Error::custom("expected 64 hex digits of a SHA-256 digest"))
+        Digest::from_hex(&text).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits of a SHA-256 digest"))
     }
 }
 
@@ -144,9 +143,6 @@ mod tests {
 
     #[test]
     fn sha256_of_empty_input_is_the_known_constant() {
-        assert_eq!(
-            Digest::of_bytes(b"").to_hex(),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(Digest::of_bytes(b"").to_hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 }

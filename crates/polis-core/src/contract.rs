@@ -34,11 +34,7 @@ pub trait Contract: Send + Sync + 'static {
 
     /// Checks an output against the input it answers: the contract's
     /// semantic rules beyond what the schema can say.
-    fn validate_output(
-        input: &Self::Input,
-        params: &Self::Params,
-        output: &Self::Output,
-    ) -> Result<(), Violations>;
+    fn validate_output(input: &Self::Input, params: &Self::Params, output: &Self::Output) -> Result<(), Violations>;
 
     /// How many items (moves, intents, findings) an output holds, for the
     /// guard's item cap.

@@ -196,10 +196,9 @@ impl ManifestError {
     /// Every problem with the field it concerns.
     pub fn problems(&self) -> Vec<FieldProblem> {
         match self {
-            ManifestError::TooLarge { size, limit } => vec![FieldProblem {
-                field: String::new(),
-                message: format!("{size} bytes exceeds {limit}"),
-            }],
+            ManifestError::TooLarge { size, limit } => {
+                vec![FieldProblem { field: String::new(), message: format!("{size} bytes exceeds {limit}") }]
+            }
             ManifestError::Parse(problem) => vec![problem.clone()],
             ManifestError::Invalid(problems) => problems.clone(),
         }
@@ -224,18 +223,15 @@ impl Manifest {
                 message: e.into_inner().to_string(),
             })
         })?;
-        de.end().map_err(|e| {
-            ManifestError::Parse(FieldProblem { field: String::new(), message: e.to_string() })
-        })?;
+        de.end().map_err(|e| ManifestError::Parse(FieldProblem { field: String::new(), message: e.to_string() }))?;
         manifest.validate()?;
         Ok(manifest)
     }
 
     /// Parses and validates a manifest from a JSON value.
     pub fn from_value(value: serde_json::Value) -> Result<Manifest, ManifestError> {
-        let bytes = serde_json::to_vec(&value).map_err(|e| {
-            ManifestError::Parse(FieldProblem { field: String::new(), message: e.to_string() })
-        })?;
+        let bytes = serde_json::to_vec(&value)
+            .map_err(|e| ManifestError::Parse(FieldProblem { field: String::new(), message: e.to_string() }))?;
         Manifest::from_json(&bytes)
     }
 
@@ -259,10 +255,7 @@ impl Manifest {
             problem("plugin_id", format!("malformed plugin id `{}`: {why}", self.plugin_id));
         }
         if let Err(why) = check_dotted_id(&self.policy_version) {
-            problem(
-                "policy_version",
-                format!("malformed policy version `{}`: {why}", self.policy_version),
-            );
+            problem("policy_version", format!("malformed policy version `{}`: {why}", self.policy_version));
         }
         for (field, value) in [
             ("plugin_version", &self.plugin_version),
@@ -285,17 +278,11 @@ impl Manifest {
             );
         }
         if !(0..=MAX_HORIZON_STEPS).contains(&self.max_horizon_steps) {
-            problem(
-                "max_horizon_steps",
-                format!("{} is outside 0..={MAX_HORIZON_STEPS}", self.max_horizon_steps),
-            );
+            problem("max_horizon_steps", format!("{} is outside 0..={MAX_HORIZON_STEPS}", self.max_horizon_steps));
         } else if !self.supports_horizon_steps && self.max_horizon_steps != 0 {
             problem(
                 "max_horizon_steps",
-                format!(
-                    "is {} but `supports_horizon_steps` is false; it must then be 0",
-                    self.max_horizon_steps
-                ),
+                format!("is {} but `supports_horizon_steps` is false; it must then be 0", self.max_horizon_steps),
             );
         }
         if let Some(limits) = &self.limits {
@@ -361,9 +348,8 @@ pub fn check_dotted_id(id: &str) -> Result<(), String> {
         if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
             return Err(format!("segment `{segment}` must start with a lowercase letter or digit"));
         }
-        if let Some(bad) = segment
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
+        if let Some(bad) =
+            segment.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
         {
             return Err(format!("character `{bad}` is not allowed (use a-z, 0-9, `_`, `-`)"));
         }

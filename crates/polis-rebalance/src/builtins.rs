@@ -99,7 +99,12 @@ impl Policy<Rebalance> for BuiltinPolicy {
         &self.manifest
     }
 
-    fn run(&self, _ctx: &RunContext, input: &PolicyInput, params: &RebalanceParams) -> Result<PolicyOutput, PolicyError> {
+    fn run(
+        &self,
+        _ctx: &RunContext,
+        input: &PolicyInput,
+        params: &RebalanceParams,
+    ) -> Result<PolicyOutput, PolicyError> {
         let network = Network::new(input, params).map_err(|v| PolicyError::Rejected(v.to_string()))?;
         Ok(self.which.decide(&network))
     }

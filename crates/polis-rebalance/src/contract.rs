@@ -25,11 +25,7 @@ impl Contract for Rebalance {
         Network::new(input, params).map(|_| ())
     }
 
-    fn validate_output(
-        input: &PolicyInput,
-        params: &RebalanceParams,
-        output: &PolicyOutput,
-    ) -> Result<(), Violations> {
+    fn validate_output(input: &PolicyInput, params: &RebalanceParams, output: &PolicyOutput) -> Result<(), Violations> {
         let network = Network::new(input, params)?;
         crate::validate::check_output(&network, output)
     }

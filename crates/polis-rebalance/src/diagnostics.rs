@@ -30,7 +30,6 @@ pub fn totals(network: &Network<'_>) -> BTreeMap<String, Value> {
 /// The weighted transfer distance `Σ bikes·dist_m` of a plan, in metres
 /// rounded to 0.1 m.
 pub fn effort_used(network: &Network<'_>, plan: &[(usize, usize, u32)]) -> BTreeMap<String, Value> {
-    let weighted: f64 =
-        plan.iter().map(|&(f, t, b)| f64::from(b) * network.edge(f, t).map_or(0.0, |e| e.dist_m)).sum();
+    let weighted: f64 = plan.iter().map(|&(f, t, b)| f64::from(b) * network.edge(f, t).map_or(0.0, |e| e.dist_m)).sum();
     BTreeMap::from([("weighted_distance_m".to_owned(), json!((weighted * 10.0).round() / 10.0))])
 }

@@ -150,7 +150,11 @@ impl Feed {
     /// Opens a feed directory, an archive directory, or an archive's status
     /// file. The system id defaults to the directory's name.
     pub fn open(path: &Path) -> Result<Feed, GbfsError> {
-        let (dir, status_file) = if path.is_file() { (path.parent().unwrap_or(Path::new(".")).to_path_buf(), Some(path.to_path_buf())) } else { (path.to_path_buf(), None) };
+        let (dir, status_file) = if path.is_file() {
+            (path.parent().unwrap_or(Path::new(".")).to_path_buf(), Some(path.to_path_buf()))
+        } else {
+            (path.to_path_buf(), None)
+        };
         let system_id = dir
             .canonicalize()
             .ok()
@@ -284,12 +288,9 @@ impl Timestamp {
 fn text_of(value: Option<serde_json::Value>) -> String {
     match value {
         Some(serde_json::Value::String(s)) => s,
-        Some(serde_json::Value::Array(items)) => items
-            .first()
-            .and_then(|i| i.get("text"))
-            .and_then(|t| t.as_str())
-            .unwrap_or_default()
-            .to_owned(),
+        Some(serde_json::Value::Array(items)) => {
+            items.first().and_then(|i| i.get("text")).and_then(|t| t.as_str()).unwrap_or_default().to_owned()
+        }
         _ => String::new(),
     }
 }
@@ -306,7 +307,8 @@ fn parse_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, GbfsErro
 fn read_feed_dir(info_path: &Path, status_path: &Path, system_id: String) -> Result<Feed, GbfsError> {
     let info: Envelope<JsonInfo> = parse_json(info_path)?;
     let status: Envelope<JsonStatus> = parse_json(status_path)?;
-    let info_last_updated = info.last_updated.seconds().map_err(|m| malformed(info_path, Some("last_updated".into()), m))?;
+    let info_last_updated =
+        info.last_updated.seconds().map_err(|m| malformed(info_path, Some("last_updated".into()), m))?;
     let ts = status.last_updated.seconds().map_err(|m| malformed(status_path, Some("last_updated".into()), m))?;
     let mut stations: Vec<StationInfo> = info
         .data
@@ -345,7 +347,13 @@ fn read_feed_dir(info_path: &Path, status_path: &Path, system_id: String) -> Res
     }
     rows.sort_by_key(|r| r.station);
     rows.dedup_by_key(|r| r.station);
-    Ok(Feed { system_id, stations, info_last_updated, snapshots: vec![Snapshot { ts, rows }], unknown_station_rows: unknown })
+    Ok(Feed {
+        system_id,
+        stations,
+        info_last_updated,
+        snapshots: vec![Snapshot { ts, rows }],
+        unknown_station_rows: unknown,
+    })
 }
 
 /// Sorts stations by id and rejects duplicates and impossible coordinates.
@@ -357,8 +365,16 @@ fn check_stations(path: &Path, stations: &mut [StationInfo]) -> Result<(), GbfsE
         }
     }
     for s in stations.iter() {
-        if !(s.lat.is_finite() && s.lon.is_finite() && (-90.0..=90.0).contains(&s.lat) && (-180.0..=180.0).contains(&s.lon)) {
-            return Err(malformed(path, None, format!("station `{}` has impossible coordinates ({}, {})", s.station_id, s.lat, s.lon)));
+        if !(s.lat.is_finite()
+            && s.lon.is_finite()
+            && (-90.0..=90.0).contains(&s.lat)
+            && (-180.0..=180.0).contains(&s.lon))
+        {
+            return Err(malformed(
+                path,
+                None,
+                format!("station `{}` has impossible coordinates ({}, {})", s.station_id, s.lat, s.lon),
+            ));
         }
         if s.station_id.is_empty() {
             return Err(malformed(path, None, "a station has an empty `station_id`"));
@@ -382,15 +398,21 @@ fn columns<const N: usize>(path: &Path, header: &csv::ByteRecord, names: [&str; 
     Ok(out)
 }
 
-fn field<T: std::str::FromStr>(path: &Path, record: &csv::ByteRecord, column: usize, name: &str) -> Result<T, GbfsError> {
+fn field<T: std::str::FromStr>(
+    path: &Path,
+    record: &csv::ByteRecord,
+    column: usize,
+    name: &str,
+) -> Result<T, GbfsError> {
     let line = record.position().map_or(0, |p| p.line());
     let raw = record.get(column).unwrap_or_default();
-    std::str::from_utf8(raw)
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-        .ok_or_else(|| {
-            malformed(path, Some(format!("line {line}, column `{name}`")), format!("cannot read `{}`", String::from_utf8_lossy(raw)))
-        })
+    std::str::from_utf8(raw).ok().and_then(|text| text.trim().parse().ok()).ok_or_else(|| {
+        malformed(
+            path,
+            Some(format!("line {line}, column `{name}`")),
+            format!("cannot read `{}`", String::from_utf8_lossy(raw)),
+        )
+    })
 }
 
 fn flag(path: &Path, record: &csv::ByteRecord, column: usize, name: &str) -> Result<bool, GbfsError> {
@@ -399,7 +421,11 @@ fn flag(path: &Path, record: &csv::ByteRecord, column: usize, name: &str) -> Res
         b"0" | b"false" | b"False" | b"FALSE" => Ok(false),
         other => {
             let line = record.position().map_or(0, |p| p.line());
-            Err(malformed(path, Some(format!("line {line}, column `{name}`")), format!("`{}` is not a flag (0/1 or true/false)", String::from_utf8_lossy(other))))
+            Err(malformed(
+                path,
+                Some(format!("line {line}, column `{name}`")),
+                format!("`{}` is not a flag (0/1 or true/false)", String::from_utf8_lossy(other)),
+            ))
         }
     }
 }
@@ -408,7 +434,8 @@ fn read_archive(info_path: &Path, status_path: &Path, system_id: String) -> Resu
     let bytes = read_capped(info_path, MAX_JSON_BYTES)?;
     let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
     let header = reader.byte_headers().map_err(|e| malformed(info_path, None, e.to_string()))?.clone();
-    let [id, short, name, lat, lon, cap] = columns(info_path, &header, ["station_id", "short_name", "name", "lat", "lon", "capacity"])?;
+    let [id, short, name, lat, lon, cap] =
+        columns(info_path, &header, ["station_id", "short_name", "name", "lat", "lon", "capacity"])?;
     let mut stations = Vec::new();
     for record in reader.byte_records() {
         let record = record.map_err(|e| malformed(info_path, None, e.to_string()))?;
@@ -430,7 +457,16 @@ fn read_archive(info_path: &Path, status_path: &Path, system_id: String) -> Resu
     let [ts_c, id_c, bikes_c, docks_c, inst_c, rent_c, ret_c, rep_c] = columns(
         status_path,
         &header,
-        ["snapshot_ts", "station_id", "num_bikes_available", "num_docks_available", "is_installed", "is_renting", "is_returning", "last_reported"],
+        [
+            "snapshot_ts",
+            "station_id",
+            "num_bikes_available",
+            "num_docks_available",
+            "is_installed",
+            "is_renting",
+            "is_returning",
+            "last_reported",
+        ],
     )?;
     let mut rows: Vec<(i64, StationStatus)> = Vec::new();
     let mut unknown = 0;

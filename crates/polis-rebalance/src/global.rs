@@ -54,11 +54,8 @@ pub struct Solution {
 impl Solution {
     /// Distinct stations touched.
     pub fn stations_touched(&self, network: &Network<'_>) -> usize {
-        let mut touched: Vec<usize> = self
-            .flows
-            .iter()
-            .flat_map(|&(e, _)| [network.edges()[e].from, network.edges()[e].to])
-            .collect();
+        let mut touched: Vec<usize> =
+            self.flows.iter().flat_map(|&(e, _)| [network.edges()[e].from, network.edges()[e].to]).collect();
         touched.sort_unstable();
         touched.dedup();
         touched.len()
@@ -181,11 +178,8 @@ pub fn plan(network: &Network<'_>) -> Plan {
         return Plan { chosen: optimum.clone(), optimum, repair: Repair::None };
     }
     let from_optimum = solve(network, &largest_fitting(network, &optimum));
-    let mut greedy_edges: Vec<usize> = crate::greedy::plan(network)
-        .moves
-        .iter()
-        .filter_map(|&(f, t, _)| network.edge_index(f, t))
-        .collect();
+    let mut greedy_edges: Vec<usize> =
+        crate::greedy::plan(network).moves.iter().filter_map(|&(f, t, _)| network.edge_index(f, t)).collect();
     greedy_edges.sort_unstable();
     greedy_edges.dedup();
     let from_greedy = solve(network, &greedy_edges);
@@ -203,9 +197,7 @@ fn largest_fitting(network: &Network<'_>, optimum: &Solution) -> Vec<usize> {
     let effort = network.effort();
     let mut order = optimum.flows.clone();
     order.sort_by(|&(ea, fa), &(eb, fb)| {
-        fb.cmp(&fa)
-            .then(network.edges()[ea].dist_m.total_cmp(&network.edges()[eb].dist_m))
-            .then(ea.cmp(&eb))
+        fb.cmp(&fa).then(network.edges()[ea].dist_m.total_cmp(&network.edges()[eb].dist_m)).then(ea.cmp(&eb))
     });
     let mut touched = vec![false; network.len()];
     let mut touched_count = 0u64;
@@ -232,17 +224,11 @@ fn largest_fitting(network: &Network<'_>, optimum: &Solution) -> Vec<usize> {
 /// first, then largest, then by from and to key.
 pub fn run(network: &Network<'_>) -> PolicyOutput {
     let plan = plan(network);
-    let mut moves: Vec<(usize, usize, u32)> = plan
-        .chosen
-        .flows
-        .iter()
-        .map(|&(e, bikes)| (network.edges()[e].from, network.edges()[e].to, bikes))
-        .collect();
+    let mut moves: Vec<(usize, usize, u32)> =
+        plan.chosen.flows.iter().map(|&(e, bikes)| (network.edges()[e].from, network.edges()[e].to, bikes)).collect();
     moves.sort_by(|a, b| {
-        let (da, db) = (
-            network.edge(a.0, a.1).map_or(0.0, |e| e.dist_m),
-            network.edge(b.0, b.1).map_or(0.0, |e| e.dist_m),
-        );
+        let (da, db) =
+            (network.edge(a.0, a.1).map_or(0.0, |e| e.dist_m), network.edge(b.0, b.1).map_or(0.0, |e| e.dist_m));
         da.total_cmp(&db).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1))
     });
     let mut diagnostics = crate::diagnostics::totals(network);

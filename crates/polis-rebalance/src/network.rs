@@ -84,10 +84,7 @@ impl<'a> Network<'a> {
                 problems.push(Violation::new(
                     "input.duplicate_station",
                     format!("stations[{second}].station_key"),
-                    format!(
-                        "station key `{}` also appears at stations[{first}]",
-                        input.stations[second].station_key
-                    ),
+                    format!("station key `{}` also appears at stations[{first}]", input.stations[second].station_key),
                 ));
             }
         }
@@ -98,7 +95,11 @@ impl<'a> Network<'a> {
         for &i in &order {
             let s = &input.stations[i];
             if s.station_key.is_empty() {
-                problems.push(Violation::new("input.empty_key", format!("stations[{i}].station_key"), "must not be empty"));
+                problems.push(Violation::new(
+                    "input.empty_key",
+                    format!("stations[{i}].station_key"),
+                    "must not be empty",
+                ));
             }
             if s.bikes > s.capacity {
                 problems.push(Violation::new(
@@ -170,9 +171,7 @@ impl<'a> Network<'a> {
                     format!("neighbors[{}]", positions[pair[1]]),
                     format!(
                         "edge `{}` → `{}` also appears at neighbors[{}]",
-                        keys[a.from],
-                        keys[a.to],
-                        positions[pair[0]]
+                        keys[a.from], keys[a.to], positions[pair[0]]
                     ),
                 ));
             }

@@ -116,9 +116,14 @@ impl SnapshotBuilder {
                 capacity,
                 bikes: row.bikes,
                 docks: row.docks,
-                bucket_quality: quality(row.is_installed, row.is_renting, row.is_returning, at - row.last_reported).to_owned(),
+                bucket_quality: quality(row.is_installed, row.is_renting, row.is_returning, at - row.last_reported)
+                    .to_owned(),
             });
-            let label = if info.short_name.is_empty() { info.name.clone() } else { format!("{} {}", info.short_name, info.name) };
+            let label = if info.short_name.is_empty() {
+                info.name.clone()
+            } else {
+                format!("{} {}", info.short_name, info.name)
+            };
             names.insert(info.station_id.clone(), label);
         }
         let neighbors = match &self.cache {
@@ -129,7 +134,12 @@ impl SnapshotBuilder {
                 neighbors
             }
         };
-        let input = PolicyInput { stations, neighbors, effort: self.options.effort.clone(), targets: self.options.targets.clone() };
+        let input = PolicyInput {
+            stations,
+            neighbors,
+            effort: self.options.effort.clone(),
+            targets: self.options.targets.clone(),
+        };
         let view = json!({"stations": &input.stations, "neighbors": &input.neighbors});
         BuiltSnapshot {
             system_id: feed.system_id.clone(),

@@ -152,7 +152,15 @@ pub fn generate(options: CityOptions) -> City {
         let capacity = 15 + sim.below(21) as u32;
         stations.push(StationInfo {
             station_id: format!("syn-{i:05}"),
-            name: format!("{} {}", match zone { Zone::Residential => "Homes", Zone::Business => "Offices", Zone::Mixed => "Square" }, i),
+            name: format!(
+                "{} {}",
+                match zone {
+                    Zone::Residential => "Homes",
+                    Zone::Business => "Offices",
+                    Zone::Mixed => "Square",
+                },
+                i
+            ),
             short_name: format!("S{i}"),
             lat: (lat * 1e6).round() / 1e6,
             lon: (lon * 1e6).round() / 1e6,
@@ -242,7 +250,13 @@ pub fn generate(options: CityOptions) -> City {
     }
     let info_last_updated = snapshots.last().map_or(START_TS, |s| s.ts);
     City {
-        feed: Feed { system_id: "synthetic".to_owned(), stations, info_last_updated, snapshots, unknown_station_rows: 0 },
+        feed: Feed {
+            system_id: "synthetic".to_owned(),
+            stations,
+            info_last_updated,
+            snapshots,
+            unknown_station_rows: 0,
+        },
         zones,
     }
 }
@@ -286,7 +300,10 @@ pub fn write(city: &City, dir: &Path) -> std::io::Result<()> {
     let file = std::fs::File::create(dir.join("station_status.csv.gz"))?;
     // mtime 0 and no file name keep the gzip header byte-identical.
     let mut gz = flate2::GzBuilder::new().mtime(0).write(std::io::BufWriter::new(file), flate2::Compression::default());
-    writeln!(gz, "snapshot_ts,station_id,num_bikes_available,num_ebikes_available,num_bikes_disabled,num_docks_available,num_docks_disabled,is_installed,is_renting,is_returning,last_reported")?;
+    writeln!(
+        gz,
+        "snapshot_ts,station_id,num_bikes_available,num_ebikes_available,num_bikes_disabled,num_docks_available,num_docks_disabled,is_installed,is_renting,is_returning,last_reported"
+    )?;
     for snapshot in &feed.snapshots {
         for r in &snapshot.rows {
             writeln!(

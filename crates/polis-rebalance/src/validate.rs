@@ -222,7 +222,10 @@ pub fn check_output(network: &Network<'_>, output: &PolicyOutput) -> Result<(), 
             problems.push(Violation::new(
                 "output.over_capacity",
                 format!("{path}.bikes_moved"),
-                format!("`{}` would hold {to_after} bikes, above its capacity {}", m.to_station_key, stations[to].capacity),
+                format!(
+                    "`{}` would hold {to_after} bikes, above its capacity {}",
+                    m.to_station_key, stations[to].capacity
+                ),
             ));
         }
         if from_after < stations[from].high {
@@ -251,7 +254,10 @@ pub fn check_output(network: &Network<'_>, output: &PolicyOutput) -> Result<(), 
             problems.push(Violation::new(
                 "output.over_budget",
                 format!("{path}.bikes_moved"),
-                format!("brings the total to {total}, above `bike_move_budget_per_step` {}", effort.bike_move_budget_per_step),
+                format!(
+                    "brings the total to {total}, above `bike_move_budget_per_step` {}",
+                    effort.bike_move_budget_per_step
+                ),
             ));
         }
         let budget_exhausted = ledger.remaining_budget() == 0;
@@ -271,7 +277,11 @@ pub fn check_output(network: &Network<'_>, output: &PolicyOutput) -> Result<(), 
                     "is {}, but after this move donor `{}` {}",
                     m.neighbor_exhausted,
                     m.from_station_key,
-                    if neighbor_exhausted { "has nothing left to give its neighbours" } else { "can still serve a neighbour in need" }
+                    if neighbor_exhausted {
+                        "has nothing left to give its neighbours"
+                    } else {
+                        "can still serve a neighbour in need"
+                    }
                 ),
             ));
         }
@@ -280,11 +290,16 @@ pub fn check_output(network: &Network<'_>, output: &PolicyOutput) -> Result<(), 
         problems.push(Violation::new(
             "output.too_many_stations",
             "moves",
-            format!("{} stations touched exceed `max_stations_touched` {}", ledger.touched_count(), effort.max_stations_touched),
+            format!(
+                "{} stations touched exceed `max_stations_touched` {}",
+                ledger.touched_count(),
+                effort.max_stations_touched
+            ),
         ));
     }
     let expected = Summary {
-        bikes_moved_total: u32::try_from(output.moves.iter().map(|m| u64::from(m.bikes_moved)).sum::<u64>()).unwrap_or(u32::MAX),
+        bikes_moved_total: u32::try_from(output.moves.iter().map(|m| u64::from(m.bikes_moved)).sum::<u64>())
+            .unwrap_or(u32::MAX),
         stations_touched: distinct_stations(output),
         no_op: output.moves.is_empty(),
     };

@@ -174,7 +174,9 @@ impl<C: Contract> Guard<C> {
         let output = match called {
             Ok(Ok(output)) => output,
             Ok(Err(error)) => return Err(RunError::Policy { plugin_id, error }),
-            Err(panic) => return Err(RunError::Panicked { plugin_id, message: panic_message(&panic) }),
+            Err(panic) => {
+                return Err(RunError::Panicked { plugin_id, message: panic_message(&panic) });
+            }
         };
         let invalid = |violations: Vec<Violation>| RunError::InvalidOutput {
             plugin_id: plugin_id.clone(),

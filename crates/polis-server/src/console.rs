@@ -88,16 +88,15 @@ async fn index(_: ReadAccess, State(state): State<AppState>) -> Result<Html<Stri
             escape(&p.tier),
             escape(&p.activation),
             escape(&p.activation),
-            p.disabled_reason
-                .as_deref()
-                .map(|r| format!(": {}", escape(r)))
-                .unwrap_or_default(),
+            p.disabled_reason.as_deref().map(|r| format!(": {}", escape(r))).unwrap_or_default(),
             escape(&systems.join(", ")),
             errors
         );
     }
-    body.push_str("</table><h2>Recent runs</h2><table id=\"runs\"><tr><th>run</th><th>status</th><th>system</th>\
-        <th>bucket</th><th>policy</th><th>attempts</th></tr>");
+    body.push_str(
+        "</table><h2>Recent runs</h2><table id=\"runs\"><tr><th>run</th><th>status</th><th>system</th>\
+        <th>bucket</th><th>policy</th><th>attempts</th></tr>",
+    );
     for r in state.store.recent_runs(RECENT_RUNS).await? {
         let _ = write!(
             body,
@@ -119,22 +118,14 @@ async fn run_page(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
 ) -> Result<Html<String>, AppError> {
-    let row = state.store.run_by_id(&run_id).await?.ok_or_else(|| {
-        AppError::not_found(
-            "run.not_found",
-            "run_id",
-            format!("no run with id `{run_id}`"),
-        )
-    })?;
-    let (moves, total) = state
+    let row = state
         .store
-        .moves(&run_id, 0, crate::policy::MAX_PAGE)
-        .await?;
+        .run_by_id(&run_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("run.not_found", "run_id", format!("no run with id `{run_id}`")))?;
+    let (moves, total) = state.store.moves(&run_id, 0, crate::policy::MAX_PAGE).await?;
     let stations = state.store.stations(&row.run.system_id).await?;
-    let snapshot = state
-        .store
-        .snapshot_by_sv(&row.run.system_id, &row.run.sv)
-        .await?;
+    let snapshot = state.store.snapshot_by_sv(&row.run.system_id, &row.run.sv).await?;
     let states: Vec<Station> = match &snapshot {
         Some(s) => serde_json::from_str::<serde_json::Value>(&s.body_json)
             .ok()
@@ -167,10 +158,7 @@ async fn run_page(
 }
 
 fn moves_table(_row: &RunRow, moves: &[MoveRow], stations: &[StationRow]) -> String {
-    let names: BTreeMap<&str, &str> = stations
-        .iter()
-        .map(|s| (s.station_key.as_str(), s.name.as_str()))
-        .collect();
+    let names: BTreeMap<&str, &str> = stations.iter().map(|s| (s.station_key.as_str(), s.name.as_str())).collect();
     let label = |k: &str| escape(names.get(k).copied().unwrap_or(k));
     let mut out = String::from(
         "<h2>Moves</h2><table id=\"moves\"><tr><th>#</th><th>from</th><th>to</th><th>bikes</th>\
@@ -196,25 +184,16 @@ fn moves_table(_row: &RunRow, moves: &[MoveRow], stations: &[StationRow]) -> Str
 /// The colour of a fill ratio: red when empty, green in the middle, blue
 /// when full.
 pub fn fill_colour(ratio: f64) -> String {
-    let ratio = if ratio.is_finite() {
-        ratio.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
+    let ratio = if ratio.is_finite() { ratio.clamp(0.0, 1.0) } else { 0.0 };
     format!("hsl({:.0},70%,45%)", ratio * 220.0)
 }
 
 /// An SVG map of `stations` (positions) coloured by `states` (fill), with
 /// an arrow per move. Stations without a position are left out.
 pub fn map_svg(stations: &[StationRow], states: &[Station], moves: &[MoveRow]) -> String {
-    let by_key: BTreeMap<&str, &StationRow> = stations
-        .iter()
-        .map(|s| (s.station_key.as_str(), s))
-        .collect();
-    let placed: Vec<(&Station, &StationRow)> = states
-        .iter()
-        .filter_map(|s| by_key.get(s.station_key.as_str()).map(|p| (s, *p)))
-        .collect();
+    let by_key: BTreeMap<&str, &StationRow> = stations.iter().map(|s| (s.station_key.as_str(), s)).collect();
+    let placed: Vec<(&Station, &StationRow)> =
+        states.iter().filter_map(|s| by_key.get(s.station_key.as_str()).map(|p| (s, *p))).collect();
     let mut out = format!(
         "<svg id=\"map\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {MAP_W} {MAP_H}\" width=\"{MAP_W}\" height=\"{MAP_H}\" \
          role=\"img\" aria-label=\"station map\"><defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" \
@@ -224,8 +203,7 @@ pub fn map_svg(stations: &[StationRow], states: &[Station], moves: &[MoveRow]) -
         out.push_str("<text x=\"20\" y=\"40\">no station positions for this snapshot</text></svg>");
         return out;
     }
-    let (mut min_lat, mut max_lat, mut min_lon, mut max_lon) =
-        (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    let (mut min_lat, mut max_lat, mut min_lon, mut max_lon) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for (_, p) in &placed {
         min_lat = min_lat.min(p.lat);
         max_lat = max_lat.max(p.lat);
@@ -238,20 +216,11 @@ pub fn map_svg(stations: &[StationRow], states: &[Station], moves: &[MoveRow]) -
     let span_x = ((max_lon - min_lon) * k).max(1e-9);
     let span_y = (max_lat - min_lat).max(1e-9);
     let scale = ((MAP_W - 2.0 * MARGIN) / span_x).min((MAP_H - 2.0 * MARGIN) / span_y);
-    let project = |lat: f64, lon: f64| {
-        (
-            MARGIN + (lon - min_lon) * k * scale,
-            MAP_H - MARGIN - (lat - min_lat) * scale,
-        )
-    };
+    let project = |lat: f64, lon: f64| (MARGIN + (lon - min_lon) * k * scale, MAP_H - MARGIN - (lat - min_lat) * scale);
     out.push_str("<g id=\"stations\">");
     for (s, p) in &placed {
         let (x, y) = project(p.lat, p.lon);
-        let ratio = if s.capacity == 0 {
-            0.0
-        } else {
-            f64::from(s.bikes) / f64::from(s.capacity)
-        };
+        let ratio = if s.capacity == 0 { 0.0 } else { f64::from(s.bikes) / f64::from(s.capacity) };
         let _ = write!(
             out,
             "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"4\" fill=\"{}\" data-station=\"{}\"><title>{}: {}/{} bikes</title></circle>",
@@ -264,10 +233,8 @@ pub fn map_svg(stations: &[StationRow], states: &[Station], moves: &[MoveRow]) -
     }
     out.push_str("</g><g id=\"moves-layer\">");
     for m in moves {
-        let (Some(a), Some(b)) = (
-            by_key.get(m.from_station_key.as_str()),
-            by_key.get(m.to_station_key.as_str()),
-        ) else {
+        let (Some(a), Some(b)) = (by_key.get(m.from_station_key.as_str()), by_key.get(m.to_station_key.as_str()))
+        else {
             continue;
         };
         let (x1, y1) = project(a.lat, a.lon);

@@ -57,17 +57,8 @@ pub enum AppError {
 
 impl AppError {
     /// A 400 naming `field`.
-    pub fn bad_request(
-        code: &'static str,
-        field: impl Into<Option<String>>,
-        message: impl Into<String>,
-    ) -> Self {
-        AppError::Client {
-            status: StatusCode::BAD_REQUEST,
-            code,
-            field: field.into(),
-            message: message.into(),
-        }
+    pub fn bad_request(code: &'static str, field: impl Into<Option<String>>, message: impl Into<String>) -> Self {
+        AppError::Client { status: StatusCode::BAD_REQUEST, code, field: field.into(), message: message.into() }
     }
 
     /// A 422: well-formed but not acceptable.
@@ -82,12 +73,7 @@ impl AppError {
 
     /// A 404 for something the request named.
     pub fn not_found(code: &'static str, field: &str, message: impl Into<String>) -> Self {
-        AppError::Client {
-            status: StatusCode::NOT_FOUND,
-            code,
-            field: Some(field.to_owned()),
-            message: message.into(),
-        }
+        AppError::Client { status: StatusCode::NOT_FOUND, code, field: Some(field.to_owned()), message: message.into() }
     }
 
     /// A 401: no or an unknown token.
@@ -112,10 +98,7 @@ impl AppError {
 
     /// A 500 whose detail is only logged.
     pub fn internal(code: &'static str, detail: impl std::fmt::Display) -> Self {
-        AppError::Internal {
-            code,
-            detail: detail.to_string(),
-        }
+        AppError::Internal { code, detail: detail.to_string() }
     }
 
     /// The HTTP status.
@@ -136,19 +119,9 @@ impl From<polis_store::StoreError> for AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, detail) = match self {
-            AppError::Client {
-                status,
-                code,
-                field,
-                message,
-            } => (
-                status,
-                ErrorDetail {
-                    code: code.to_owned(),
-                    field,
-                    message,
-                },
-            ),
+            AppError::Client { status, code, field, message } => {
+                (status, ErrorDetail { code: code.to_owned(), field, message })
+            }
             AppError::Internal { code, detail } => {
                 tracing::error!(code, detail = %detail, "internal error");
                 (
@@ -161,19 +134,11 @@ impl IntoResponse for AppError {
                 )
             }
         };
-        let mut response = (
-            status,
-            Json(ErrorBody {
-                status: "error".to_owned(),
-                error: detail,
-            }),
-        )
-            .into_response();
+        let mut response = (status, Json(ErrorBody { status: "error".to_owned(), error: detail })).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+            response
+                .headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -27,11 +27,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                     message: "the request body is larger than the server accepts".to_owned(),
                 }
             } else {
-                AppError::bad_request(
-                    "request.body",
-                    Some("body".to_owned()),
-                    rejection.body_text(),
-                )
+                AppError::bad_request("request.body", Some("body".to_owned()), rejection.body_text())
             }
         })?;
         decode_json(&bytes).map(ApiJson)
@@ -44,25 +40,11 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let field = if path == "." || path.is_empty() {
-            "body".to_owned()
-        } else {
-            path
-        };
-        let code = if inner.is_syntax() || inner.is_eof() {
-            "request.malformed_json"
-        } else {
-            "request.invalid_field"
-        };
+        let field = if path == "." || path.is_empty() { "body".to_owned() } else { path };
+        let code = if inner.is_syntax() || inner.is_eof() { "request.malformed_json" } else { "request.invalid_field" };
         AppError::bad_request(code, Some(field), inner.to_string())
     })?;
-    de.end().map_err(|e| {
-        AppError::bad_request(
-            "request.malformed_json",
-            Some("body".to_owned()),
-            e.to_string(),
-        )
-    })?;
+    de.end().map_err(|e| AppError::bad_request("request.malformed_json", Some("body".to_owned()), e.to_string()))?;
     Ok(value)
 }
 
@@ -76,21 +58,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
         let query = parts.uri.query().unwrap_or_default();
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(de)
-            .map(ApiQuery)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let field = if path == "." || path.is_empty() {
-                    "query".to_owned()
-                } else {
-                    path
-                };
-                AppError::bad_request(
-                    "request.invalid_query",
-                    Some(field),
-                    e.into_inner().to_string(),
-                )
-            })
+        serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." || path.is_empty() { "query".to_owned() } else { path };
+            AppError::bad_request("request.invalid_query", Some(field), e.into_inner().to_string())
+        })
     }
 }
 
@@ -122,14 +94,10 @@ impl Auth {
             if self.insecure_local {
                 return Ok(Role::Admin);
             }
-            return Err(AppError::unauthorized(
-                "missing `Authorization: Bearer <token>` header",
-            ));
+            return Err(AppError::unauthorized("missing `Authorization: Bearer <token>` header"));
         };
         let Some(token) = header.strip_prefix("Bearer ").map(str::trim) else {
-            return Err(AppError::unauthorized(
-                "the `Authorization` header must be `Bearer <token>`",
-            ));
+            return Err(AppError::unauthorized("the `Authorization` header must be `Bearer <token>`"));
         };
         if self.admin_tokens.iter().any(|t| same(t, token)) {
             return Ok(Role::Admin);
@@ -150,17 +118,10 @@ fn same(expected: &str, given: &str) -> bool {
 /// The `Authorization` header, or a bearer token from the `polis_token`
 /// cookie (so that a browser can open the console).
 fn header(parts: &Parts) -> Option<String> {
-    if let Some(value) = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         return Some(value.to_owned());
     }
-    let cookies = parts
-        .headers
-        .get(axum::http::header::COOKIE)
-        .and_then(|v| v.to_str().ok())?;
+    let cookies = parts.headers.get(axum::http::header::COOKIE).and_then(|v| v.to_str().ok())?;
     cookies
         .split(';')
         .filter_map(|c| c.trim().split_once('='))
@@ -176,10 +137,7 @@ impl FromRequestParts<AppState> for ReadAccess {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        state
-            .auth
-            .role(header(parts).as_deref())
-            .map(|_| ReadAccess)
+        state.auth.role(header(parts).as_deref()).map(|_| ReadAccess)
     }
 }
 

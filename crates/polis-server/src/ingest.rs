@@ -60,18 +60,10 @@ struct Body {
     targets: polis_rebalance::contract::Targets,
 }
 
-fn canonical_text<T: Serialize + ?Sized>(
-    what: &'static str,
-    value: &T,
-) -> Result<String, IngestError> {
-    let bytes = canonical::to_canonical_vec(value).map_err(|e| IngestError::Canonical {
-        what,
-        message: e.to_string(),
-    })?;
-    String::from_utf8(bytes).map_err(|e| IngestError::Canonical {
-        what,
-        message: e.to_string(),
-    })
+fn canonical_text<T: Serialize + ?Sized>(what: &'static str, value: &T) -> Result<String, IngestError> {
+    let bytes =
+        canonical::to_canonical_vec(value).map_err(|e| IngestError::Canonical { what, message: e.to_string() })?;
+    String::from_utf8(bytes).map_err(|e| IngestError::Canonical { what, message: e.to_string() })
 }
 
 /// Stores every snapshot of `feed`, built with `options`, and its station
@@ -89,11 +81,7 @@ pub async fn ingest_feed(
         .map(|s| StationRow {
             system_id: feed.system_id.clone(),
             station_key: s.station_id.clone(),
-            name: if s.short_name.is_empty() {
-                s.name.clone()
-            } else {
-                format!("{} {}", s.short_name, s.name)
-            },
+            name: if s.short_name.is_empty() { s.name.clone() } else { format!("{} {}", s.short_name, s.name) },
             lat: s.lat,
             lon: s.lon,
             capacity: i64::from(s.capacity),
@@ -106,9 +94,7 @@ pub async fn ingest_feed(
         for snapshot in chunk {
             let built = builder.build(feed, snapshot, None);
             let (neighbors_json, graph_sha256) = match &last_graph {
-                Some((neighbors, json, sha)) if *neighbors == built.input.neighbors => {
-                    (json.clone(), sha.clone())
-                }
+                Some((neighbors, json, sha)) if *neighbors == built.input.neighbors => (json.clone(), sha.clone()),
                 _ => {
                     let json = canonical_text("neighbours", &built.input.neighbors)?;
                     let sha = Digest::of_bytes(json.as_bytes()).to_hex();
@@ -116,11 +102,8 @@ pub async fn ingest_feed(
                     (json, sha)
                 }
             };
-            let body = Body {
-                stations: built.input.stations,
-                effort: built.input.effort,
-                targets: built.input.targets,
-            };
+            let body =
+                Body { stations: built.input.stations, effort: built.input.effort, targets: built.input.targets };
             batch.push(NewSnapshot {
                 record: SnapshotRecord {
                     system_id: built.system_id,
@@ -135,9 +118,7 @@ pub async fn ingest_feed(
                 neighbors_json,
             });
         }
-        let counts = store
-            .ingest(&std::mem::take(&mut stations), &batch, now_ms)
-            .await?;
+        let counts = store.ingest(&std::mem::take(&mut stations), &batch, now_ms).await?;
         total.inserted += counts.inserted;
         total.skipped += counts.skipped;
         total.stations += counts.stations;
@@ -150,24 +131,15 @@ pub async fn ingest_feed(
 
 /// Rebuilds the `policy.input.v1` of a stored snapshot and checks it
 /// against the snapshot's hash.
-pub async fn load_input(
-    store: &Store,
-    snapshot: &SnapshotRecord,
-) -> Result<PolicyInput, IngestError> {
-    let corrupt = |message: String| IngestError::Corrupt {
-        view_snapshot_id: snapshot.view_snapshot_id.clone(),
-        message,
-    };
-    let body: Body =
-        serde_json::from_str(&snapshot.body_json).map_err(|e| corrupt(format!("body: {e}")))?;
-    let graph = store.graph(&snapshot.graph_sha256).await?.ok_or_else(|| {
-        corrupt(format!(
-            "neighbour graph `{}` is missing",
-            snapshot.graph_sha256
-        ))
-    })?;
-    let neighbors: Vec<Neighbor> =
-        serde_json::from_str(&graph).map_err(|e| corrupt(format!("neighbours: {e}")))?;
+pub async fn load_input(store: &Store, snapshot: &SnapshotRecord) -> Result<PolicyInput, IngestError> {
+    let corrupt =
+        |message: String| IngestError::Corrupt { view_snapshot_id: snapshot.view_snapshot_id.clone(), message };
+    let body: Body = serde_json::from_str(&snapshot.body_json).map_err(|e| corrupt(format!("body: {e}")))?;
+    let graph = store
+        .graph(&snapshot.graph_sha256)
+        .await?
+        .ok_or_else(|| corrupt(format!("neighbour graph `{}` is missing", snapshot.graph_sha256)))?;
+    let neighbors: Vec<Neighbor> = serde_json::from_str(&graph).map_err(|e| corrupt(format!("neighbours: {e}")))?;
     let view = serde_json::json!({"stations": &body.stations, "neighbors": &neighbors});
     let digest = canonical::digest_of(&view).map_err(|e| corrupt(e.to_string()))?;
     if digest.to_hex() != snapshot.view_snapshot_sha256 {
@@ -176,10 +148,5 @@ pub async fn load_input(
             snapshot.view_snapshot_sha256
         )));
     }
-    Ok(PolicyInput {
-        stations: body.stations,
-        neighbors,
-        effort: body.effort,
-        targets: body.targets,
-    })
+    Ok(PolicyInput { stations: body.stations, neighbors, effort: body.effort, targets: body.targets })
 }

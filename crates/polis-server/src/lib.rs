@@ -96,11 +96,7 @@ pub struct AppState {
 impl AppState {
     /// State over the built-in rebalancing policies, with the plugin cache
     /// synchronised to the registry.
-    pub async fn new(
-        store: Store,
-        auth: Auth,
-        config: ServiceConfig,
-    ) -> Result<AppState, StoreError> {
+    pub async fn new(store: Store, auth: Auth, config: ServiceConfig) -> Result<AppState, StoreError> {
         let host = Arc::new(Host::builtin());
         sync_registry(&store, &host).await?;
         Ok(AppState {
@@ -124,9 +120,7 @@ pub async fn sync_registry(store: &Store, host: &Host) -> Result<(), StoreError>
         .map(|s| {
             let (activation, reason) = match s.activation {
                 polis_core::registry::Activation::Active => ("active".to_owned(), None),
-                polis_core::registry::Activation::Disabled { reason } => {
-                    ("disabled".to_owned(), Some(reason))
-                }
+                polis_core::registry::Activation::Disabled { reason } => ("disabled".to_owned(), Some(reason)),
             };
             PluginRecord {
                 plugin_id: s.plugin_id,
@@ -160,9 +154,7 @@ pub fn app(state: AppState) -> Router {
 /// Wall-clock time, epoch milliseconds. Used for queue bookkeeping only,
 /// never for anything hashed.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A JSON body already encoded.
@@ -171,11 +163,7 @@ pub struct CachedJson(pub Bytes);
 
 impl IntoResponse for CachedJson {
     fn into_response(self) -> Response {
-        (
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            self.0,
-        )
-            .into_response()
+        ([(axum::http::header::CONTENT_TYPE, "application/json")], self.0).into_response()
     }
 }
 
@@ -191,10 +179,7 @@ pub struct ReadyCache {
 impl ReadyCache {
     /// A cache of at most `capacity` answers (0 disables it).
     pub fn new(capacity: usize) -> Self {
-        ReadyCache {
-            capacity,
-            entries: Mutex::new(HashMap::new()),
-        }
+        ReadyCache { capacity, entries: Mutex::new(HashMap::new()) }
     }
 
     /// The answer for a run key hash.

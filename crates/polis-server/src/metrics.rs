@@ -12,9 +12,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use polis_store::{RunStatus, Store, StoreError};
 
 /// Latency buckets for plugin calls, seconds.
-const LATENCY_BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
+const LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 /// The service's metrics.
 pub struct Metrics {
@@ -41,9 +39,7 @@ impl Metrics {
             Ok(b) => b,
             Err(_) => PrometheusBuilder::new(),
         };
-        Metrics {
-            recorder: builder.build_recorder(),
-        }
+        Metrics { recorder: builder.build_recorder() }
     }
 
     /// Counts an answer of `POST /api/policy/run`.
@@ -54,17 +50,12 @@ impl Metrics {
     }
 
     /// Records a finished run: its outcome and its plugin's latency.
-    pub fn run_finished(
-        &self,
-        plugin_id: &str,
-        policy_version: &str,
-        status: RunStatus,
-        plugin_seconds: f64,
-    ) {
+    pub fn run_finished(&self, plugin_id: &str, policy_version: &str, status: RunStatus, plugin_seconds: f64) {
         metrics::with_local_recorder(&self.recorder, || {
             metrics::counter!("polis_runs_processed_total", "policy_version" => policy_version.to_owned(), "status" => status.as_str())
                 .increment(1);
-            metrics::histogram!("polis_plugin_latency_seconds", "plugin_id" => plugin_id.to_owned()).record(plugin_seconds);
+            metrics::histogram!("polis_plugin_latency_seconds", "plugin_id" => plugin_id.to_owned())
+                .record(plugin_seconds);
         });
     }
 

@@ -37,19 +37,14 @@ pub struct Health {
 
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "the process is up", body = Health)))]
 async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok".to_owned(),
-    })
+    Json(Health { status: "ok".to_owned() })
 }
 
 #[utoipa::path(get, path = "/readyz",
     responses((status = 200, description = "the store answers", body = Health), (status = 503, body = ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> axum::response::Response {
     match state.store.ping().await {
-        Ok(()) => Json(Health {
-            status: "ok".to_owned(),
-        })
-        .into_response(),
+        Ok(()) => Json(Health { status: "ok".to_owned() }).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "store not ready");
             let body = ErrorBody {
@@ -69,10 +64,7 @@ async fn readyz(State(state): State<AppState>) -> axum::response::Response {
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn metrics(
-    _: ReadAccess,
-    State(state): State<AppState>,
-) -> Result<axum::response::Response, AppError> {
+async fn metrics(_: ReadAccess, State(state): State<AppState>) -> Result<axum::response::Response, AppError> {
     let text = state.metrics.render(&state.store).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
@@ -112,10 +104,9 @@ async fn ingest(
         .await
         .map_err(|e| AppError::internal("ingest.join", e))?
         .map_err(|e| AppError::unprocessable(e.code(), "path", e.to_string()))?;
-    let counts =
-        crate::ingest::ingest_feed(&state.store, &feed, SnapshotOptions::default(), now_ms())
-            .await
-            .map_err(|e| AppError::internal(e.code(), e))?;
+    let counts = crate::ingest::ingest_feed(&state.store, &feed, SnapshotOptions::default(), now_ms())
+        .await
+        .map_err(|e| AppError::internal(e.code(), e))?;
     tracing::info!(system_id = %feed.system_id, inserted = counts.inserted, skipped = counts.skipped, "ingested");
     Ok(Json(IngestResponse {
         system_id: feed.system_id,

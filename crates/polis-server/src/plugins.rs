@@ -16,10 +16,9 @@ const RECENT_ERRORS: i64 = 5;
 
 /// The routes of this area.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/plugins", get(list)).route(
-        "/api/admin/plugins/{plugin_id}/systems/{system_id}",
-        post(set_system),
-    )
+    Router::new()
+        .route("/api/plugins", get(list))
+        .route("/api/admin/plugins/{plugin_id}/systems/{system_id}", post(set_system))
 }
 
 /// A system allowlist row.
@@ -83,10 +82,7 @@ pub struct PluginsResponse {
 #[utoipa::path(get, path = "/api/plugins",
     responses((status = 200, body = PluginsResponse), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn list(
-    _: ReadAccess,
-    State(state): State<AppState>,
-) -> Result<Json<PluginsResponse>, AppError> {
+async fn list(_: ReadAccess, State(state): State<AppState>) -> Result<Json<PluginsResponse>, AppError> {
     let mut plugins = Vec::new();
     for p in state.store.plugins().await? {
         let permissions: Vec<String> = state
@@ -101,10 +97,7 @@ async fn list(
             .plugin_systems(&p.plugin_id)
             .await?
             .into_iter()
-            .map(|o| SystemRule {
-                system_id: o.system_id,
-                enabled: o.enabled,
-            })
+            .map(|o| SystemRule { system_id: o.system_id, enabled: o.enabled })
             .collect();
         let recent_errors = state
             .store
@@ -156,20 +149,9 @@ async fn set_system(
     Path((plugin_id, system_id)): Path<(String, String)>,
     ApiJson(request): ApiJson<SetSystemRequest>,
 ) -> Result<Json<SystemRule>, AppError> {
-    if !state
-        .store
-        .set_plugin_system(&plugin_id, &system_id, request.enabled, now_ms())
-        .await?
-    {
-        return Err(AppError::not_found(
-            "plugin.not_found",
-            "plugin_id",
-            format!("no plugin `{plugin_id}`"),
-        ));
+    if !state.store.set_plugin_system(&plugin_id, &system_id, request.enabled, now_ms()).await? {
+        return Err(AppError::not_found("plugin.not_found", "plugin_id", format!("no plugin `{plugin_id}`")));
     }
     tracing::info!(plugin_id = %plugin_id, system_id = %system_id, enabled = request.enabled, "plugin allowlist changed");
-    Ok(Json(SystemRule {
-        system_id,
-        enabled: request.enabled,
-    }))
+    Ok(Json(SystemRule { system_id, enabled: request.enabled }))
 }

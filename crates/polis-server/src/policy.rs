@@ -99,13 +99,7 @@ async fn config(
         .host
         .registry()
         .entries()
-        .map(|e| {
-            (
-                e.manifest.plugin_id.clone(),
-                e.manifest.policy_version.clone(),
-                e.manifest.strategy.clone(),
-            )
-        })
+        .map(|e| (e.manifest.plugin_id.clone(), e.manifest.policy_version.clone(), e.manifest.strategy.clone()))
         .collect();
     for (plugin_id, version, strategy) in active {
         if let Some(system) = &query.system_id
@@ -259,10 +253,7 @@ pub fn run_response(row: &RunRow) -> Result<RunResponse, AppError> {
         _ => None,
     };
     let error = (row.status == RunStatus::Error).then(|| ErrorDetail {
-        code: row
-            .error_code
-            .clone()
-            .unwrap_or_else(|| "run.failed".to_owned()),
+        code: row.error_code.clone().unwrap_or_else(|| "run.failed".to_owned()),
         field: None,
         message: row.error_message.clone().unwrap_or_default(),
     });
@@ -318,28 +309,17 @@ async fn run(
     use axum::response::IntoResponse;
 
     if request.system_id.is_empty() || request.system_id == "*" {
-        return Err(AppError::unprocessable(
-            "request.invalid_field",
-            "system_id",
-            "`system_id` must name a system",
-        ));
+        return Err(AppError::unprocessable("request.invalid_field", "system_id", "`system_id` must name a system"));
     }
     if request.decision_bucket_ts < 0 {
         return Err(AppError::unprocessable(
             "request.invalid_field",
             "decision_bucket_ts",
-            format!(
-                "`decision_bucket_ts` must be epoch seconds >= 0, got {}",
-                request.decision_bucket_ts
-            ),
+            format!("`decision_bucket_ts` must be epoch seconds >= 0, got {}", request.decision_bucket_ts),
         ));
     }
-    let plugin_id = state
-        .host
-        .registry()
-        .resolve(&request.policy_version)
-        .map(|e| e.manifest.plugin_id.clone())
-        .map_err(|e| {
+    let plugin_id =
+        state.host.registry().resolve(&request.policy_version).map(|e| e.manifest.plugin_id.clone()).map_err(|e| {
             AppError::unprocessable(
                 if matches!(e, polis_core::RegistryError::Disabled { .. }) {
                     "policy.disabled"
@@ -350,18 +330,11 @@ async fn run(
                 e.to_string(),
             )
         })?;
-    if !state
-        .store
-        .plugin_enabled_for(&plugin_id, &request.system_id)
-        .await?
-    {
+    if !state.store.plugin_enabled_for(&plugin_id, &request.system_id).await? {
         return Err(AppError::unprocessable(
             "policy.not_enabled",
             "system_id",
-            format!(
-                "plugin `{plugin_id}` is not enabled for system `{}`",
-                request.system_id
-            ),
+            format!("plugin `{plugin_id}` is not enabled for system `{}`", request.system_id),
         ));
     }
     let bucket = request.decision_bucket_ts - request.decision_bucket_ts.rem_euclid(BUCKET_SECONDS);
@@ -395,13 +368,7 @@ async fn run(
     let spec_json = canonical::to_canonical_vec(&spec)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| {
-            AppError::unprocessable(
-                "request.invalid_field",
-                "params",
-                "params do not canonicalise",
-            )
-        })?;
+        .ok_or_else(|| AppError::unprocessable("request.invalid_field", "params", "params do not canonicalise"))?;
     let key = RunKey {
         system_id: request.system_id.clone(),
         sv: snapshot.sv.clone(),
@@ -463,16 +430,16 @@ pub struct RunSelector {
 
 async fn find_run(state: &AppState, selector: &RunSelector) -> Result<RunRow, AppError> {
     let found = match (&selector.run_id, &selector.run_key) {
-        (Some(id), None) => state.store.run_by_id(id).await?.ok_or_else(|| {
-            AppError::not_found("run.not_found", "run_id", format!("no run with id `{id}`"))
-        })?,
-        (None, Some(key)) => state.store.run_by_key(key).await?.ok_or_else(|| {
-            AppError::not_found(
-                "run.not_found",
-                "run_key",
-                format!("no run with key `{key}`"),
-            )
-        })?,
+        (Some(id), None) => state
+            .store
+            .run_by_id(id)
+            .await?
+            .ok_or_else(|| AppError::not_found("run.not_found", "run_id", format!("no run with id `{id}`")))?,
+        (None, Some(key)) => state
+            .store
+            .run_by_key(key)
+            .await?
+            .ok_or_else(|| AppError::not_found("run.not_found", "run_key", format!("no run with key `{key}`")))?,
         (Some(_), Some(_)) => {
             return Err(AppError::bad_request(
                 "request.invalid_field",
@@ -568,8 +535,7 @@ fn move_body(m: MoveRow) -> Result<MoveBody, AppError> {
         dist_m: m.dist_m,
         budget_exhausted: m.budget_exhausted,
         neighbor_exhausted: m.neighbor_exhausted,
-        reason_codes: serde_json::from_str(&m.reason_codes_json)
-            .map_err(|e| AppError::internal("store.corrupt", e))?,
+        reason_codes: serde_json::from_str(&m.reason_codes_json).map_err(|e| AppError::internal("store.corrupt", e))?,
     })
 }
 
@@ -584,11 +550,7 @@ async fn moves(
 ) -> Result<Json<MovesResponse>, AppError> {
     let offset = query.offset.unwrap_or(0);
     if offset < 0 {
-        return Err(AppError::bad_request(
-            "request.invalid_field",
-            Some("offset".to_owned()),
-            "`offset` must be >= 0",
-        ));
+        return Err(AppError::bad_request("request.invalid_field", Some("offset".to_owned()), "`offset` must be >= 0"));
     }
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -598,14 +560,7 @@ async fn moves(
             format!("`limit` must be between 1 and {MAX_PAGE}"),
         ));
     }
-    let row = find_run(
-        &state,
-        &RunSelector {
-            run_id: query.run_id,
-            run_key: query.run_key,
-        },
-    )
-    .await?;
+    let row = find_run(&state, &RunSelector { run_id: query.run_id, run_key: query.run_key }).await?;
     let (page, total) = state.store.moves(&row.run.run_id, offset, limit).await?;
     Ok(Json(MovesResponse {
         run_id: row.run.run_id.clone(),
@@ -634,17 +589,9 @@ async fn cancel(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CancelRequest>,
 ) -> Result<Json<RunResponse>, AppError> {
-    let row = state
-        .store
-        .cancel(&request.run_id, now_ms())
-        .await?
-        .ok_or_else(|| {
-            AppError::not_found(
-                "run.not_found",
-                "run_id",
-                format!("no run with id `{}`", request.run_id),
-            )
-        })?;
+    let row = state.store.cancel(&request.run_id, now_ms()).await?.ok_or_else(|| {
+        AppError::not_found("run.not_found", "run_id", format!("no run with id `{}`", request.run_id))
+    })?;
     if row.status == RunStatus::Cancelled {
         tracing::info!(run_key = %row.run.run_key_sha256, run_id = %row.run.run_id, "run cancelled");
     }

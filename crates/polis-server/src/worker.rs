@@ -100,16 +100,9 @@ pub async fn run(ctx: WorkerContext, config: WorkerConfig, mut shutdown: watch::
 }
 
 /// Claims and processes one run; `None` when the queue is empty.
-pub async fn process_one(
-    ctx: &WorkerContext,
-    config: &WorkerConfig,
-) -> Result<Option<Outcome>, StoreError> {
+pub async fn process_one(ctx: &WorkerContext, config: &WorkerConfig) -> Result<Option<Outcome>, StoreError> {
     let lease_ms = i64::try_from(config.lease.as_millis()).unwrap_or(i64::MAX);
-    let Some(row) = ctx
-        .store
-        .claim(&config.owner, now_ms(), lease_ms, config.max_attempts)
-        .await?
-    else {
+    let Some(row) = ctx.store.claim(&config.owner, now_ms(), lease_ms, config.max_attempts).await? else {
         return Ok(None);
     };
     let run_key = row.run.run_key_sha256.clone();
@@ -128,10 +121,7 @@ pub async fn process_one(
                     _ = tokio::time::sleep(every) => {}
                     _ = heartbeat_stopped.changed() => break,
                 }
-                match store
-                    .heartbeat(&run_id, &owner, now_ms().saturating_add(lease_ms))
-                    .await
-                {
+                match store.heartbeat(&run_id, &owner, now_ms().saturating_add(lease_ms)).await {
                     Ok(true) => {}
                     Ok(false) => break,
                     Err(e) => tracing::warn!(run_id = %run_id, error = %e, "heartbeat failed"),
@@ -150,17 +140,8 @@ pub async fn process_one(
     let outcome = match result {
         Ok((completion, seconds)) => {
             let plugin_id = completion.plugin_id.clone();
-            if ctx
-                .store
-                .complete(&row.run.run_id, &config.owner, &completion, now)
-                .await?
-            {
-                ctx.metrics.run_finished(
-                    &plugin_id,
-                    &row.run.policy_version,
-                    RunStatus::Ready,
-                    seconds,
-                );
+            if ctx.store.complete(&row.run.run_id, &config.owner, &completion, now).await? {
+                ctx.metrics.run_finished(&plugin_id, &row.run.policy_version, RunStatus::Ready, seconds);
                 tracing::info!(run_key = %run_key, plugin_id = %plugin_id, moves = completion.moves.len(), "run ready");
                 Outcome::Stored(RunStatus::Ready)
             } else {
@@ -171,30 +152,14 @@ pub async fn process_one(
         Err(failure) => {
             let stored = ctx
                 .store
-                .fail(
-                    &row.run.run_id,
-                    &config.owner,
-                    failure.code,
-                    &failure.message,
-                    failure.plugin_id.as_deref(),
-                    now,
-                )
+                .fail(&row.run.run_id, &config.owner, failure.code, &failure.message, failure.plugin_id.as_deref(), now)
                 .await?;
             if let Some(plugin_id) = &failure.plugin_id {
-                ctx.metrics.run_finished(
-                    plugin_id,
-                    &row.run.policy_version,
-                    RunStatus::Error,
-                    failure.seconds,
-                );
+                ctx.metrics.run_finished(plugin_id, &row.run.policy_version, RunStatus::Error, failure.seconds);
             }
             tracing::warn!(run_key = %run_key, plugin_id = failure.plugin_id.as_deref().unwrap_or(""), code = failure.code,
                 message = %failure.message, "run failed");
-            if stored {
-                Outcome::Stored(RunStatus::Error)
-            } else {
-                Outcome::LeaseLost
-            }
+            if stored { Outcome::Stored(RunStatus::Error) } else { Outcome::LeaseLost }
         }
     };
     Ok(Some(outcome))
@@ -209,20 +174,11 @@ struct Failure {
 
 impl Failure {
     fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Failure {
-            code,
-            message: message.into(),
-            plugin_id: None,
-            seconds: 0.0,
-        }
+        Failure { code, message: message.into(), plugin_id: None, seconds: 0.0 }
     }
 }
 
-async fn decide(
-    ctx: &WorkerContext,
-    config: &WorkerConfig,
-    row: &RunRow,
-) -> Result<(Completion, f64), Failure> {
+async fn decide(ctx: &WorkerContext, config: &WorkerConfig, row: &RunRow) -> Result<(Completion, f64), Failure> {
     let r = &row.run;
     let snapshot = ctx
         .store
@@ -230,31 +186,18 @@ async fn decide(
         .await
         .map_err(|e| Failure::new(e.code(), e.to_string()))?
         .ok_or_else(|| {
-            Failure::new(
-                "snapshot.not_found",
-                format!("snapshot `{}` is no longer stored", r.view_snapshot_id),
-            )
+            Failure::new("snapshot.not_found", format!("snapshot `{}` is no longer stored", r.view_snapshot_id))
         })?;
-    let input = crate::ingest::load_input(&ctx.store, &snapshot)
-        .await
-        .map_err(|e| Failure::new(e.code(), e.to_string()))?;
-    let spec: PolicySpec = serde_json::from_str(&r.policy_spec_json)
-        .map_err(|e| Failure::new("run.bad_spec", e.to_string()))?;
-    let params: RebalanceParams = serde_json::from_value(spec.params)
-        .map_err(|e| Failure::new("run.bad_spec", format!("params: {e}")))?;
-    let plugin_id = ctx
-        .host
-        .registry()
-        .resolve(&r.policy_version)
-        .map(|e| e.manifest.plugin_id.clone())
-        .ok();
+    let input =
+        crate::ingest::load_input(&ctx.store, &snapshot).await.map_err(|e| Failure::new(e.code(), e.to_string()))?;
+    let spec: PolicySpec =
+        serde_json::from_str(&r.policy_spec_json).map_err(|e| Failure::new("run.bad_spec", e.to_string()))?;
+    let params: RebalanceParams =
+        serde_json::from_value(spec.params).map_err(|e| Failure::new("run.bad_spec", format!("params: {e}")))?;
+    let plugin_id = ctx.host.registry().resolve(&r.policy_version).map(|e| e.manifest.plugin_id.clone()).ok();
     let host = Arc::clone(&ctx.host);
-    let (system_id, sv, bucket, version) = (
-        r.system_id.clone(),
-        r.sv.clone(),
-        r.decision_bucket_ts,
-        r.policy_version.clone(),
-    );
+    let (system_id, sv, bucket, version) =
+        (r.system_id.clone(), r.sv.clone(), r.decision_bucket_ts, r.policy_version.clone());
     let horizon = u32::try_from(r.horizon_steps).unwrap_or(u32::MAX);
     let started = Instant::now();
     let task = tokio::task::spawn_blocking(move || {
@@ -280,10 +223,7 @@ async fn decide(
         Err(_) => {
             return Err(with_plugin(Failure::new(
                 "run.timeout",
-                format!(
-                    "the policy ran longer than {} ms",
-                    config.timeout.as_millis()
-                ),
+                format!("the policy ran longer than {} ms", config.timeout.as_millis()),
             )));
         }
         Ok(Err(join)) => return Err(with_plugin(Failure::new("run.panicked", join.to_string()))),
@@ -293,16 +233,11 @@ async fn decide(
     if record.run_key_sha256.to_hex() != r.run_key_sha256 {
         return Err(with_plugin(Failure::new(
             "run.key_mismatch",
-            format!(
-                "the host derived run key {} for a run stored as {}",
-                record.run_key_sha256, r.run_key_sha256
-            ),
+            format!("the host derived run key {} for a run stored as {}", record.run_key_sha256, r.run_key_sha256),
         )));
     }
     let canonical = |what: &str, value: &dyn erased::Canon| {
-        value
-            .text()
-            .map_err(|e| with_plugin(Failure::new("run.not_canonical", format!("{what}: {e}"))))
+        value.text().map_err(|e| with_plugin(Failure::new("run.not_canonical", format!("{what}: {e}"))))
     };
     let output_json = canonical("output", &record.output)?;
     let diagnostics_json = match &record.output.diagnostics {

@@ -23,18 +23,10 @@ async fn sqlite() -> Store {
     let dir = std::env::temp_dir().join(format!(
         "polis-api-test-{}-{}",
         std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    Store::connect(
-        &format!("sqlite://{}", dir.join("polis.db").display()),
-        &StoreConfig::default(),
-    )
-    .await
-    .unwrap()
+    Store::connect(&format!("sqlite://{}", dir.join("polis.db").display()), &StoreConfig::default()).await.unwrap()
 }
 
 async fn postgres() -> Option<Store> {
@@ -86,44 +78,17 @@ struct Api {
 
 impl Api {
     async fn new(store: Store) -> Api {
-        let city = synth::generate(CityOptions {
-            stations: 40,
-            days: 1,
-            seed: 11,
-        });
+        let city = synth::generate(CityOptions { stations: 40, days: 1, seed: 11 });
         let counts =
-            polis_server::ingest::ingest_feed(&store, &city.feed, SnapshotOptions::default(), 1)
-                .await
-                .unwrap();
+            polis_server::ingest::ingest_feed(&store, &city.feed, SnapshotOptions::default(), 1).await.unwrap();
         assert_eq!(counts.inserted as usize, city.feed.snapshots.len());
-        let auth = Auth {
-            read_tokens: vec![READ.into()],
-            admin_tokens: vec![ADMIN.into()],
-            insecure_local: false,
-        };
-        let state = AppState::new(
-            store,
-            auth,
-            ServiceConfig {
-                body_limit: 4096,
-                ..ServiceConfig::default()
-            },
-        )
-        .await
-        .unwrap();
-        Api {
-            state,
-            system: city.feed.system_id,
-        }
+        let auth = Auth { read_tokens: vec![READ.into()], admin_tokens: vec![ADMIN.into()], insecure_local: false };
+        let state =
+            AppState::new(store, auth, ServiceConfig { body_limit: 4096, ..ServiceConfig::default() }).await.unwrap();
+        Api { state, system: city.feed.system_id }
     }
 
-    async fn call(
-        &self,
-        method: &str,
-        uri: &str,
-        token: Option<&str>,
-        body: Option<String>,
-    ) -> (StatusCode, Value) {
+    async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: Option<String>) -> (StatusCode, Value) {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
@@ -131,13 +96,8 @@ impl Api {
         if body.is_some() {
             request = request.header("content-type", "application/json");
         }
-        let request = request
-            .body(body.map_or_else(Body::empty, Body::from))
-            .unwrap();
-        let response = polis_server::app(self.state.clone())
-            .oneshot(request)
-            .await
-            .unwrap();
+        let request = request.body(body.map_or_else(Body::empty, Body::from)).unwrap();
+        let response = polis_server::app(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let value = serde_json::from_slice(&bytes)
@@ -150,8 +110,7 @@ impl Api {
     }
 
     async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
-        self.call("POST", uri, Some(READ), Some(body.to_string()))
-            .await
+        self.call("POST", uri, Some(READ), Some(body.to_string())).await
     }
 
     fn run_body(&self, policy: &str) -> Value {
@@ -165,9 +124,7 @@ impl Api {
             metrics: self.state.metrics.clone(),
             work_available: self.state.work_available.clone(),
         };
-        worker::process_one(&ctx, &WorkerConfig::named("test", 0))
-            .await
-            .unwrap()
+        worker::process_one(&ctx, &WorkerConfig::named("test", 0)).await.unwrap()
     }
 }
 
@@ -178,72 +135,40 @@ fn field(body: &Value) -> &str {
 async fn config_lists_the_builtins_and_the_default_spec(api: Api) {
     let (status, body) = api.get("/api/policy/config").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(
-        body["available_policy_versions"],
-        json!(["rebal.global.v1", "rebal.greedy.v1"])
-    );
-    assert_eq!(
-        body["available_strategies"],
-        json!(["global.v1", "greedy.v1"])
-    );
+    assert_eq!(body["available_policy_versions"], json!(["rebal.global.v1", "rebal.greedy.v1"]));
+    assert_eq!(body["available_strategies"], json!(["global.v1", "greedy.v1"]));
     assert_eq!(body["default_spec"]["policy_version"], "rebal.global.v1");
     assert_eq!(body["systems"][0]["system_id"], api.system.as_str());
 }
 
 async fn a_run_is_pending_then_ready_with_the_same_run_id(api: Api) {
-    let (status, first) = api
-        .post("/api/policy/run", api.run_body("rebal.global.v1"))
-        .await;
+    let (status, first) = api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["status"], "pending");
     let run_id = first["run_id"].as_str().unwrap().to_owned();
-    let (_, again) = api
-        .post("/api/policy/run", api.run_body("rebal.global.v1"))
-        .await;
-    assert_eq!(
-        (again["status"].as_str(), again["run_id"].as_str()),
-        (Some("pending"), Some(run_id.as_str()))
-    );
-    assert_eq!(
-        api.state.store.queue_depth().await.unwrap(),
-        1,
-        "asking twice enqueues once"
-    );
+    let (_, again) = api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
+    assert_eq!((again["status"].as_str(), again["run_id"].as_str()), (Some("pending"), Some(run_id.as_str())));
+    assert_eq!(api.state.store.queue_depth().await.unwrap(), 1, "asking twice enqueues once");
 
     assert_eq!(api.work().await, Some(Outcome::Stored(RunStatus::Ready)));
     assert_eq!(api.work().await, None);
 
-    let (status, ready) = api
-        .post("/api/policy/run", api.run_body("rebal.global.v1"))
-        .await;
+    let (status, ready) = api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ready["status"], "ready", "{ready}");
     assert_eq!(ready["run_id"], run_id.as_str());
     assert_eq!(ready["run_key"]["decision_bucket_ts"], BUCKET);
     let result = &ready["result"];
-    assert!(
-        result["summary"]["bikes_moved_total"].as_u64().unwrap() > 0,
-        "the morning rush needs moves: {result}"
-    );
+    assert!(result["summary"]["bikes_moved_total"].as_u64().unwrap() > 0, "the morning rush needs moves: {result}");
     let provenance = &ready["provenance"];
     assert_eq!(provenance["plugin_id"], "polis.rebal.global.v1");
-    for hash in [
-        "manifest_sha256",
-        "input_sha256",
-        "output_sha256",
-        "view_snapshot_sha256",
-        "run_key_sha256",
-    ] {
+    for hash in ["manifest_sha256", "input_sha256", "output_sha256", "view_snapshot_sha256", "run_key_sha256"] {
         assert_eq!(provenance[hash].as_str().map(str::len), Some(64), "{hash}");
     }
     // The cached answer is the stored answer.
-    let (_, cached) = api
-        .post("/api/policy/run", api.run_body("rebal.global.v1"))
-        .await;
+    let (_, cached) = api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
     assert_eq!(cached, ready);
-    let (_, status_body) = api
-        .get(&format!("/api/policy/status?run_id={run_id}"))
-        .await;
+    let (_, status_body) = api.get(&format!("/api/policy/status?run_id={run_id}")).await;
     assert_eq!(status_body["status"], "ready");
     assert_eq!(status_body["result"], ready["result"]);
 
@@ -255,9 +180,7 @@ async fn a_run_is_pending_then_ready_with_the_same_run_id(api: Api) {
 }
 
 async fn moves_page_by_run_id_or_run_key(api: Api) {
-    let (_, first) = api
-        .post("/api/policy/run", api.run_body("rebal.greedy.v1"))
-        .await;
+    let (_, first) = api.post("/api/policy/run", api.run_body("rebal.greedy.v1")).await;
     api.work().await.unwrap();
     let run_id = first["run_id"].as_str().unwrap();
     let run_key = first["provenance"]["run_key_sha256"].as_str().unwrap();
@@ -266,21 +189,12 @@ async fn moves_page_by_run_id_or_run_key(api: Api) {
     let total = all["total"].as_i64().unwrap();
     assert!(total >= 2, "{all}");
     assert_eq!(all["moves"].as_array().unwrap().len() as i64, total);
-    let (_, page) = api
-        .get(&format!(
-            "/api/policy/moves?run_key={run_key}&offset=1&limit=1"
-        ))
-        .await;
+    let (_, page) = api.get(&format!("/api/policy/moves?run_key={run_key}&offset=1&limit=1")).await;
     assert_eq!(page["moves"].as_array().unwrap().len(), 1);
     assert_eq!(page["moves"][0], all["moves"][1]);
     assert_eq!(page["moves"][0]["move_rank"], 2);
-    let (_, ready) = api
-        .post("/api/policy/run", api.run_body("rebal.greedy.v1"))
-        .await;
-    assert_eq!(
-        ready["result"]["moves"][1]["from_station_key"],
-        all["moves"][1]["from_station_key"]
-    );
+    let (_, ready) = api.post("/api/policy/run", api.run_body("rebal.greedy.v1")).await;
+    assert_eq!(ready["result"]["moves"][1]["from_station_key"], all["moves"][1]["from_station_key"]);
 }
 
 async fn bad_requests_get_4xx_naming_the_field(api: Api) {
@@ -297,23 +211,13 @@ async fn bad_requests_get_4xx_naming_the_field(api: Api) {
         ("oversize body", json!({"system_id": "x".repeat(5000), "decision_bucket_ts": BUCKET, "policy_version": "rebal.global.v1"}).to_string(), StatusCode::PAYLOAD_TOO_LARGE, "body"),
     ];
     for (what, body, expected, expected_field) in cases {
-        let (status, answer) = api
-            .call("POST", "/api/policy/run", Some(READ), Some(body))
-            .await;
+        let (status, answer) = api.call("POST", "/api/policy/run", Some(READ), Some(body)).await;
         assert_eq!(status, expected, "{what}: {answer}");
         assert_eq!(answer["status"], "error", "{what}: {answer}");
-        assert!(
-            answer["error"]["code"]
-                .as_str()
-                .is_some_and(|c| !c.is_empty()),
-            "{what}: {answer}"
-        );
+        assert!(answer["error"]["code"].as_str().is_some_and(|c| !c.is_empty()), "{what}: {answer}");
         if expected_field == "body" && what != "oversize body" {
             // serde names the missing or unknown field in the message.
-            assert!(
-                answer["error"]["message"].as_str().unwrap().contains('`'),
-                "{what}: {answer}"
-            );
+            assert!(answer["error"]["message"].as_str().unwrap().contains('`'), "{what}: {answer}");
         } else {
             assert_eq!(field(&answer), expected_field, "{what}: {answer}");
         }
@@ -323,137 +227,65 @@ async fn bad_requests_get_4xx_naming_the_field(api: Api) {
     let (status, answer) = api.get("/api/policy/moves?run_id=x&limit=0").await;
     assert_eq!((status, field(&answer)), (StatusCode::BAD_REQUEST, "limit"));
     let (status, answer) = api.get("/api/policy/moves?run_id=x&offset=minus").await;
-    assert_eq!(
-        (status, field(&answer)),
-        (StatusCode::BAD_REQUEST, "offset")
-    );
+    assert_eq!((status, field(&answer)), (StatusCode::BAD_REQUEST, "offset"));
     let (status, answer) = api.get("/api/policy/status").await;
-    assert_eq!(
-        (status, field(&answer)),
-        (StatusCode::BAD_REQUEST, "run_id")
-    );
-    let (status, answer) = api
-        .post("/api/policy/cancel", json!({"run_id": "run-nope"}))
-        .await;
+    assert_eq!((status, field(&answer)), (StatusCode::BAD_REQUEST, "run_id"));
+    let (status, answer) = api.post("/api/policy/cancel", json!({"run_id": "run-nope"})).await;
     assert_eq!((status, field(&answer)), (StatusCode::NOT_FOUND, "run_id"));
 }
 
 async fn a_plugin_disabled_for_a_system_is_refused_there_only(api: Api) {
-    let uri = format!(
-        "/api/admin/plugins/polis.rebal.greedy.v1/systems/{}",
-        api.system
-    );
-    let (status, body) = api
-        .call(
-            "POST",
-            &uri,
-            Some(ADMIN),
-            Some(json!({"enabled": false}).to_string()),
-        )
-        .await;
+    let uri = format!("/api/admin/plugins/polis.rebal.greedy.v1/systems/{}", api.system);
+    let (status, body) = api.call("POST", &uri, Some(ADMIN), Some(json!({"enabled": false}).to_string())).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, refused) = api
-        .post("/api/policy/run", api.run_body("rebal.greedy.v1"))
-        .await;
-    assert_eq!(
-        (status, field(&refused)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "system_id"),
-        "{refused}"
-    );
+    let (status, refused) = api.post("/api/policy/run", api.run_body("rebal.greedy.v1")).await;
+    assert_eq!((status, field(&refused)), (StatusCode::UNPROCESSABLE_ENTITY, "system_id"), "{refused}");
     assert_eq!(refused["error"]["code"], "policy.not_enabled");
-    let (_, config) = api
-        .get(&format!("/api/policy/config?system_id={}", api.system))
-        .await;
-    assert_eq!(
-        config["available_policy_versions"],
-        json!(["rebal.global.v1"])
-    );
-    let (status, _) = api
-        .post("/api/policy/run", api.run_body("rebal.global.v1"))
-        .await;
+    let (_, config) = api.get(&format!("/api/policy/config?system_id={}", api.system)).await;
+    assert_eq!(config["available_policy_versions"], json!(["rebal.global.v1"]));
+    let (status, _) = api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
     assert_eq!(status, StatusCode::OK);
     let (_, plugins) = api.get("/api/plugins").await;
-    let greedy = plugins["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["plugin_id"] == "polis.rebal.greedy.v1")
-        .unwrap();
+    let greedy =
+        plugins["plugins"].as_array().unwrap().iter().find(|p| p["plugin_id"] == "polis.rebal.greedy.v1").unwrap();
     assert_eq!(
         greedy["systems"],
         json!([{"system_id": "*", "enabled": true}, {"system_id": api.system, "enabled": false}])
     );
     assert_eq!(greedy["activation"], "active");
     let (status, body) = api
-        .call(
-            "POST",
-            "/api/admin/plugins/nope/systems/x",
-            Some(ADMIN),
-            Some(json!({"enabled": true}).to_string()),
-        )
+        .call("POST", "/api/admin/plugins/nope/systems/x", Some(ADMIN), Some(json!({"enabled": true}).to_string()))
         .await;
     assert_eq!((status, field(&body)), (StatusCode::NOT_FOUND, "plugin_id"));
 }
 
 async fn tokens_grant_roles_and_no_token_gets_401(api: Api) {
     let (status, body) = api.call("GET", "/api/policy/config", None, None).await;
-    assert_eq!(
-        (status, field(&body)),
-        (StatusCode::UNAUTHORIZED, "authorization")
-    );
-    let (status, _) = api
-        .call("GET", "/api/policy/config", Some("guess"), None)
-        .await;
+    assert_eq!((status, field(&body)), (StatusCode::UNAUTHORIZED, "authorization"));
+    let (status, _) = api.call("GET", "/api/policy/config", Some("guess"), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = api
-        .call("GET", "/api/policy/config", Some(ADMIN), None)
-        .await;
+    let (status, _) = api.call("GET", "/api/policy/config", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::OK, "admin may read");
     let uri = "/api/admin/plugins/polis.rebal.greedy.v1/systems/x";
-    let (status, body) = api
-        .call(
-            "POST",
-            uri,
-            Some(READ),
-            Some(json!({"enabled": false}).to_string()),
-        )
-        .await;
-    assert_eq!(
-        (status, field(&body)),
-        (StatusCode::FORBIDDEN, "authorization")
-    );
-    let (status, _) = api
-        .call(
-            "POST",
-            "/api/policy/run",
-            None,
-            Some(api.run_body("rebal.global.v1").to_string()),
-        )
-        .await;
+    let (status, body) = api.call("POST", uri, Some(READ), Some(json!({"enabled": false}).to_string())).await;
+    assert_eq!((status, field(&body)), (StatusCode::FORBIDDEN, "authorization"));
+    let (status, _) =
+        api.call("POST", "/api/policy/run", None, Some(api.run_body("rebal.global.v1").to_string())).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = api.call("GET", "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK, "probes need no token");
 }
 
 async fn cancel_stops_a_pending_run(api: Api) {
-    let (_, pending) = api
-        .post("/api/policy/run", api.run_body("rebal.global.v1"))
-        .await;
+    let (_, pending) = api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
     let run_id = pending["run_id"].as_str().unwrap();
-    let (status, cancelled) = api
-        .post("/api/policy/cancel", json!({"run_id": run_id}))
-        .await;
+    let (status, cancelled) = api.post("/api/policy/cancel", json!({"run_id": run_id})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(api.work().await, None, "nothing left to claim");
     let (_, moves) = api.get(&format!("/api/policy/moves?run_id={run_id}")).await;
-    assert_eq!(
-        (moves["status"].as_str(), moves["total"].as_i64()),
-        (Some("cancelled"), Some(0))
-    );
-    let (_, again) = api
-        .post("/api/policy/run", api.run_body("rebal.global.v1"))
-        .await;
+    assert_eq!((moves["status"].as_str(), moves["total"].as_i64()), (Some("cancelled"), Some(0)));
+    let (_, again) = api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
     assert_eq!(
         (again["status"].as_str(), again["run_id"].as_str()),
         (Some("pending"), Some(run_id)),
@@ -462,40 +294,22 @@ async fn cancel_stops_a_pending_run(api: Api) {
 }
 
 async fn metrics_and_probes_answer(api: Api) {
-    api.post("/api/policy/run", api.run_body("rebal.global.v1"))
-        .await;
-    api.post("/api/policy/run", api.run_body("rebal.greedy.v1"))
-        .await;
+    api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
+    api.post("/api/policy/run", api.run_body("rebal.greedy.v1")).await;
     api.work().await.unwrap();
     let (status, text) = api.get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().unwrap();
     assert!(text.contains("polis_queue_depth 1"), "{text}");
-    assert!(
-        text.contains(r#"polis_runs{policy_version="rebal.global.v1",status="ready"} 1"#),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#"polis_runs{policy_version="rebal.greedy.v1",status="pending"} 1"#),
-        "{text}"
-    );
-    assert!(
-        text.contains("polis_plugin_latency_seconds_bucket{plugin_id=\"polis.rebal.global.v1\""),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#"polis_run_requests_total{answer="pending"} 2"#),
-        "{text}"
-    );
+    assert!(text.contains(r#"polis_runs{policy_version="rebal.global.v1",status="ready"} 1"#), "{text}");
+    assert!(text.contains(r#"polis_runs{policy_version="rebal.greedy.v1",status="pending"} 1"#), "{text}");
+    assert!(text.contains("polis_plugin_latency_seconds_bucket{plugin_id=\"polis.rebal.global.v1\""), "{text}");
+    assert!(text.contains(r#"polis_run_requests_total{answer="pending"} 2"#), "{text}");
     let (status, _) = api.call("GET", "/readyz", None, None).await;
     assert_eq!(status, StatusCode::OK);
     let (status, doc) = api.call("GET", "/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        doc["openapi"].as_str().unwrap().starts_with("3.1"),
-        "{}",
-        doc["openapi"]
-    );
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
     for path in [
         "/api/policy/config",
         "/api/policy/run",

@@ -78,11 +78,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            max_connections: 8,
-            busy_timeout: Duration::from_secs(10),
-            migrate: true,
-        }
+        StoreConfig { max_connections: 8, busy_timeout: Duration::from_secs(10), migrate: true }
     }
 }
 
@@ -155,11 +151,7 @@ impl Store {
         let busy_ms = config.busy_timeout.as_millis();
         // An in-memory SQLite database exists per connection, so a pool of
         // them would be many databases; one connection keeps it one.
-        let max = if url.starts_with("sqlite::memory:") {
-            1
-        } else {
-            config.max_connections
-        };
+        let max = if url.starts_with("sqlite::memory:") { 1 } else { config.max_connections };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(config.busy_timeout)
@@ -233,16 +225,10 @@ pub mod scratch {
     pub async fn postgres_schema(base_url: &str, prefix: &str) -> Result<String, StoreError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         sqlx::any::install_default_drivers();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         let schema = format!(
             "{}_{}_{}_{}",
-            prefix
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect::<String>()
-                .to_ascii_lowercase(),
+            prefix.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>().to_ascii_lowercase(),
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed),
             nanos
@@ -252,8 +238,6 @@ pub mod scratch {
         sqlx::query(&create).execute(&mut conn).await?;
         conn.close().await?;
         let sep = if base_url.contains('?') { '&' } else { '?' };
-        Ok(format!(
-            "{base_url}{sep}options=-c%20search_path%3D{schema}"
-        ))
+        Ok(format!("{base_url}{sep}options=-c%20search_path%3D{schema}"))
     }
 }

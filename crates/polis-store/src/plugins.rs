@@ -46,11 +46,7 @@ impl Store {
     /// Mirrors the registry: upserts every plugin and gives plugins seen
     /// for the first time the allowlist `*` (every system), leaving
     /// allowlists an admin has changed alone.
-    pub async fn sync_plugins(
-        &self,
-        plugins: &[PluginRecord],
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn sync_plugins(&self, plugins: &[PluginRecord], now_ms: i64) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         for p in plugins {
             sqlx::query(
@@ -73,12 +69,11 @@ impl Store {
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
-            let has_rows: i64 =
-                sqlx::query("SELECT COUNT(*) AS n FROM plugin_systems WHERE plugin_id = $1")
-                    .bind(&p.plugin_id)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get("n")?;
+            let has_rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM plugin_systems WHERE plugin_id = $1")
+                .bind(&p.plugin_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
             if has_rows == 0 {
                 sqlx::query(
                     "INSERT INTO plugin_systems (plugin_id, system_id, enabled, updated_at_ms) VALUES ($1, '*', 1, $2) \
@@ -121,19 +116,12 @@ impl Store {
 
     /// A plugin's allowlist rows, `*` first then by system id.
     pub async fn plugin_systems(&self, plugin_id: &str) -> Result<Vec<SystemOverride>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT system_id, enabled FROM plugin_systems WHERE plugin_id = $1 ORDER BY system_id",
-        )
-        .bind(plugin_id)
-        .fetch_all(self.pool())
-        .await?;
+        let rows = sqlx::query("SELECT system_id, enabled FROM plugin_systems WHERE plugin_id = $1 ORDER BY system_id")
+            .bind(plugin_id)
+            .fetch_all(self.pool())
+            .await?;
         rows.iter()
-            .map(|r| {
-                Ok(SystemOverride {
-                    system_id: r.try_get("system_id")?,
-                    enabled: flag(r.try_get("enabled")?),
-                })
-            })
+            .map(|r| Ok(SystemOverride { system_id: r.try_get("system_id")?, enabled: flag(r.try_get("enabled")?) }))
             .collect()
     }
 
@@ -169,11 +157,7 @@ impl Store {
 
     /// Whether a plugin may run for a system: its row for the system if
     /// there is one, else its `*` row, else no.
-    pub async fn plugin_enabled_for(
-        &self,
-        plugin_id: &str,
-        system_id: &str,
-    ) -> Result<bool, StoreError> {
+    pub async fn plugin_enabled_for(&self, plugin_id: &str, system_id: &str) -> Result<bool, StoreError> {
         let rows = sqlx::query(
             "SELECT system_id, enabled FROM plugin_systems WHERE plugin_id = $1 AND (system_id = $2 OR system_id = '*')",
         )

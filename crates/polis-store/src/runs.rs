@@ -32,13 +32,8 @@ pub enum RunStatus {
 
 impl RunStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [RunStatus; 5] = [
-        RunStatus::Pending,
-        RunStatus::Running,
-        RunStatus::Ready,
-        RunStatus::Error,
-        RunStatus::Cancelled,
-    ];
+    pub const ALL: [RunStatus; 5] =
+        [RunStatus::Pending, RunStatus::Running, RunStatus::Ready, RunStatus::Error, RunStatus::Cancelled];
 
     /// The stored and wire name.
     pub fn as_str(self) -> &'static str {
@@ -58,10 +53,7 @@ impl RunStatus {
 
     /// True for `ready`, `error` and `cancelled`.
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            RunStatus::Ready | RunStatus::Error | RunStatus::Cancelled
-        )
+        matches!(self, RunStatus::Ready | RunStatus::Error | RunStatus::Cancelled)
     }
 }
 
@@ -197,10 +189,8 @@ const RUN_COLUMNS: &str = "run_id, run_key_sha256, system_id, sv, decision_bucke
 
 fn run_from_row(row: &AnyRow) -> Result<RunRow, StoreError> {
     let status: String = row.try_get("status")?;
-    let status = RunStatus::parse(&status).ok_or(StoreError::Corrupt {
-        field: "status",
-        message: format!("unknown status `{status}`"),
-    })?;
+    let status = RunStatus::parse(&status)
+        .ok_or(StoreError::Corrupt { field: "status", message: format!("unknown status `{status}`") })?;
     Ok(RunRow {
         run: NewRun {
             run_id: row.try_get("run_id")?,
@@ -275,60 +265,41 @@ impl Store {
             .rows_affected()
                 > 0;
         }
-        let row = self
-            .run_by_key(&run.run_key_sha256)
-            .await?
-            .ok_or(StoreError::Corrupt {
-                field: "run_key_sha256",
-                message: format!("run `{}` vanished after enqueue", run.run_id),
-            })?;
+        let row = self.run_by_key(&run.run_key_sha256).await?.ok_or(StoreError::Corrupt {
+            field: "run_key_sha256",
+            message: format!("run `{}` vanished after enqueue", run.run_id),
+        })?;
         Ok((row, inserted || requeued))
     }
 
     /// The run with this key digest.
     pub async fn run_by_key(&self, run_key_sha256: &str) -> Result<Option<RunRow>, StoreError> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM policy_runs WHERE run_key_sha256 = $1");
-        let row = sqlx::query(&sql)
-            .bind(run_key_sha256)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(&sql).bind(run_key_sha256).fetch_optional(self.pool()).await?;
         row.as_ref().map(run_from_row).transpose()
     }
 
     /// The run with this id.
     pub async fn run_by_id(&self, run_id: &str) -> Result<Option<RunRow>, StoreError> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM policy_runs WHERE run_id = $1");
-        let row = sqlx::query(&sql)
-            .bind(run_id)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(&sql).bind(run_id).fetch_optional(self.pool()).await?;
         row.as_ref().map(run_from_row).transpose()
     }
 
     /// The most recently enqueued runs, newest first.
     pub async fn recent_runs(&self, limit: i64) -> Result<Vec<RunRow>, StoreError> {
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM policy_runs ORDER BY created_at_ms DESC, run_id LIMIT $1"
-        );
+        let sql = format!("SELECT {RUN_COLUMNS} FROM policy_runs ORDER BY created_at_ms DESC, run_id LIMIT $1");
         let rows = sqlx::query(&sql).bind(limit).fetch_all(self.pool()).await?;
         rows.iter().map(run_from_row).collect()
     }
 
     /// The most recent failed runs of a plugin, newest first.
-    pub async fn recent_errors(
-        &self,
-        plugin_id: &str,
-        limit: i64,
-    ) -> Result<Vec<RunRow>, StoreError> {
+    pub async fn recent_errors(&self, plugin_id: &str, limit: i64) -> Result<Vec<RunRow>, StoreError> {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM policy_runs WHERE plugin_id = $1 AND status = 'error' \
              ORDER BY finished_at_ms DESC, run_id LIMIT $2"
         );
-        let rows = sqlx::query(&sql)
-            .bind(plugin_id)
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(&sql).bind(plugin_id).bind(limit).fetch_all(self.pool()).await?;
         rows.iter().map(run_from_row).collect()
     }
 
@@ -376,12 +347,7 @@ impl Store {
 
     /// Extends `owner`'s lease on a running run; false when the lease is
     /// no longer theirs (expired and reclaimed, or the run was cancelled).
-    pub async fn heartbeat(
-        &self,
-        run_id: &str,
-        owner: &str,
-        expires_at_ms: i64,
-    ) -> Result<bool, StoreError> {
+    pub async fn heartbeat(&self, run_id: &str, owner: &str, expires_at_ms: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE policy_runs SET lease_expires_at_ms = $3 WHERE run_id = $1 AND lease_owner = $2 AND status = 'running'",
         )
@@ -426,10 +392,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query("DELETE FROM policy_moves WHERE run_id = $1")
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM policy_moves WHERE run_id = $1").bind(run_id).execute(&mut *tx).await?;
         for m in &completion.moves {
             sqlx::query(
                 "INSERT INTO policy_moves (run_id, move_rank, from_station_key, to_station_key, bikes_moved, dist_m, \
@@ -492,12 +455,7 @@ impl Store {
     }
 
     /// A page of a run's moves by rank, and the run's total move count.
-    pub async fn moves(
-        &self,
-        run_id: &str,
-        offset: i64,
-        limit: i64,
-    ) -> Result<(Vec<MoveRow>, i64), StoreError> {
+    pub async fn moves(&self, run_id: &str, offset: i64, limit: i64) -> Result<(Vec<MoveRow>, i64), StoreError> {
         let rows = sqlx::query(
             "SELECT move_rank, from_station_key, to_station_key, bikes_moved, dist_m, budget_exhausted, neighbor_exhausted, \
              reason_codes_json FROM policy_moves WHERE run_id = $1 ORDER BY move_rank LIMIT $2 OFFSET $3",
@@ -555,11 +513,9 @@ impl Store {
 
     /// Runs waiting for a worker.
     pub async fn queue_depth(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query("SELECT COUNT(*) AS n FROM policy_runs WHERE status = 'pending'")
-                .fetch_one(self.pool())
-                .await?
-                .try_get("n")?,
-        )
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM policy_runs WHERE status = 'pending'")
+            .fetch_one(self.pool())
+            .await?
+            .try_get("n")?)
     }
 }

@@ -82,7 +82,8 @@ pub struct SystemSummary {
     pub last_ts: i64,
 }
 
-const SNAPSHOT_COLUMNS: &str = "system_id, snapshot_ts, sv, decision_bucket_ts, view_snapshot_id, view_snapshot_sha256, body_json, graph_sha256";
+const SNAPSHOT_COLUMNS: &str =
+    "system_id, snapshot_ts, sv, decision_bucket_ts, view_snapshot_id, view_snapshot_sha256, body_json, graph_sha256";
 
 fn snapshot_from_row(row: &AnyRow) -> Result<SnapshotRecord, StoreError> {
     Ok(SnapshotRecord {
@@ -163,19 +164,9 @@ impl Store {
     }
 
     /// The snapshot of `system_id` with serving view `sv`.
-    pub async fn snapshot_by_sv(
-        &self,
-        system_id: &str,
-        sv: &str,
-    ) -> Result<Option<SnapshotRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {SNAPSHOT_COLUMNS} FROM station_snapshots WHERE system_id = $1 AND sv = $2"
-        );
-        let row = sqlx::query(&sql)
-            .bind(system_id)
-            .bind(sv)
-            .fetch_optional(self.pool())
-            .await?;
+    pub async fn snapshot_by_sv(&self, system_id: &str, sv: &str) -> Result<Option<SnapshotRecord>, StoreError> {
+        let sql = format!("SELECT {SNAPSHOT_COLUMNS} FROM station_snapshots WHERE system_id = $1 AND sv = $2");
+        let row = sqlx::query(&sql).bind(system_id).bind(sv).fetch_optional(self.pool()).await?;
         row.as_ref().map(snapshot_from_row).transpose()
     }
 
@@ -208,9 +199,7 @@ impl Store {
             .bind(graph_sha256)
             .fetch_optional(self.pool())
             .await?;
-        Ok(row
-            .map(|r| r.try_get::<String, _>("neighbors_json"))
-            .transpose()?)
+        Ok(row.map(|r| r.try_get::<String, _>("neighbors_json")).transpose()?)
     }
 
     /// The stations of a system, by key.
