@@ -17,7 +17,12 @@ use crate::table::{Align, render};
 pub enum PluginsCommand {
     /// List every plugin with its policy version, tier, manifest hash and
     /// status; disabled plugins show why.
-    List,
+    List {
+        /// Also load the plugins in each subdirectory of this allowlisted
+        /// root (repeatable).
+        #[arg(long = "plugin-dir", value_name = "DIR")]
+        plugin_dirs: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,14 +68,20 @@ pub enum ManifestCommand {
 pub const CONTRACTS: &[(&str, &str, &str)] =
     &[(Rebalance::ID, Rebalance::INPUT_SCHEMA_VERSION, Rebalance::OUTPUT_SCHEMA_VERSION)];
 
-fn all_statuses() -> Vec<PluginStatus> {
-    polis_rebalance::builtins::registry().statuses()
+fn all_statuses(plugin_dirs: &[PathBuf]) -> anyhow::Result<Vec<PluginStatus>> {
+    if plugin_dirs.is_empty() {
+        return Ok(polis_rebalance::builtins::registry().statuses());
+    }
+    let tiers = polis_plugins::Tiers::new()?;
+    let roots: Vec<&std::path::Path> = plugin_dirs.iter().map(PathBuf::as_path).collect();
+    let (registry, _) = polis_plugins::load_roots(polis_rebalance::builtins::registry(), &roots, &tiers);
+    Ok(registry.statuses())
 }
 
 pub fn plugins(command: PluginsCommand, json: bool) -> anyhow::Result<Outcome> {
     match command {
-        PluginsCommand::List => {
-            let statuses = all_statuses();
+        PluginsCommand::List { plugin_dirs } => {
+            let statuses = all_statuses(&plugin_dirs)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&statuses)?);
                 return Ok(Outcome::Success);

@@ -6,7 +6,9 @@
 
 mod contracts;
 mod input;
+mod plugin;
 mod rebalance;
+mod replay;
 mod service;
 mod table;
 
@@ -45,6 +47,10 @@ enum Command {
     /// Check plugin manifests.
     #[command(subcommand)]
     Manifest(contracts::ManifestCommand),
+    /// Work with one plugin directory: inspect what it is and how it is
+    /// sandboxed.
+    #[command(subcommand)]
+    Plugin(plugin::Command),
     /// Store data for the service: `polis ingest gbfs DIR|CSV`.
     #[command(subcommand)]
     Ingest(service::IngestCommand),
@@ -71,6 +77,7 @@ fn main() -> ExitCode {
         Command::Plugins(command) => contracts::plugins(command, json),
         Command::Contract(command) => contracts::contract(command, json),
         Command::Manifest(command) => contracts::manifest(command, json),
+        Command::Plugin(command) => plugin::run(command, json),
         Command::Ingest(command) => service::ingest(command, json),
         Command::Serve(args) => service::serve(args),
         Command::Worker(args) => service::worker(args),

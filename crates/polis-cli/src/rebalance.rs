@@ -42,6 +42,17 @@ pub enum Command {
     /// snapshot), and the whole series as `stations.csv` plus
     /// `station_status.csv.gz`, the archive shape `--gbfs` reads.
     Synth(SynthArgs),
+    /// Replay a window of GBFS data with several policies and compare
+    /// their KPIs.
+    ///
+    /// Demand is the observed flow (`--demand flow`) or Poisson rentals
+    /// and returns estimated from it (`--demand stochastic`, with
+    /// `--replications`); every policy sees the same demand. At every
+    /// decision bucket each policy is called through the registry on the
+    /// simulated state and its validated moves are applied. `--out DIR`
+    /// writes the KPIs, moves, time series and a record of every decision;
+    /// `--verify DIR` re-runs those decisions and reports any drift.
+    Replay(Box<crate::replay::ReplayArgs>),
 }
 
 /// Where GBFS data comes from and how to turn it into an input.
@@ -90,7 +101,7 @@ pub struct ShapeArgs {
 }
 
 impl ShapeArgs {
-    fn options(&self) -> SnapshotOptions {
+    pub(crate) fn options(&self) -> SnapshotOptions {
         SnapshotOptions {
             k: self.k,
             radius_m: self.radius_m,
@@ -169,6 +180,7 @@ pub fn run(command: Command, json: bool) -> anyhow::Result<Outcome> {
         Command::Snapshot(args) => snapshot(args),
         Command::Run(args) => run_policy(args, json),
         Command::Synth(args) => synthesise(args, json),
+        Command::Replay(args) => crate::replay::run(*args, json),
     }
 }
 

@@ -17,9 +17,15 @@ pub struct CanonicalError(String);
 
 /// Serialises `value` as RFC 8785 canonical JSON.
 ///
-/// Fails for values JSON cannot represent, such as a NaN or infinite float.
+/// Object keys are sorted by their UTF-16 code units, numbers use the
+/// ECMAScript shortest round-trip form (integers beyond 2^53 go through
+/// IEEE 754 doubles, as the RFC requires), and strings use the minimal
+/// escaping JSON allows. Fails for values JSON cannot represent, such as a
+/// NaN or infinite float.
 pub fn to_canonical_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CanonicalError> {
-    serde_jcs::to_vec(value).map_err(|e| CanonicalError(e.to_string()))
+    let mut out = Vec::with_capacity(256);
+    crate::jcs::write(&mut out, value).map_err(|e| CanonicalError(e.0))?;
+    Ok(out)
 }
 
 /// Returns `SHA-256(JCS(value))`.
@@ -132,6 +138,66 @@ mod tests {
         let value = json!({"z": 1.0, "a": "\u{e9}", "m": [1e21, 0.1]});
         let text = String::from_utf8(to_canonical_vec(&value).unwrap()).unwrap();
         assert_eq!(text, r#"{"a":"é","m":[1e+21,0.1],"z":1}"#);
+    }
+
+    #[test]
+    fn keys_sort_by_utf16_code_units() {
+        // U+1F600 is D83D DE00 in UTF-16, which sorts before U+FB01 (FB01),
+        // although its UTF-8 bytes sort after.
+        let value = json!({"\u{fb01}": 1, "\u{1f600}": 2});
+        let text = String::from_utf8(to_canonical_vec(&value).unwrap()).unwrap();
+        assert_eq!(text, "{\"\u{1f600}\":2,\"\u{fb01}\":1}");
+    }
+
+    #[test]
+    fn numbers_follow_ecmascript_formatting() {
+        let value = json!([0.0, -0.0, 1e-7, 123456789012345680000.0, 9007199254740993u64, -5, 0.000001]);
+        let text = String::from_utf8(to_canonical_vec(&value).unwrap()).unwrap();
+        assert_eq!(text, "[0,0,1e-7,123456789012345680000,9007199254740992,-5,0.000001]");
+    }
+
+    #[test]
+    fn strings_use_minimal_escapes() {
+        let value = json!("a\"b\\c\n\u{1}/\u{2028}");
+        let text = String::from_utf8(to_canonical_vec(&value).unwrap()).unwrap();
+        assert_eq!(text, "\"a\\\"b\\\\c\\n\\u0001/\u{2028}\"");
+    }
+
+    #[test]
+    fn non_finite_numbers_have_no_canonical_form() {
+        assert!(to_canonical_vec(&f64::NAN).is_err());
+        assert!(to_canonical_vec(&[1.0, f64::INFINITY]).is_err());
+    }
+
+    #[test]
+    fn structs_enums_and_options_canonicalise_like_their_json() {
+        #[derive(serde::Serialize)]
+        enum Shape {
+            Dot,
+            Line(u8, u8),
+            Box { w: u8, h: u8 },
+        }
+        #[derive(serde::Serialize)]
+        struct Doc {
+            zeta: Option<u8>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            skipped: Option<u8>,
+            alpha: Vec<Shape>,
+            map: std::collections::BTreeMap<u32, &'static str>,
+        }
+        let doc = Doc {
+            zeta: None,
+            skipped: None,
+            alpha: vec![Shape::Dot, Shape::Line(1, 2), Shape::Box { w: 3, h: 4 }],
+            map: [(10, "x"), (9, "y")].into_iter().collect(),
+        };
+        let text = String::from_utf8(to_canonical_vec(&doc).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"alpha":["Dot",{"Line":[1,2]},{"Box":{"h":4,"w":3}}],"map":{"10":"x","9":"y"},"zeta":null}"#
+        );
+        let via_value = to_canonical_vec(&serde_json::to_value(&doc).unwrap()).unwrap();
+        assert_eq!(text.as_bytes(), via_value.as_slice());
     }
 
     #[test]

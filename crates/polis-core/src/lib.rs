@@ -15,6 +15,8 @@
 //! - [`run`]: the run key, the run context with its derived seed, and the
 //!   policy spec.
 //! - [`policy`]: the [`Policy`] trait every tier implements.
+//! - [`permission`]: permission names and groups, resolved into grants
+//!   that never include an unknown name.
 //! - [`registry`]: resolves a `policy_version` to a policy, failing closed.
 //!
 //! # Example
@@ -43,7 +45,9 @@
 
 pub mod canonical;
 pub mod contract;
+mod jcs;
 pub mod manifest;
+pub mod permission;
 pub mod policy;
 pub mod registry;
 pub mod run;

@@ -297,15 +297,16 @@ impl Manifest {
                 }
             }
         }
-        if let Some(schema) = &self.params_schema {
-            if let Err(e) = jsonschema::draft202012::meta::validate(schema) {
-                problem("params_schema", format!("is not a valid JSON Schema: {e}"));
-            }
+        if let Some(schema) = &self.params_schema
+            && let Err(e) = jsonschema::draft202012::meta::validate(schema)
+        {
+            problem("params_schema", format!("is not a valid JSON Schema: {e}"));
         }
-        if let Some(runtime) = &self.runtime {
-            if runtime.tier != TierKind::Builtin && runtime.entry.as_deref().is_none_or(str::is_empty) {
-                problem("runtime.entry", format!("a `{}` plugin needs an entry point", runtime.tier));
-            }
+        if let Some(runtime) = &self.runtime
+            && runtime.tier != TierKind::Builtin
+            && runtime.entry.as_deref().is_none_or(str::is_empty)
+        {
+            problem("runtime.entry", format!("a `{}` plugin needs an entry point", runtime.tier));
         }
         for (i, name) in self.permissions.iter().enumerate() {
             if name.trim().is_empty() {

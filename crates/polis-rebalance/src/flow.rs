@@ -77,6 +77,12 @@ impl FlowGraph {
                 if d > dist[u] {
                     continue;
                 }
+                // Nodes farther than the sink cannot shorten this path; their
+                // potentials are capped at the sink's distance below, which
+                // keeps every residual reduced cost non-negative.
+                if u == sink {
+                    break;
+                }
                 for &id in &self.adjacency[u] {
                     let arc = self.arcs[id];
                     if arc.cap <= 0 {
@@ -94,8 +100,8 @@ impl FlowGraph {
                 break;
             }
             for v in 0..n {
-                // Unreached nodes keep a potential that stays consistent for
-                // the arcs Dijkstra can use next time.
+                // Nodes settled before the sink move by their distance, all
+                // others by the sink's: the standard truncated update.
                 potential[v] += dist[v].min(dist[sink]);
             }
             let mut push = limit - result.flow;

@@ -58,8 +58,13 @@ pub fn plan(network: &Network<'_>) -> Plan {
     let stations = network.stations();
     let effort = network.effort();
     // Excess and need only shrink as moves are made, so an edge that starts
-    // with x = 0 never becomes a candidate.
-    let candidates: Vec<usize> = network
+    // with x = 0 never becomes a candidate, and one whose x drops to 0 stays
+    // dead. Candidates are sorted once by (dist, from, to); each round the
+    // winner is the first live, fitting candidate in that order, or a later
+    // one at the same distance with a strictly larger x. That is exactly the
+    // rule's order (dist asc, x desc, from, to), without rescanning the dead
+    // prefix every round.
+    let mut order: Vec<usize> = network
         .edges()
         .iter()
         .enumerate()
@@ -69,9 +74,14 @@ pub fn plan(network: &Network<'_>) -> Plan {
         })
         .map(|(i, _)| i)
         .collect();
+    let edges = network.edges();
+    // Edges are sorted by (from, to) and station indices follow key byte
+    // order, so a stable sort by distance leaves ties in key order.
+    order.sort_by(|&a, &b| edges[a].dist_m.total_cmp(&edges[b].dist_m));
 
     let mut ledger = Ledger::new(network);
     let mut moves = Vec::new();
+    let mut live_from = 0;
     let stop = loop {
         if ledger.remaining_budget() == 0 {
             break Stop::BudgetExhausted;
@@ -79,40 +89,43 @@ pub fn plan(network: &Network<'_>) -> Plan {
         if moves.len() as u64 >= u64::from(effort.max_moves) {
             break Stop::MaxMoves;
         }
+        let x_of = |ledger: &Ledger<'_, '_>, c: usize| ledger.excess(edges[c].from).min(ledger.need(edges[c].to));
+        while live_from < order.len() && x_of(&ledger, order[live_from]) == 0 {
+            live_from += 1;
+        }
+        let fits = |ledger: &Ledger<'_, '_>, c: usize| {
+            ledger.touched_count() + ledger.new_stations(edges[c].from, edges[c].to) <= effort.max_stations_touched
+        };
         let mut best: Option<(usize, u32)> = None;
         let mut blocked_by_cap = false;
-        for &c in &candidates {
-            let e = &network.edges()[c];
-            let x = ledger.excess(e.from).min(ledger.need(e.to));
+        let mut i = live_from;
+        while i < order.len() {
+            let c = order[i];
+            i += 1;
+            let x = x_of(&ledger, c);
             if x == 0 {
                 continue;
             }
-            if ledger.touched_count() + ledger.new_stations(e.from, e.to) > effort.max_stations_touched {
+            if !fits(&ledger, c) {
                 blocked_by_cap = true;
                 continue;
             }
-            let better = match best {
-                None => true,
-                Some((b, bx)) => {
-                    let be = &network.edges()[b];
-                    // Edges are sorted by (from, to) and station indices follow
-                    // key byte order, so comparing indices compares keys.
-                    e.dist_m
-                        .total_cmp(&be.dist_m)
-                        .then(bx.cmp(&x))
-                        .then(e.from.cmp(&be.from))
-                        .then(e.to.cmp(&be.to))
-                        .is_lt()
+            best = Some((c, x));
+            let dist = edges[c].dist_m;
+            while i < order.len() && edges[order[i]].dist_m.total_cmp(&dist).is_eq() {
+                let c = order[i];
+                i += 1;
+                let x = x_of(&ledger, c);
+                if best.is_some_and(|(_, bx)| x > bx) && fits(&ledger, c) {
+                    best = Some((c, x));
                 }
-            };
-            if better {
-                best = Some((c, x));
             }
+            break;
         }
         let Some((c, x)) = best else {
             break if blocked_by_cap { Stop::StationsCap } else { Stop::NoCandidates };
         };
-        let e = &network.edges()[c];
+        let e = &edges[c];
         let amount = u64::from(x).min(ledger.remaining_budget()) as u32;
         ledger.apply(e.from, e.to, amount);
         moves.push((e.from, e.to, amount));

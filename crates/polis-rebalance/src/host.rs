@@ -64,6 +64,20 @@ impl Host {
         Host { registry, guard: Guard::new(limits) }
     }
 
+    /// A host whose guard uses the given circuit-breaker settings.
+    pub fn with_breaker(
+        registry: Registry<Rebalance>,
+        limits: HostLimits,
+        breaker: polis_runtime::BreakerConfig,
+    ) -> Self {
+        Host { registry, guard: Guard::with_breaker(limits, breaker) }
+    }
+
+    /// The guard, for its per-plugin metrics and breakers.
+    pub fn guard(&self) -> &Guard<Rebalance> {
+        &self.guard
+    }
+
     /// A host over the built-ins with default limits.
     pub fn builtin() -> Self {
         Host::new(crate::builtins::registry(), HostLimits::default())

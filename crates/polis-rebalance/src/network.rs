@@ -119,7 +119,7 @@ impl<'a> Network<'a> {
             let low = band_ceil(targets.alpha * capacity).min(s.capacity);
             let high = band_floor(targets.beta * capacity).min(s.capacity);
             let eligible = s.capacity >= targets.min_capacity_for_policy
-                && params.allowed_bucket_quality.iter().any(|q| *q == s.bucket_quality);
+                && params.allowed_bucket_quality.contains(&s.bucket_quality);
             keys.push(s.station_key.as_str());
             stations.push(StationState { capacity: s.capacity, bikes: s.bikes.min(s.capacity), low, high, eligible });
         }

@@ -81,12 +81,23 @@ pub struct BuiltSnapshot {
     pub names: BTreeMap<String, String>,
 }
 
-/// Builds inputs, caching the neighbour graph while the station set stays
-/// the same (it rarely changes between snapshots).
+/// Builds inputs. For each station of a feed it keeps, once, the list of
+/// all stations within the radius sorted by (distance, key); a snapshot's
+/// neighbours are then the first `k` of that list that are present, which
+/// is exactly the `k` nearest present stations.
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
     options: SnapshotOptions,
-    cache: Option<(Vec<usize>, Vec<Neighbor>)>,
+    cache: Option<NearCache>,
+}
+
+#[derive(Debug)]
+struct NearCache {
+    /// The stations the lists were computed for: id, latitude, longitude.
+    stations: Vec<(String, f64, f64)>,
+    /// For each station, `(distance, index)` of every other station within
+    /// the radius, nearest first, ties by key.
+    near: Vec<Vec<(f64, usize)>>,
 }
 
 impl SnapshotBuilder {
@@ -126,14 +137,7 @@ impl SnapshotBuilder {
             };
             names.insert(info.station_id.clone(), label);
         }
-        let neighbors = match &self.cache {
-            Some((ids, neighbors)) if *ids == present => neighbors.clone(),
-            _ => {
-                let neighbors = neighbor_graph(&feed.stations, &present, self.options.k, self.options.radius_m);
-                self.cache = Some((present, neighbors.clone()));
-                neighbors
-            }
-        };
+        let neighbors = self.neighbors(&feed.stations, &present);
         let input = PolicyInput {
             stations,
             neighbors,
@@ -151,6 +155,74 @@ impl SnapshotBuilder {
             input,
             names,
         }
+    }
+}
+
+impl SnapshotBuilder {
+    fn neighbors(&mut self, stations: &[StationInfo], present: &[usize]) -> Vec<Neighbor> {
+        let fresh = match &self.cache {
+            Some(cache) => {
+                cache.stations.len() != stations.len()
+                    || cache
+                        .stations
+                        .iter()
+                        .zip(stations)
+                        .any(|(c, s)| c.0 != s.station_id || c.1 != s.lat || c.2 != s.lon)
+            }
+            None => true,
+        };
+        if fresh {
+            let all: Vec<usize> = (0..stations.len()).collect();
+            let near = all.iter().map(|&i| within_radius(stations, &all, i, self.options.radius_m)).collect();
+            let ids = stations.iter().map(|s| (s.station_id.clone(), s.lat, s.lon)).collect();
+            self.cache = Some(NearCache { stations: ids, near });
+        }
+        let Some(cache) = &self.cache else {
+            return Vec::new();
+        };
+        let mut is_present = vec![false; stations.len()];
+        for &i in present {
+            is_present[i] = true;
+        }
+        let mut edges = Vec::with_capacity(present.len() * self.options.k);
+        for &i in present {
+            let nearest = cache.near[i].iter().filter(|(_, j)| is_present[*j]).take(self.options.k);
+            push_edges(&mut edges, stations, i, nearest);
+        }
+        edges
+    }
+}
+
+/// Every station of `candidates` within `radius_m` of station `i`, as
+/// `(distance, index)` sorted by distance then index (= key order).
+fn within_radius(stations: &[StationInfo], candidates: &[usize], i: usize, radius_m: f64) -> Vec<(f64, usize)> {
+    let a = &stations[i];
+    let mut near: Vec<(f64, usize)> = candidates
+        .iter()
+        .filter(|&&j| j != i)
+        .filter_map(|&j| {
+            let b = &stations[j];
+            let d = haversine_m(a.lat, a.lon, b.lat, b.lon);
+            (d <= radius_m).then_some((d, j))
+        })
+        .collect();
+    near.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+    near
+}
+
+fn push_edges<'a>(
+    edges: &mut Vec<Neighbor>,
+    stations: &[StationInfo],
+    i: usize,
+    nearest: impl Iterator<Item = &'a (f64, usize)>,
+) {
+    for (rank, &(d, j)) in nearest.enumerate() {
+        edges.push(Neighbor {
+            from_station_key: stations[i].station_id.clone(),
+            to_station_key: stations[j].station_id.clone(),
+            dist_m: (d * 10.0).round() / 10.0,
+            rank: rank as u32 + 1,
+        });
     }
 }
 
@@ -192,26 +264,9 @@ pub fn haversine_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 /// key), as directed edges.
 pub fn neighbor_graph(stations: &[StationInfo], present: &[usize], k: usize, radius_m: f64) -> Vec<Neighbor> {
     let mut edges = Vec::with_capacity(present.len() * k.min(present.len()));
-    let mut near: Vec<(f64, usize)> = Vec::with_capacity(present.len());
     for &i in present {
-        let a = &stations[i];
-        near.clear();
-        near.extend(present.iter().filter(|&&j| j != i).filter_map(|&j| {
-            let b = &stations[j];
-            let d = haversine_m(a.lat, a.lon, b.lat, b.lon);
-            (d <= radius_m).then_some((d, j))
-        }));
-        // Indices follow station-id byte order, so (distance, index) is
-        // (distance, key).
-        near.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
-        for (rank, &(d, j)) in near.iter().take(k).enumerate() {
-            edges.push(Neighbor {
-                from_station_key: a.station_id.clone(),
-                to_station_key: stations[j].station_id.clone(),
-                dist_m: (d * 10.0).round() / 10.0,
-                rank: rank as u32 + 1,
-            });
-        }
+        let near = within_radius(stations, present, i, radius_m);
+        push_edges(&mut edges, stations, i, near.iter().take(k));
     }
     edges
 }
@@ -228,6 +283,22 @@ mod tests {
         assert_eq!(quality(true, true, true, STALE_AFTER_S + 1), "stale");
         assert_eq!(quality(true, false, false, 0), "offline");
         assert_eq!(quality(false, true, true, 0), "offline");
+    }
+
+    #[test]
+    fn cached_neighbours_equal_a_fresh_computation_when_stations_come_and_go() {
+        let city = crate::synth::generate(crate::synth::CityOptions { stations: 60, days: 1, seed: 3 });
+        let mut feed = city.feed;
+        // Drop a different station from each of a few snapshots.
+        for (n, snapshot) in feed.snapshots.iter_mut().take(5).enumerate() {
+            snapshot.rows.remove(n * 7);
+        }
+        let mut builder = SnapshotBuilder::new(SnapshotOptions { k: 5, radius_m: 900.0, ..SnapshotOptions::default() });
+        for snapshot in feed.snapshots.iter().take(6) {
+            let present: Vec<usize> = snapshot.rows.iter().map(|r| r.station).collect();
+            let built = builder.build(&feed, snapshot, None);
+            assert_eq!(built.input.neighbors, neighbor_graph(&feed.stations, &present, 5, 900.0));
+        }
     }
 
     #[test]

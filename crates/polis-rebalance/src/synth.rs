@@ -5,7 +5,8 @@
 //!
 //! - stations on a jittered grid 350 m apart around (45.0° N, 9.0° E);
 //!   those near the centre are mostly *business*, the rest mostly
-//!   *residential*, and one in ten is *mixed*; capacities 15–35 docks;
+//!   *residential*, and one in ten is *mixed*; offices have 25–45 docks,
+//!   homes 15–30 and mixed squares 15–35;
 //! - a snapshot every five minutes from midnight UTC on 2024-01-01;
 //! - trips as Poisson arrivals per station and step. Weekday mornings
 //!   (07:00–10:00) residential stations send riders to business stations;
@@ -102,7 +103,7 @@ fn departure_rate(zone: Zone, hour: f64) -> f64 {
     let night = !(6.0..23.0).contains(&hour);
     match zone {
         _ if night => 0.02,
-        Zone::Residential if morning => 0.55,
+        Zone::Residential if morning => 0.7,
         Zone::Business if evening => 0.9,
         Zone::Mixed if morning || evening => 0.3,
         _ => 0.08,
@@ -149,7 +150,12 @@ pub fn generate(options: CityOptions) -> City {
         };
         let lat = CENTRE.0 + north / METRES_PER_DEGREE;
         let lon = CENTRE.1 + east / (METRES_PER_DEGREE * CENTRE.0.to_radians().cos());
-        let capacity = 15 + sim.below(21) as u32;
+        // Offices get the big stations: their docks must absorb the morning.
+        let capacity = match zone {
+            Zone::Business => 25 + sim.below(21) as u32,
+            Zone::Residential => 15 + sim.below(16) as u32,
+            Zone::Mixed => 15 + sim.below(21) as u32,
+        };
         stations.push(StationInfo {
             station_id: format!("syn-{i:05}"),
             name: format!(
@@ -181,7 +187,7 @@ pub fn generate(options: CityOptions) -> City {
         .map(|(s, z)| {
             let fill = match z {
                 Zone::Residential => 0.7,
-                Zone::Business => 0.3,
+                Zone::Business => 0.2,
                 Zone::Mixed => 0.5,
             };
             (f64::from(s.capacity) * fill).round() as u32

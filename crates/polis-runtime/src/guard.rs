@@ -1,6 +1,9 @@
 //! The guard every policy call goes through.
 
+use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use polis_core::canonical::{self, Digest};
 use polis_core::contract::{Contract, Violation, Violations};
@@ -8,6 +11,8 @@ use polis_core::policy::PolicyError;
 use polis_core::registry::Entry;
 use polis_core::run::{RunContext, RunKey};
 use serde::Serialize;
+
+use crate::health::{Breaker, BreakerConfig, PluginMetrics};
 
 /// Ceilings the host applies to every run. A manifest may tighten them,
 /// never loosen them.
@@ -88,6 +93,14 @@ pub enum RunError {
         /// The panic message.
         message: String,
     },
+    /// The plugin's circuit breaker is open; it was not called.
+    #[error("plugin `{plugin_id}` is failing and its circuit breaker is open; next trial in {retry_after_ms} ms")]
+    CircuitOpen {
+        /// The plugin.
+        plugin_id: String,
+        /// Milliseconds until the breaker half-opens.
+        retry_after_ms: u64,
+    },
     /// The output broke a cap, its schema or the contract's semantic rules.
     #[error("plugin `{plugin_id}` returned an invalid output: {violations}")]
     InvalidOutput {
@@ -106,6 +119,7 @@ impl RunError {
             RunError::Unsupported { .. } => "run.unsupported",
             RunError::Policy { error, .. } => error.code(),
             RunError::Panicked { .. } => "run.panicked",
+            RunError::CircuitOpen { .. } => "run.circuit_open",
             RunError::InvalidOutput { .. } => "run.invalid_output",
         }
     }
@@ -115,17 +129,70 @@ impl RunError {
 pub struct Guard<C: Contract> {
     limits: HostLimits,
     output_schema: Option<jsonschema::Validator>,
+    breaker: BreakerConfig,
+    health: Mutex<BTreeMap<String, (Breaker, PluginMetrics)>>,
     _contract: std::marker::PhantomData<fn() -> C>,
 }
 
 impl<C: Contract> Guard<C> {
-    /// Builds a guard, compiling the contract's output schema once.
+    /// Builds a guard with the default circuit breaker, compiling the
+    /// contract's output schema once.
     pub fn new(limits: HostLimits) -> Self {
+        Guard::with_breaker(limits, BreakerConfig::default())
+    }
+
+    /// Builds a guard whose per-plugin circuit breakers use `breaker`.
+    pub fn with_breaker(limits: HostLimits, breaker: BreakerConfig) -> Self {
         let schema = polis_core::contract::schema_value::<C::Output>();
         // The schema is generated from our own types; failing to compile it
         // is a bug, and the guard then still checks the semantic rules.
         let output_schema = jsonschema::draft202012::new(&schema).ok();
-        Guard { limits, output_schema, _contract: std::marker::PhantomData }
+        Guard {
+            limits,
+            output_schema,
+            breaker,
+            health: Mutex::new(BTreeMap::new()),
+            _contract: std::marker::PhantomData,
+        }
+    }
+
+    /// The metrics of one plugin, with its breaker state now.
+    pub fn metrics(&self, plugin_id: &str) -> Option<PluginMetrics> {
+        self.all_metrics().remove(plugin_id)
+    }
+
+    /// The metrics of every plugin called so far, by plugin id.
+    pub fn all_metrics(&self) -> BTreeMap<String, PluginMetrics> {
+        let now = Instant::now();
+        let Ok(health) = self.health.lock() else {
+            return BTreeMap::new();
+        };
+        health
+            .iter()
+            .map(|(id, (breaker, metrics))| {
+                let mut metrics = metrics.clone();
+                metrics.breaker = Some(breaker.state(now));
+                metrics.breaker_opened = breaker.times_opened();
+                (id.clone(), metrics)
+            })
+            .collect()
+    }
+
+    /// Closes a plugin's breaker (re-enabling it by configuration).
+    pub fn reset_breaker(&self, plugin_id: &str) {
+        if let Ok(mut health) = self.health.lock()
+            && let Some((breaker, _)) = health.get_mut(plugin_id)
+        {
+            breaker.reset();
+        }
+    }
+
+    fn with_health<T>(&self, plugin_id: &str, f: impl FnOnce(&mut Breaker, &mut PluginMetrics) -> T) -> Option<T> {
+        let mut health = self.health.lock().ok()?;
+        let (breaker, metrics) = health
+            .entry(plugin_id.to_owned())
+            .or_insert_with(|| (Breaker::new(self.breaker), PluginMetrics::default()));
+        Some(f(breaker, metrics))
     }
 
     /// The host limits.
@@ -150,8 +217,59 @@ impl<C: Contract> Guard<C> {
     }
 
     /// Like [`Guard::run`] for an input already checked by
-    /// [`Guard::check_input`], whose digest is `input_sha256`.
+    /// [`Guard::check_input`], whose digest is `input_sha256`. The plugin's
+    /// circuit breaker is consulted first and told the outcome; its metrics
+    /// count the call.
     pub fn run_checked(
+        &self,
+        entry: &Entry<C>,
+        request: &RunRequest<'_, C>,
+        input_sha256: Digest,
+    ) -> Result<RunRecord<C>, RunError> {
+        let plugin_id = entry.manifest.plugin_id.as_str();
+        let started = Instant::now();
+        let admitted = self.with_health(plugin_id, |breaker, metrics| {
+            metrics.calls += 1;
+            breaker.admit(started)
+        });
+        if let Some(Err(retry_after)) = admitted {
+            let error = RunError::CircuitOpen {
+                plugin_id: plugin_id.to_owned(),
+                retry_after_ms: u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+            };
+            self.with_health(plugin_id, |_, metrics| *metrics.errors.entry(error.code().to_owned()).or_default() += 1);
+            return Err(error);
+        }
+        let result = self.run_admitted(entry, request, input_sha256);
+        let finished = Instant::now();
+        let micros = u64::try_from(finished.saturating_duration_since(started).as_micros()).unwrap_or(u64::MAX);
+        self.with_health(plugin_id, |breaker, metrics| {
+            metrics.latency_total_us = metrics.latency_total_us.saturating_add(micros);
+            metrics.latency_max_us = metrics.latency_max_us.max(micros);
+            match &result {
+                Ok(_) => {
+                    metrics.successes += 1;
+                    breaker.record(true, finished);
+                }
+                Err(error) => {
+                    *metrics.errors.entry(error.code().to_owned()).or_default() += 1;
+                    // Only the plugin's own faults count against it.
+                    let plugin_fault = !matches!(
+                        error,
+                        RunError::InvalidInput(_)
+                            | RunError::Unsupported { .. }
+                            | RunError::Policy { error: PolicyError::Cancelled, .. }
+                    );
+                    if plugin_fault {
+                        breaker.record(false, finished);
+                    }
+                }
+            }
+        });
+        result
+    }
+
+    fn run_admitted(
         &self,
         entry: &Entry<C>,
         request: &RunRequest<'_, C>,

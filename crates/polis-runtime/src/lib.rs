@@ -12,9 +12,12 @@
 //! (WebAssembly, worker processes, remote endpoints) implement the same
 //! `Policy<C>` trait over JSON, so the guard treats them all alike.
 //!
+//! Every call also feeds the plugin's [`health`]: a circuit breaker that
+//! stops calling a plugin that keeps failing, and per-plugin metrics.
+//!
 //! # Example
 //!
-//! ```ignore
+//! ```text
 //! let guard = Guard::<Rebalance>::new(HostLimits::default());
 //! let record = guard.run(registry.resolve("rebal.greedy.v1")?, &request)?;
 //! println!("{} moves, output {}", record.output.moves.len(), record.output_sha256);
@@ -22,5 +25,7 @@
 #![deny(missing_docs)]
 
 mod guard;
+pub mod health;
 
 pub use guard::{Guard, HostLimits, RunError, RunRecord, RunRequest};
+pub use health::{Breaker, BreakerConfig, BreakerState, PluginMetrics};

@@ -1,0 +1,86 @@
+//! `polis plugin test`, `polis plugin inspect` and `polis plugins list
+//! --plugin-dir`, run as a user would.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly; clippy allows this in #[test] functions but not in the helpers they share"
+)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn here(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn polis(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_polis")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn plugin_test_passes_the_python_greedy_example() {
+    let dir = here("../../examples/plugins/greedy-python");
+    let (code, out) = polis(&["plugin", "test", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok    synth-0800"), "{out}");
+    assert!(out.trim_end().ends_with("passed"), "{out}");
+}
+
+#[test]
+fn plugin_test_catches_a_nondeterministic_plugin() {
+    let dir = here("tests/fixtures/nondeterministic");
+    let (code, out) = polis(&["plugin", "test", dir.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL  synth-0800"), "{out}");
+    assert!(out.contains("nondeterministic: two runs gave outputs"), "{out}");
+}
+
+#[test]
+fn plugin_inspect_shows_hashes_and_sandbox_layers() {
+    let dir = here("../../examples/plugins/greedy-python");
+    let (code, out) = polis(&["plugin", "inspect", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("plugin      example.greedy_python.v1"), "{out}");
+    assert!(out.contains("artifact    sha256:"), "{out}");
+    for layer in ["rlimits", "namespaces", "landlock", "seccomp"] {
+        assert!(out.contains(&format!("sandbox     {layer:<11} active")), "{layer}: {out}");
+    }
+}
+
+#[test]
+fn plugins_list_shows_bad_plugins_disabled_with_their_reason() {
+    let root = here("tests/fixtures/root");
+    let (code, out) = polis(&["--json", "plugins", "list", "--plugin-dir", root.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = rows.as_array().unwrap();
+    let find = |needle: &str| {
+        rows.iter()
+            .find(|r| r["plugin_id"].as_str().unwrap_or_default().contains(needle))
+            .unwrap_or_else(|| panic!("{needle}: {out}"))
+    };
+    assert_eq!(find("polis.rebal.greedy.v1")["status"], "active");
+    let bad = find("bad");
+    assert_eq!(bad["status"], "disabled");
+    assert!(bad["reason"].as_str().unwrap().contains("missing field"), "{bad}");
+    let missing = find("test.missing_artifact.v1");
+    assert_eq!(missing["status"], "disabled");
+    assert!(missing["reason"].as_str().unwrap().contains("artifact `absent.wasm` cannot be found"), "{missing}");
+}
+
+#[test]
+fn plugin_new_python_creates_a_plugin_that_passes_its_own_test_and_conformance() {
+    let into = std::env::temp_dir().join(format!("polis-new-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&into);
+    std::fs::create_dir_all(&into).unwrap();
+    let (code, out) =
+        polis(&["plugin", "new", "--lang", "python", "--into", into.to_str().unwrap(), "research.fresh_idea.v1"]);
+    assert_eq!(code, 0, "{out}");
+    let dir = into.join("research-fresh_idea-v1");
+    let unit = Command::new("python3").args(["-m", "unittest", "-q"]).current_dir(&dir).output().unwrap();
+    assert!(unit.status.success(), "{}", String::from_utf8_lossy(&unit.stderr));
+    let (code, out) = polis(&["plugin", "test", dir.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&into);
+    assert_eq!(code, 0, "{out}");
+}

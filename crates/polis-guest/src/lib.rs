@@ -1,0 +1,225 @@
+//! Write a polis policy in Rust, compile it to `wasm32-unknown-unknown`,
+//! and let this crate speak the polis wasm ABI for you.
+//!
+//! A policy is one typed function from a [`Request`] to an output (or an
+//! [`Error`]); [`export_policy!`] turns it into the module exports the host
+//! expects (`polis_abi_version`, `polis_alloc`, `polis_run`). The crate
+//! decodes the request JSON into your input and params types, encodes your
+//! output, and reports decoding problems as a rejection naming the field.
+//! It needs no `unsafe` of its own: the request buffer is a `Vec` the crate
+//! keeps between `polis_alloc` and `polis_run`.
+//!
+//! # Example
+//!
+//! ```
+//! use polis_guest::{Error, Request};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Input { stations: Vec<serde_json::Value> }
+//!
+//! #[derive(serde::Serialize)]
+//! struct Output { count: usize }
+//!
+//! fn decide(request: Request<Input, serde_json::Value>) -> Result<Output, Error> {
+//!     Ok(Output { count: request.input.stations.len() })
+//! }
+//!
+//! // In the plugin crate (crate-type = ["cdylib"]):
+//! // polis_guest::export_policy!(decide);
+//!
+//! let reply = polis_guest::handle(br#"{"input":{"stations":[1,2]},"params":null}"#, decide);
+//! assert_eq!(reply, br#"{"ok":{"count":2}}"#);
+//! ```
+#![deny(missing_docs)]
+
+use std::cell::RefCell;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The ABI version this crate speaks.
+pub const ABI_VERSION: i32 = 1;
+
+/// The run context, present when the plugin holds `context:read`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Context {
+    /// The system the decision is for.
+    pub system_id: String,
+    /// The serving view token.
+    pub sv: String,
+    /// Start of the decision bucket, epoch seconds UTC.
+    pub decision_bucket_ts: i64,
+    /// Planning horizon in steps.
+    pub horizon_steps: u32,
+    /// The caller's request id.
+    pub request_id: String,
+    /// The decision time in RFC 3339.
+    pub now_iso: String,
+    /// The run seed, below 2^53.
+    pub seed: u64,
+}
+
+/// What the host sends: the input, the params, and the context when
+/// granted.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Request<I, P> {
+    /// The run context, with `context:read` only.
+    #[serde(default = "Option::default")]
+    pub context: Option<Context>,
+    /// The contract's input.
+    pub input: I,
+    /// The run's params.
+    pub params: P,
+}
+
+/// Why a policy produced no output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The input or params are unacceptable to this policy.
+    Rejected(String),
+    /// The policy broke.
+    Failed(String),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Reply<'a, O> {
+    Ok(&'a O),
+    Error { kind: &'static str, message: &'a str },
+}
+
+/// Runs `decide` on a request document and returns the reply document.
+/// [`export_policy!`] calls this; it is public so plugins can be tested
+/// natively, without a wasm runtime.
+pub fn handle<I, P, O, F>(request: &[u8], decide: F) -> Vec<u8>
+where
+    I: DeserializeOwned,
+    P: DeserializeOwned,
+    O: Serialize,
+    F: FnOnce(Request<I, P>) -> Result<O, Error>,
+{
+    let error = |kind: &'static str, message: &str| {
+        let reply: Reply<'_, ()> = Reply::Error { kind, message };
+        serde_json::to_vec(&reply).unwrap_or_default()
+    };
+    let request: Request<I, P> = match serde_json::from_slice(request) {
+        Ok(request) => request,
+        Err(e) => return error("rejected", &format!("request does not decode: {e}")),
+    };
+    match decide(request) {
+        Ok(output) => serde_json::to_vec(&Reply::Ok(&output))
+            .unwrap_or_else(|e| error("failed", &format!("output does not encode: {e}"))),
+        Err(Error::Rejected(message)) => error("rejected", &message),
+        Err(Error::Failed(message)) => error("failed", &message),
+    }
+}
+
+thread_local! {
+    static REQUEST: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static REPLY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// ABI plumbing for [`export_policy!`]: reserves the request buffer and
+/// returns its address.
+#[doc(hidden)]
+pub fn __alloc(len: i32) -> i32 {
+    REQUEST.with(|buffer| {
+        let mut buffer = buffer.borrow_mut();
+        *buffer = vec![0; usize::try_from(len).unwrap_or(0)];
+        address(buffer.as_ptr())
+    })
+}
+
+/// ABI plumbing for [`export_policy!`]: runs `decide` on the request the
+/// host wrote and returns the packed reply address and length.
+#[doc(hidden)]
+pub fn __run<I, P, O, F>(_ptr: i32, len: i32, decide: F) -> i64
+where
+    I: DeserializeOwned,
+    P: DeserializeOwned,
+    O: Serialize,
+    F: FnOnce(Request<I, P>) -> Result<O, Error>,
+{
+    let request = REQUEST.with(|buffer| std::mem::take(&mut *buffer.borrow_mut()));
+    let used = usize::try_from(len).unwrap_or(0).min(request.len());
+    let reply = handle(&request[..used], decide);
+    REPLY.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        *slot = reply;
+        let (ptr, len) = (address(slot.as_ptr()) as u32, slot.len() as u32);
+        ((u64::from(ptr) << 32) | u64::from(len)) as i64
+    })
+}
+
+/// A pointer as the 32-bit address the host sees. On wasm32 this is exact;
+/// on other targets (native tests) the value is never used as an address.
+fn address(ptr: *const u8) -> i32 {
+    ptr as usize as u32 as i32
+}
+
+/// Exports a policy function `fn(Request<I, P>) -> Result<O, Error>` as
+/// the polis wasm ABI.
+#[macro_export]
+macro_rules! export_policy {
+    ($decide:path) => {
+        /// The polis ABI version.
+        #[expect(unsafe_code, reason = "the ABI needs an unmangled export name")]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn polis_abi_version() -> i32 {
+            $crate::ABI_VERSION
+        }
+
+        /// Reserves the request buffer.
+        #[expect(unsafe_code, reason = "the ABI needs an unmangled export name")]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn polis_alloc(len: i32) -> i32 {
+            $crate::__alloc(len)
+        }
+
+        /// Runs the policy on the request.
+        #[expect(unsafe_code, reason = "the ABI needs an unmangled export name")]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn polis_run(ptr: i32, len: i32) -> i64 {
+            $crate::__run(ptr, len, $decide)
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn double(request: Request<Vec<u32>, u32>) -> Result<Vec<u32>, Error> {
+        if request.params == 0 {
+            return Err(Error::Rejected("factor must be positive".to_owned()));
+        }
+        Ok(request.input.iter().map(|x| x * request.params).collect())
+    }
+
+    #[test]
+    fn a_request_becomes_an_ok_reply() {
+        assert_eq!(handle(br#"{"input":[1,2],"params":3}"#, double), br#"{"ok":[3,6]}"#);
+    }
+
+    #[test]
+    fn policy_errors_and_bad_requests_become_error_replies() {
+        assert_eq!(
+            handle(br#"{"input":[1],"params":0}"#, double),
+            br#"{"error":{"kind":"rejected","message":"factor must be positive"}}"#
+        );
+        let reply = String::from_utf8(handle(br#"{"input":"x","params":1}"#, double)).unwrap_or_default();
+        assert!(reply.starts_with(r#"{"error":{"kind":"rejected","message":"request does not decode"#), "{reply}");
+    }
+
+    #[test]
+    fn alloc_then_run_reads_the_written_request() {
+        let ptr = __alloc(4);
+        assert_ne!(ptr, 0);
+        REQUEST.with(|b| b.borrow_mut().copy_from_slice(b"[1] "));
+        // A request that is not an object is rejected, proving the buffer was read.
+        let packed = __run(ptr, 3, double);
+        let len = (packed as u64 & 0xffff_ffff) as usize;
+        REPLY.with(|r| assert_eq!(r.borrow().len(), len));
+        REPLY.with(|r| assert!(r.borrow().starts_with(br#"{"error""#)));
+    }
+}

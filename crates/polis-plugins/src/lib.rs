@@ -1,0 +1,276 @@
+//! Loads plugins from allowlisted directories into a registry, whatever
+//! their tier.
+//!
+//! A plugin directory holds a `manifest.json` and its artifact: a `.wasm`
+//! module (tier `wasm`, `runtime.entry` is the file name), or a program and
+//! its script (tier `process`, `runtime.entry` is a command line such as
+//! `python3 plugin.py`). [`load_root`] walks the immediate subdirectories of
+//! an allowlisted root in byte order of their names; each plugin that fails
+//! (an unreadable or invalid manifest, a missing artifact, an ungranted
+//! import, a failed handshake) is recorded in the registry as disabled with
+//! its reason, so `polis plugins list` shows why, and the others load.
+//!
+//! Reloading is atomic: [`load_roots`] builds a new registry from a base
+//! (the built-ins) and returns it; the caller swaps it in whole.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # fn demo() -> Result<(), polis_wasm::WasmError> {
+//! use polis_plugins::{Tiers, load_roots};
+//! use polis_rebalance::Rebalance;
+//!
+//! let tiers = Tiers::new()?;
+//! let (registry, reports) =
+//!     load_roots::<Rebalance>(polis_rebalance::builtins::registry(), &["plugins".as_ref()], &tiers);
+//! for report in &reports {
+//!     println!("{}: {:?}", report.source.display(), report.outcome);
+//! }
+//! # let _ = registry;
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use polis_core::canonical::Digest;
+use polis_core::contract::Contract;
+use polis_core::manifest::{MAX_MANIFEST_BYTES, Manifest, TierKind};
+use polis_core::permission::Grants;
+use polis_core::registry::Registry;
+use polis_process::{ProcessConfig, ProcessPlugin, ProcessPolicy, ProcessSpec, SandboxReport};
+use polis_wasm::{WasmConfig, WasmError, WasmPolicy, WasmRuntime};
+use serde::Serialize;
+
+/// Wasm modules larger than this are not read.
+pub const MAX_WASM_BYTES: u64 = 64 << 20;
+
+/// The manifest file name in a plugin directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The tiers plugins are loaded into.
+#[derive(Clone)]
+pub struct Tiers {
+    /// The wasm engine.
+    pub wasm: WasmRuntime,
+    /// Process tier settings.
+    pub process: ProcessConfig,
+}
+
+impl Tiers {
+    /// Default settings for every tier.
+    pub fn new() -> Result<Tiers, WasmError> {
+        Ok(Tiers { wasm: WasmRuntime::new(WasmConfig::default())?, process: ProcessConfig::default() })
+    }
+}
+
+/// What happened to one plugin directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    /// The plugin directory.
+    pub source: PathBuf,
+    /// The plugin id, when the manifest was readable.
+    pub plugin_id: Option<String>,
+    /// The tier the manifest asks for.
+    pub tier: Option<TierKind>,
+    /// `SHA-256(JCS(manifest))`.
+    pub manifest_sha256: Option<Digest>,
+    /// SHA-256 of the artifact (the module, or the script).
+    pub artifact_sha256: Option<Digest>,
+    /// Permission names the manifest asks for that polis does not know;
+    /// they were not granted.
+    pub unknown_permissions: Vec<String>,
+    /// For process plugins, what each sandbox layer does.
+    pub sandbox: Option<SandboxReport>,
+    /// `Ok` when registered, else why not.
+    pub outcome: Result<(), String>,
+}
+
+/// Builds a registry from `base` plus every plugin under `roots`.
+pub fn load_roots<C: Contract>(base: Registry<C>, roots: &[&Path], tiers: &Tiers) -> (Registry<C>, Vec<LoadReport>) {
+    let mut registry = base;
+    let mut reports = Vec::new();
+    for root in roots {
+        reports.extend(load_root(root, tiers, &mut registry));
+    }
+    (registry, reports)
+}
+
+/// Loads every plugin directory directly under `root` whose manifest names
+/// contract `C`. A root that cannot be read is reported as one failed entry.
+pub fn load_root<C: Contract>(root: &Path, tiers: &Tiers, registry: &mut Registry<C>) -> Vec<LoadReport> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) => {
+            let reason = format!("plugin root `{}` cannot be read: {e}", root.display());
+            registry.record_load_failure(&root.display().to_string(), TierKind::Builtin, reason.clone());
+            return vec![failed(root.to_path_buf(), reason)];
+        }
+    };
+    let mut dirs: Vec<PathBuf> =
+        entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.join(MANIFEST_FILE).is_file()).collect();
+    dirs.sort();
+    dirs.into_iter().filter_map(|dir| load_dir(&dir, tiers, registry)).collect()
+}
+
+fn failed(source: PathBuf, reason: String) -> LoadReport {
+    LoadReport {
+        source,
+        plugin_id: None,
+        tier: None,
+        manifest_sha256: None,
+        artifact_sha256: None,
+        unknown_permissions: Vec::new(),
+        sandbox: None,
+        outcome: Err(reason),
+    }
+}
+
+/// Loads one plugin directory into `registry`. Returns `None` when its
+/// manifest names another contract.
+pub fn load_dir<C: Contract>(dir: &Path, tiers: &Tiers, registry: &mut Registry<C>) -> Option<LoadReport> {
+    let source = dir.display().to_string();
+    let manifest = match read_manifest(dir) {
+        Ok(manifest) => manifest,
+        Err(reason) => {
+            registry.record_load_failure(&source, TierKind::Builtin, reason.clone());
+            return Some(failed(dir.to_path_buf(), reason));
+        }
+    };
+    if manifest.input_schema_version != C::INPUT_SCHEMA_VERSION {
+        return None;
+    }
+    let mut report = LoadReport {
+        source: dir.to_path_buf(),
+        plugin_id: Some(manifest.plugin_id.clone()),
+        tier: Some(manifest.tier()),
+        manifest_sha256: manifest.digest().ok(),
+        artifact_sha256: None,
+        unknown_permissions: Grants::resolve(&manifest.permissions).unknown().to_vec(),
+        sandbox: None,
+        outcome: Ok(()),
+    };
+    let loaded = match manifest.tier() {
+        TierKind::Wasm => load_wasm::<C>(dir, &manifest, tiers, &mut report),
+        TierKind::Process => load_process::<C>(dir, &manifest, tiers, &mut report),
+        TierKind::Builtin => Err("a built-in plugin cannot be loaded from a directory".to_owned()),
+        TierKind::Remote => Err("the remote tier is not available in this build".to_owned()),
+    };
+    report.outcome = match loaded {
+        Ok(policy) => registry.register(policy, report.artifact_sha256).map_err(|e| e.to_string()),
+        Err(reason) => {
+            let reason = format!("plugin `{}`: {reason}", manifest.plugin_id);
+            registry.record_load_failure(&manifest.plugin_id, manifest.tier(), reason.clone());
+            Err(reason)
+        }
+    };
+    Some(report)
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest, String> {
+    let path = dir.join(MANIFEST_FILE);
+    let bytes = read_capped(&path, MAX_MANIFEST_BYTES as u64)?;
+    Manifest::from_json(&bytes).map_err(|e| format!("`{}`: {e}", path.display()))
+}
+
+fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("`{}` cannot be read: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(cap + 1).read_to_end(&mut bytes).map_err(|e| format!("`{}` cannot be read: {e}", path.display()))?;
+    if bytes.len() as u64 > cap {
+        return Err(format!("`{}` is larger than the {cap}-byte limit", path.display()));
+    }
+    Ok(bytes)
+}
+
+/// Resolves `relative` inside `dir`, refusing anything that escapes it.
+fn inside(dir: &Path, relative: &str) -> Result<PathBuf, String> {
+    let dir = dir.canonicalize().map_err(|e| format!("`{}` cannot be resolved: {e}", dir.display()))?;
+    let path = dir.join(relative).canonicalize().map_err(|e| format!("artifact `{relative}` cannot be found: {e}"))?;
+    if !path.starts_with(&dir) {
+        return Err(format!("artifact `{relative}` lies outside the plugin directory"));
+    }
+    Ok(path)
+}
+
+fn entry(manifest: &Manifest) -> Result<&str, String> {
+    manifest
+        .runtime
+        .as_ref()
+        .and_then(|r| r.entry.as_deref())
+        .filter(|e| !e.trim().is_empty())
+        .ok_or_else(|| "`runtime.entry` is missing".to_owned())
+}
+
+fn load_wasm<C: Contract>(
+    dir: &Path,
+    manifest: &Manifest,
+    tiers: &Tiers,
+    report: &mut LoadReport,
+) -> Result<Arc<dyn polis_core::Policy<C>>, String> {
+    let path = inside(dir, entry(manifest)?)?;
+    let bytes = read_capped(&path, MAX_WASM_BYTES)?;
+    report.artifact_sha256 = Some(Digest::of_bytes(&bytes));
+    let module = tiers.wasm.load(manifest.clone(), &bytes).map_err(|e| e.to_string())?;
+    Ok(Arc::new(WasmPolicy::<C>::new(module)))
+}
+
+fn load_process<C: Contract>(
+    dir: &Path,
+    manifest: &Manifest,
+    tiers: &Tiers,
+    report: &mut LoadReport,
+) -> Result<Arc<dyn polis_core::Policy<C>>, String> {
+    let mut words = entry(manifest)?.split_whitespace();
+    let program = words.next().ok_or_else(|| "`runtime.entry` is empty".to_owned())?;
+    let args: Vec<String> = words.map(str::to_owned).collect();
+    let program = resolve_program(dir, program)?;
+    // The artifact is the first argument that is a file in the directory
+    // (the script), else the program itself.
+    let artifact = args.iter().find_map(|a| inside(dir, a).ok().filter(|p| p.is_file())).unwrap_or(program.clone());
+    report.artifact_sha256 = Some(Digest::of_bytes(&read_capped(&artifact, MAX_WASM_BYTES)?));
+    let mut config = tiers.process.clone();
+    if let Some(bin) = program.parent() {
+        config.sandbox.read_paths.push(bin.to_path_buf());
+        // An interpreter's libraries live beside its bin directory.
+        if let Some(prefix) = bin.parent() {
+            config.sandbox.read_paths.push(prefix.to_path_buf());
+        }
+    }
+    let dir = dir.canonicalize().map_err(|e| format!("`{}` cannot be resolved: {e}", dir.display()))?;
+    let spec = ProcessSpec { program, args, dir, env: Vec::new() };
+    let plugin = ProcessPlugin::start(manifest.clone(), spec, config).map_err(|e| e.to_string())?;
+    report.sandbox = Some(plugin.sandbox_report().clone());
+    Ok(Arc::new(ProcessPolicy::<C>::new(plugin)))
+}
+
+/// A program named with a `/` is relative to the plugin directory;
+/// otherwise it is looked up on `PATH` and resolved to the real file (the
+/// sandbox has no `PATH`).
+fn resolve_program(dir: &Path, program: &str) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        return inside(dir, program);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .and_then(|p| p.canonicalize().ok())
+        .ok_or_else(|| format!("program `{program}` is not on PATH"))?;
+    if program.starts_with("python") {
+        // Version-manager shims (pyenv) are scripts that fork, which the
+        // sandbox forbids; ask the interpreter where it really lives.
+        let out = std::process::Command::new(&found)
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .map_err(|e| format!("`{program}` does not run: {e}"))?;
+        let real = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if out.status.success() && !real.is_empty() {
+            return PathBuf::from(real).canonicalize().map_err(|e| format!("`{program}` resolves nowhere: {e}"));
+        }
+    }
+    Ok(found)
+}

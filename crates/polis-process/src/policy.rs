@@ -1,0 +1,65 @@
+//! A worker process behind the `Policy` trait of any contract.
+
+use std::marker::PhantomData;
+
+use polis_core::contract::Contract;
+use polis_core::manifest::Manifest;
+use polis_core::permission::{Grants, Permission};
+use polis_core::policy::{Policy, PolicyError};
+use polis_core::run::RunContext;
+use serde::Serialize;
+
+use crate::worker::ProcessPlugin;
+
+#[derive(Serialize)]
+struct Request<'a, I, P> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<&'a RunContext>,
+    input: &'a I,
+    params: &'a P,
+}
+
+/// A process plugin of contract `C`: sends the context (with
+/// `context:read`), input and params as the `run` request's params and
+/// decodes the result into the contract's output, which the runtime's guard
+/// then validates like any built-in's.
+pub struct ProcessPolicy<C: Contract> {
+    plugin: ProcessPlugin,
+    context_read: bool,
+    _contract: PhantomData<fn() -> C>,
+}
+
+impl<C: Contract> ProcessPolicy<C> {
+    /// Wraps a started plugin.
+    pub fn new(plugin: ProcessPlugin) -> Self {
+        let context_read = Grants::resolve(&plugin.manifest().permissions).allows(Permission::ContextRead);
+        ProcessPolicy { plugin, context_read, _contract: PhantomData }
+    }
+
+    /// The plugin.
+    pub fn plugin(&self) -> &ProcessPlugin {
+        &self.plugin
+    }
+}
+
+impl<C: Contract> Policy<C> for ProcessPolicy<C> {
+    fn manifest(&self) -> &Manifest {
+        self.plugin.manifest()
+    }
+
+    fn run(&self, ctx: &RunContext, input: &C::Input, params: &C::Params) -> Result<C::Output, PolicyError> {
+        let context = self.context_read.then_some(ctx);
+        let request = serde_json::to_vec(&Request { context, input, params })
+            .map_err(|e| PolicyError::Failed(format!("request could not be encoded: {e}")))?;
+        let result = self.plugin.call(&request)?;
+        let mut de = serde_json::Deserializer::from_slice(&result);
+        serde_path_to_error::deserialize::<_, C::Output>(&mut de).map_err(|e| {
+            PolicyError::Failed(format!(
+                "result does not match `{}` at `{}`: {}",
+                C::OUTPUT_SCHEMA_VERSION,
+                e.path(),
+                e.inner()
+            ))
+        })
+    }
+}

@@ -1,0 +1,247 @@
+//! Invariants of the built-in policies on random instances: every output is
+//! valid, order of stations and edges never changes a byte of the output,
+//! the global optimiser matches an independent brute force when the caps do
+//! not bind, and never delivers fewer bikes than greedy when they do.
+
+#![expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
+use polis_core::canonical::digest_of;
+use polis_rebalance::builtins::Builtin;
+use polis_rebalance::contract::*;
+use polis_rebalance::global;
+use polis_rebalance::network::Network;
+use polis_rebalance::validate::check_output;
+use proptest::prelude::*;
+
+/// A random instance: `n` stations with random fill, a random subset of
+/// directed edges with random distances, random effort.
+fn instance(max_stations: usize, max_edges: usize) -> impl Strategy<Value = PolicyInput> {
+    (2..=max_stations)
+        .prop_flat_map(move |n| {
+            let stations = proptest::collection::vec(
+                (5u32..=20, 0u32..=100, prop_oneof![4 => Just("ok"), 1 => Just("degraded"), 1 => Just("stale")]),
+                n,
+            );
+            let edges = proptest::collection::vec((0..n, 0..n, 1u32..=3000), 0..=max_edges);
+            let effort = (0u32..=40, 2u32..=12, 1u32..=8);
+            (stations, edges, effort)
+        })
+        .prop_map(|(stations, edges, (budget, max_stations_touched, max_moves))| {
+            let stations: Vec<Station> = stations
+                .into_iter()
+                .enumerate()
+                .map(|(i, (capacity, fill, quality))| {
+                    let bikes = capacity * fill / 100;
+                    Station {
+                        station_key: format!("s{i:02}"),
+                        capacity,
+                        bikes,
+                        docks: capacity - bikes,
+                        bucket_quality: quality.into(),
+                    }
+                })
+                .collect();
+            let mut seen = std::collections::BTreeSet::new();
+            let neighbors = edges
+                .into_iter()
+                .filter(|(a, b, _)| a != b && seen.insert((*a, *b)))
+                .map(|(a, b, dm)| Neighbor {
+                    from_station_key: format!("s{a:02}"),
+                    to_station_key: format!("s{b:02}"),
+                    dist_m: f64::from(dm) / 10.0,
+                    rank: 1,
+                })
+                .collect();
+            PolicyInput {
+                stations,
+                neighbors,
+                effort: Effort { bike_move_budget_per_step: budget, max_stations_touched, max_moves },
+                targets: Targets { alpha: 0.3, beta: 0.7, min_capacity_for_policy: 6 },
+            }
+        })
+}
+
+fn decide(which: Builtin, input: &PolicyInput) -> PolicyOutput {
+    let network = Network::new(input, &RebalanceParams::default()).unwrap();
+    which.decide(&network)
+}
+
+/// Exhaustive search over integer flows on the transfer edges: the best
+/// `(delivered, -cost_mm)` within the budget, supplies and demands.
+fn brute_force(network: &Network<'_>) -> (u64, i128) {
+    let edges = global::transfer_edges(network);
+    let stations = network.stations();
+    let budget = u64::from(network.effort().bike_move_budget_per_step);
+    let mut supply: Vec<u64> = stations.iter().map(|s| u64::from(s.excess(s.bikes))).collect();
+    let mut demand: Vec<u64> = stations.iter().map(|s| u64::from(s.need(s.bikes))).collect();
+    let mut best = (0u64, 0i128);
+    #[expect(clippy::too_many_arguments, reason = "a recursive search's state, spelled out")]
+    fn search(
+        network: &Network<'_>,
+        edges: &[usize],
+        supply: &mut [u64],
+        demand: &mut [u64],
+        left: u64,
+        delivered: u64,
+        cost: i128,
+        best: &mut (u64, i128),
+    ) {
+        if (delivered, -cost) > (best.0, -best.1) {
+            *best = (delivered, cost);
+        }
+        let Some((&e, rest)) = edges.split_first() else {
+            return;
+        };
+        let edge = network.edges()[e];
+        let most = supply[edge.from].min(demand[edge.to]).min(left);
+        for f in 0..=most {
+            supply[edge.from] -= f;
+            demand[edge.to] -= f;
+            let c = cost + i128::from(f) * i128::from(global::cost_mm(edge.dist_m));
+            search(network, rest, supply, demand, left - f, delivered + f, c, best);
+            supply[edge.from] += f;
+            demand[edge.to] += f;
+        }
+    }
+    search(network, &edges, &mut supply, &mut demand, budget, 0, 0, &mut best);
+    best
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn outputs_of_both_builtins_pass_the_semantic_validator(input in instance(12, 40)) {
+        let network = Network::new(&input, &RebalanceParams::default()).unwrap();
+        for which in Builtin::ALL {
+            let output = which.decide(&network);
+            prop_assert!(check_output(&network, &output).is_ok(), "{:?}: {:?}", which, check_output(&network, &output));
+        }
+    }
+
+    #[test]
+    fn order_of_stations_and_edges_never_changes_the_output(input in instance(12, 40), seed in any::<u64>()) {
+        let mut shuffled = input.clone();
+        shuffle(&mut shuffled.stations, seed);
+        shuffle(&mut shuffled.neighbors, seed.rotate_left(17));
+        for which in Builtin::ALL {
+            let (a, b) = (decide(which, &input), decide(which, &shuffled));
+            prop_assert_eq!(serde_json::to_vec(&a).unwrap(), serde_json::to_vec(&b).unwrap());
+            prop_assert_eq!(digest_of(&a).unwrap(), digest_of(&b).unwrap());
+        }
+    }
+
+    #[test]
+    fn global_never_delivers_fewer_bikes_than_greedy(input in instance(12, 40)) {
+        let greedy = decide(Builtin::Greedy, &input);
+        let global = decide(Builtin::Global, &input);
+        prop_assert!(global.summary.bikes_moved_total >= greedy.summary.bikes_moved_total);
+    }
+
+    #[test]
+    fn uncapped_global_equals_the_brute_force_optimum(mut input in instance(6, 9)) {
+        input.effort.max_moves = 1000;
+        input.effort.max_stations_touched = 1000;
+        input.effort.bike_move_budget_per_step = input.effort.bike_move_budget_per_step.min(12);
+        let network = Network::new(&input, &RebalanceParams::default()).unwrap();
+        let plan = global::plan(&network);
+        prop_assert_eq!(plan.repair, global::Repair::None);
+        prop_assert_eq!((plan.chosen.delivered, plan.chosen.cost_mm), brute_force(&network));
+    }
+}
+
+/// The greedy rule written out literally: every round, rescan every edge
+/// and take the smallest (dist, -x, from, to) that fits the station cap.
+fn literal_greedy(network: &Network<'_>) -> Vec<(usize, usize, u32)> {
+    let stations = network.stations();
+    let effort = network.effort();
+    let mut bikes: Vec<u32> = stations.iter().map(|s| s.bikes).collect();
+    let mut touched = std::collections::BTreeSet::new();
+    let mut left = u64::from(effort.bike_move_budget_per_step);
+    let mut moves = Vec::new();
+    while left > 0 && (moves.len() as u64) < u64::from(effort.max_moves) {
+        let mut best: Option<(f64, std::cmp::Reverse<u32>, usize, usize)> = None;
+        for e in network.edges() {
+            let (u, v) = (&stations[e.from], &stations[e.to]);
+            if !(u.eligible && v.eligible) {
+                continue;
+            }
+            let x = u.excess(bikes[e.from]).min(v.need(bikes[e.to]));
+            let new = usize::from(!touched.contains(&e.from)) + usize::from(!touched.contains(&e.to));
+            if x == 0 || touched.len() + new > effort.max_stations_touched as usize {
+                continue;
+            }
+            let key = (e.dist_m, std::cmp::Reverse(x), e.from, e.to);
+            if best.is_none_or(|b| key.partial_cmp(&b) == Some(std::cmp::Ordering::Less)) {
+                best = Some(key);
+            }
+        }
+        let Some((_, std::cmp::Reverse(x), from, to)) = best else {
+            break;
+        };
+        let amount = u64::from(x).min(left) as u32;
+        bikes[from] -= amount;
+        bikes[to] += amount;
+        touched.insert(from);
+        touched.insert(to);
+        left -= u64::from(amount);
+        moves.push((from, to, amount));
+    }
+    moves
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn greedy_matches_the_literal_rule(input in instance(14, 60)) {
+        let network = Network::new(&input, &RebalanceParams::default()).unwrap();
+        prop_assert_eq!(polis_rebalance::greedy::plan(&network).moves, literal_greedy(&network));
+    }
+
+    #[test]
+    fn greedy_matches_the_literal_rule_with_tied_distances(mut input in instance(10, 45)) {
+        for n in &mut input.neighbors {
+            n.dist_m = (n.dist_m / 100.0).round() * 100.0;
+        }
+        let network = Network::new(&input, &RebalanceParams::default()).unwrap();
+        prop_assert_eq!(polis_rebalance::greedy::plan(&network).moves, literal_greedy(&network));
+    }
+}
+
+/// A deterministic Fisher–Yates shuffle from a 64-bit seed.
+fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    for i in (1..items.len()).rev() {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let j = (seed >> 33) as usize % (i + 1);
+        items.swap(i, j);
+    }
+}
+
+#[test]
+fn brute_force_agrees_on_a_hand_checked_instance() {
+    // Two donors (a and b, 3 spare each) and two receivers (c and d, 3
+    // needed each); a reaches c (300 m) and d (400 m), b reaches only d
+    // (900 m). A budget of 5 is fully deliverable only with 2 bikes from b,
+    // which must go to d; a's 3 then go to c, the cheaper of its edges:
+    // 3·300 + 2·900 = 2,700 bike-metres.
+    let station = |key: &str, bikes| Station {
+        station_key: key.into(),
+        capacity: 10,
+        bikes,
+        docks: 10 - bikes,
+        bucket_quality: "ok".into(),
+    };
+    let edge =
+        |f: &str, t: &str, d| Neighbor { from_station_key: f.into(), to_station_key: t.into(), dist_m: d, rank: 1 };
+    let input = PolicyInput {
+        stations: vec![station("a", 10), station("b", 10), station("c", 0), station("d", 0)],
+        neighbors: vec![edge("a", "c", 300.0), edge("a", "d", 400.0), edge("b", "d", 900.0)],
+        effort: Effort { bike_move_budget_per_step: 5, max_stations_touched: 10, max_moves: 10 },
+        targets: Targets { alpha: 0.3, beta: 0.7, min_capacity_for_policy: 1 },
+    };
+    let network = Network::new(&input, &RebalanceParams::default()).unwrap();
+    let plan = global::plan(&network);
+    assert_eq!(brute_force(&network), (5, 2_700_000));
+    assert_eq!((plan.chosen.delivered, plan.chosen.cost_mm), (5, 2_700_000));
+}

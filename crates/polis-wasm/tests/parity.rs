@@ -1,0 +1,84 @@
+//! Cross-tier parity: the Rust wasm re-implementation of `rebal.greedy.v1`
+//! (`examples/plugins/greedy-rust`) returns byte-identical outputs to the
+//! built-in on every Bay Wheels snapshot of one day.
+//!
+//! `scripts/test` builds the example for `wasm32-unknown-unknown` before
+//! `cargo test`; run that command (or the `cargo build` it shows) first.
+
+#![expect(
+    clippy::panic,
+    reason = "test helpers fail loudly; clippy allows this in #[test] functions but not in the helpers they share"
+)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use polis_core::manifest::Manifest;
+use polis_rebalance::builtins;
+use polis_rebalance::contract::{Rebalance, RebalanceParams};
+use polis_rebalance::gbfs::Feed;
+use polis_rebalance::host::{Decision, Host};
+use polis_rebalance::snapshot::{SnapshotBuilder, SnapshotOptions};
+use polis_runtime::HostLimits;
+use polis_wasm::{WasmConfig, WasmPolicy, WasmRuntime};
+
+fn example_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/plugins/greedy-rust")
+}
+
+fn example_wasm() -> Vec<u8> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"), PathBuf::from);
+    let path = target.join("wasm32-unknown-unknown/release/polis_example_greedy.wasm");
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read `{}` ({e}); build it with `cargo build -p polis-example-greedy --release --target wasm32-unknown-unknown` (scripts/test does)",
+            path.display()
+        )
+    })
+}
+
+#[test]
+fn wasm_greedy_matches_the_builtin_on_every_snapshot_of_a_day() {
+    let Some(week) = polis_testdata::require("baywheels-2023-03-06") else {
+        return;
+    };
+    let manifest = Manifest::from_json(&std::fs::read(example_dir().join("manifest.json")).unwrap()).unwrap();
+    let runtime = WasmRuntime::new(WasmConfig::default()).unwrap();
+    let module = runtime.load(manifest, &example_wasm()).unwrap();
+    let digest = module.artifact_digest();
+    let mut registry = builtins::registry();
+    registry.register(Arc::new(WasmPolicy::<Rebalance>::new(module)), Some(digest)).unwrap();
+    let host = Host::new(registry, HostLimits::default());
+
+    let feed = Feed::open(&week).unwrap();
+    let first = feed.snapshots[0].ts;
+    let mut builder = SnapshotBuilder::new(SnapshotOptions::default());
+    let params = RebalanceParams::default();
+    let (mut compared, mut with_moves) = (0, 0);
+    for snapshot in feed.snapshots.iter().take_while(|s| s.ts < first + 86_400) {
+        let built = builder.build(&feed, snapshot, Some(snapshot.ts));
+        let decision = Decision {
+            system_id: &built.system_id,
+            sv: &built.sv,
+            decision_bucket_ts: built.decision_bucket_ts,
+            horizon_steps: 0,
+            request_id: None,
+            input: &built.input,
+            params: &params,
+        };
+        let builtin = host.decide("rebal.greedy.v1", &decision).unwrap();
+        let wasm = host.decide("rebal.greedy_wasm.v1", &decision).unwrap();
+        assert_eq!(
+            wasm.output_sha256, builtin.output_sha256,
+            "snapshot at {}: wasm output differs from the built-in's\nwasm:    {:?}\nbuiltin: {:?}",
+            snapshot.ts, wasm.output, builtin.output
+        );
+        compared += 1;
+        with_moves += usize::from(!builtin.output.moves.is_empty());
+    }
+    // A day of snapshots every ~8 minutes, most of which need moves: the
+    // comparison is not vacuous.
+    assert!(compared > 100, "only {compared} snapshots compared");
+    assert!(with_moves > compared / 2, "only {with_moves} of {compared} snapshots had moves");
+}

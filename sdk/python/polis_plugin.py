@@ -1,0 +1,89 @@
+"""polis process-tier SDK for Python: one module, no dependencies.
+
+Write one function ``decide(request) -> output`` and call ``serve``::
+
+    import polis_plugin
+
+    def decide(request):
+        # request["input"], request["params"], and request["context"] when
+        # the manifest grants "context:read"
+        return {"moves": [], "summary": {...}}
+
+    polis_plugin.serve(decide, manifest_path="manifest.json")
+
+``serve`` speaks polis's JSON-RPC 2.0 protocol on stdin/stdout, one JSON
+document per line: it answers ``initialize`` (picking a protocol version the
+host offers and returning the manifest), then each ``run`` with
+``decide(params)``, and exits on ``shutdown`` or end of input. Raise
+``Rejected`` to refuse an input; any other exception is reported as a
+failure, and the worker keeps serving. Print diagnostics to stderr (polis
+records them as logs tagged with the plugin id), never to stdout.
+
+Floats are written with ``repr`` (shortest round-trip), so numbers reach the
+host exactly.
+"""
+
+import json
+import sys
+import traceback
+
+PROTOCOL_VERSIONS = ["polis.process.v1"]
+CODE_REJECTED = -32001
+CODE_FAILED = -32002
+
+
+class Rejected(Exception):
+    """Raise to refuse an input or params; the host records a rejection."""
+
+
+def _reply(out, message):
+    out.write(json.dumps(message, separators=(",", ":"), allow_nan=False))
+    out.write("\n")
+    out.flush()
+
+
+def serve(decide, manifest_path="manifest.json", stdin=None, stdout=None):
+    """Serves ``decide`` until ``shutdown`` or end of input."""
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    with open(manifest_path, "r", encoding="utf-8") as f:
+        manifest = json.load(f)
+    for line in stdin:
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+        except ValueError as e:
+            _reply(stdout, {"jsonrpc": "2.0", "id": None,
+                            "error": {"code": -32700, "message": "parse error: %s" % e}})
+            continue
+        rid = request.get("id")
+        method = request.get("method")
+        params = request.get("params")
+        if method == "initialize":
+            offered = (params or {}).get("protocol_versions", [])
+            chosen = next((v for v in PROTOCOL_VERSIONS if v in offered), None)
+            if chosen is None:
+                _reply(stdout, {"jsonrpc": "2.0", "id": rid, "error": {
+                    "code": -32602,
+                    "message": "no common protocol version; plugin speaks %s" % PROTOCOL_VERSIONS}})
+                continue
+            _reply(stdout, {"jsonrpc": "2.0", "id": rid,
+                            "result": {"protocol_version": chosen, "manifest": manifest}})
+        elif method == "run":
+            try:
+                result = decide(params)
+                _reply(stdout, {"jsonrpc": "2.0", "id": rid, "result": result})
+            except Rejected as e:
+                _reply(stdout, {"jsonrpc": "2.0", "id": rid,
+                                "error": {"code": CODE_REJECTED, "message": str(e)}})
+            except Exception as e:  # the worker survives a failing decision
+                traceback.print_exc(file=sys.stderr)
+                _reply(stdout, {"jsonrpc": "2.0", "id": rid, "error": {
+                    "code": CODE_FAILED, "message": "%s: %s" % (type(e).__name__, e)}})
+        elif method == "shutdown":
+            _reply(stdout, {"jsonrpc": "2.0", "id": rid, "result": None})
+            return
+        else:
+            _reply(stdout, {"jsonrpc": "2.0", "id": rid,
+                            "error": {"code": -32601, "message": "unknown method %r" % method}})
