@@ -6,6 +6,13 @@
 //! `scripts/test` installs Chromium and the npm package; without them the
 //! test says it was skipped, except under CI, where it fails.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failing unwrap is a failing test"
+)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,13 @@
 //! Waiting loops poll until a deadline so a broken build fails instead of
 //! hanging; no assertion is about how fast anything is.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failing unwrap is a failing test"
+)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,13 @@
 //! PostgreSQL, over a small synthetic city; workers are driven one claim
 //! at a time so every step is observable.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failing unwrap is a failing test"
+)]
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;

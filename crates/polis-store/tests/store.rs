@@ -5,6 +5,8 @@
 //! `postgres://postgres@127.0.0.1:5432/test`). Without a server the
 //! PostgreSQL half says it was skipped, except under CI, where it fails.
 
+#![allow(clippy::unwrap_used, clippy::panic, reason = "test code: a failing unwrap is a failing test")]
+
 use std::collections::BTreeSet;
 
 use polis_store::{
@@ -92,7 +94,7 @@ fn run(n: usize) -> NewRun {
         system_id: "city".into(),
         sv: "sv1-city-1000".into(),
         decision_bucket_ts: 900,
-        policy_version: if n % 2 == 0 { "rebal.greedy.v1".into() } else { "rebal.global.v1".into() },
+        policy_version: if n.is_multiple_of(2) { "rebal.greedy.v1".into() } else { "rebal.global.v1".into() },
         policy_spec_sha256: format!("{:064x}", 7),
         horizon_steps: 0,
         policy_spec_json: "{}".into(),
