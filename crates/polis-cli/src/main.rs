@@ -9,6 +9,7 @@ mod input;
 mod plugin;
 mod rebalance;
 mod replay;
+mod service;
 mod table;
 
 use std::process::ExitCode;
@@ -50,6 +51,14 @@ enum Command {
     /// sandboxed.
     #[command(subcommand)]
     Plugin(plugin::Command),
+    /// Store data for the service: `polis ingest gbfs DIR|CSV`.
+    #[command(subcommand)]
+    Ingest(service::IngestCommand),
+    /// Run the HTTP API with in-process workers (SQLite by default).
+    Serve(service::ServeArgs),
+    /// Run workers only, claiming runs from a shared store (PostgreSQL
+    /// to scale out over machines).
+    Worker(service::WorkerCommand),
 }
 
 /// How a command finished when it did not fail outright.
@@ -69,6 +78,9 @@ fn main() -> ExitCode {
         Command::Contract(command) => contracts::contract(command, json),
         Command::Manifest(command) => contracts::manifest(command, json),
         Command::Plugin(command) => plugin::run(command, json),
+        Command::Ingest(command) => service::ingest(command, json),
+        Command::Serve(args) => service::serve(args),
+        Command::Worker(args) => service::worker(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

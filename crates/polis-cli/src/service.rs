@@ -1,0 +1,262 @@
+//! `polis serve`, `polis worker` and `polis ingest`: polis as a service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use polis_rebalance::gbfs::Feed;
+use polis_rebalance::snapshot::SnapshotOptions;
+use polis_server::extract::Auth;
+use polis_server::worker::{WorkerConfig, WorkerContext};
+use polis_server::{AppState, ServiceConfig};
+use polis_store::{Store, StoreConfig};
+use tokio::sync::watch;
+
+use crate::Outcome;
+
+/// Where the store is.
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// The database: `sqlite://FILE` (or a bare file path; created if
+    /// missing) or `postgres://USER@HOST:PORT/DB`.
+    #[arg(long, env = "POLIS_DATABASE_URL", default_value = "sqlite://polis.db")]
+    pub database_url: String,
+}
+
+/// How workers behave.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Worker tasks in this process.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Seconds a claim lasts without a heartbeat; after that another worker
+    /// may take the run over.
+    #[arg(long, default_value_t = 30.0)]
+    pub lease_seconds: f64,
+    /// Seconds a policy may run before the run fails with `run.timeout`.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout_seconds: f64,
+    /// Fault injection for drills and tests: wait this many milliseconds
+    /// after each claim, as a slow plugin would.
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub hold_after_claim_ms: u64,
+}
+
+impl WorkerArgs {
+    fn configs(&self, prefix: &str) -> anyhow::Result<Vec<WorkerConfig>> {
+        let lease = Duration::try_from_secs_f64(self.lease_seconds).context("invalid `--lease-seconds`")?;
+        let timeout = Duration::try_from_secs_f64(self.timeout_seconds).context("invalid `--timeout-seconds`")?;
+        Ok((0..self.workers)
+            .map(|n| WorkerConfig {
+                lease,
+                timeout,
+                hold_after_claim: Duration::from_millis(self.hold_after_claim_ms),
+                ..WorkerConfig::named(prefix, n)
+            })
+            .collect())
+    }
+}
+
+/// `polis serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Address to listen on.
+    #[arg(long, env = "POLIS_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Bearer tokens granting read access, comma-separated.
+    #[arg(long, env = "POLIS_READ_TOKENS", value_delimiter = ',')]
+    read_token: Vec<String>,
+    /// Bearer tokens granting admin access (ingest, plugin management),
+    /// comma-separated.
+    #[arg(long, env = "POLIS_ADMIN_TOKENS", value_delimiter = ',')]
+    admin_token: Vec<String>,
+    /// Accept requests without a token, as admin. For a laptop only.
+    #[arg(long)]
+    insecure_local: bool,
+    /// Largest request body, bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    body_limit: usize,
+    #[command(flatten)]
+    workers: WorkerArgs,
+}
+
+/// `polis worker`.
+#[derive(Debug, Args)]
+pub struct WorkerCommand {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(flatten)]
+    workers: WorkerArgs,
+}
+
+/// `polis ingest …`.
+#[derive(Debug, Subcommand)]
+pub enum IngestCommand {
+    /// Store every snapshot of a GBFS feed directory or archive, with its
+    /// serving view `sv`, for the API and workers to use.
+    Gbfs(IngestArgs),
+}
+
+/// `polis ingest gbfs`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// A GBFS feed directory, an archive directory, or an archive's
+    /// `station_status.csv[.gz]`.
+    #[arg(value_name = "DIR|CSV")]
+    path: PathBuf,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POLIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn open(db: &DbArgs) -> anyhow::Result<Store> {
+    Store::connect(&db.database_url, &StoreConfig::default())
+        .await
+        .with_context(|| format!("cannot open the store at `{}`", db.database_url))
+}
+
+/// Turns true on Ctrl-C or SIGTERM.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    let _ = tx.send(true);
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// `polis serve`: the API and in-process workers.
+pub fn serve(args: ServeArgs) -> anyhow::Result<Outcome> {
+    init_logs();
+    runtime()?.block_on(async move {
+        let store = open(&args.db).await?;
+        let auth =
+            Auth { read_tokens: args.read_token, admin_tokens: args.admin_token, insecure_local: args.insecure_local };
+        if auth.read_tokens.is_empty() && auth.admin_tokens.is_empty() && !auth.insecure_local {
+            tracing::warn!(
+                "no tokens configured and --insecure-local not set: every API call will be refused with 401"
+            );
+        }
+        let config = ServiceConfig { body_limit: args.body_limit, ..ServiceConfig::default() };
+        let state = AppState::new(store.clone(), auth, config).await.context("cannot prepare the service")?;
+        let shutdown = shutdown_signal();
+        let mut tasks = Vec::new();
+        let ctx = WorkerContext {
+            store: store.clone(),
+            host: state.host.clone(),
+            metrics: state.metrics.clone(),
+            work_available: state.work_available.clone(),
+        };
+        for config in args.workers.configs("serve")? {
+            tasks.push(tokio::spawn(polis_server::worker::run(ctx.clone(), config, shutdown.clone())));
+        }
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let local = listener.local_addr()?;
+        tracing::info!(addr = %local, workers = tasks.len(), "polis serve listening");
+        // Scripts starting the server read this line to learn the port.
+        println!("listening on http://{local}");
+        let mut stop = shutdown.clone();
+        axum::serve(listener, polis_server::app(state))
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+            .context("server failed")?;
+        for task in tasks {
+            let _ = task.await;
+        }
+        store.close().await;
+        Ok(Outcome::Success)
+    })
+}
+
+/// `polis worker`: workers only.
+pub fn worker(args: WorkerCommand) -> anyhow::Result<Outcome> {
+    init_logs();
+    runtime()?.block_on(async move {
+        let store = open(&args.db).await?;
+        let host = std::sync::Arc::new(polis_rebalance::host::Host::builtin());
+        polis_server::sync_registry(&store, &host).await.context("cannot sync the plugin registry")?;
+        let ctx = WorkerContext {
+            store: store.clone(),
+            host,
+            metrics: std::sync::Arc::new(polis_server::metrics::Metrics::new()),
+            work_available: std::sync::Arc::new(tokio::sync::Notify::new()),
+        };
+        let shutdown = shutdown_signal();
+        let configs = args.workers.configs("worker")?;
+        tracing::info!(workers = configs.len(), "polis worker started");
+        println!("worker started");
+        let tasks: Vec<_> = configs
+            .into_iter()
+            .map(|c| tokio::spawn(polis_server::worker::run(ctx.clone(), c, shutdown.clone())))
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+        store.close().await;
+        Ok(Outcome::Success)
+    })
+}
+
+/// `polis ingest …`.
+pub fn ingest(command: IngestCommand, json: bool) -> anyhow::Result<Outcome> {
+    let IngestCommand::Gbfs(args) = command;
+    let feed = Feed::open(&args.path)?;
+    runtime()?.block_on(async move {
+        let store = open(&args.db).await?;
+        let counts = polis_server::ingest::ingest_feed(&store, &feed, SnapshotOptions::default(), polis_server::now_ms())
+            .await
+            .context("ingest failed")?;
+        store.close().await;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"system_id": feed.system_id, "inserted": counts.inserted, "skipped": counts.skipped, "stations": counts.stations})
+            );
+        } else {
+            println!(
+                "{}: stored {} snapshots ({} already present), {} stations, in {}",
+                feed.system_id, counts.inserted, counts.skipped, counts.stations, args.db.database_url
+            );
+        }
+        Ok(Outcome::Success)
+    })
+}

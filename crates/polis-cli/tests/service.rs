@@ -1,0 +1,322 @@
+//! Acceptance tests that start the real `polis` binary: ingest, serve and
+//! workers, on SQLite and on PostgreSQL, talking HTTP over loopback.
+//!
+//! Waiting loops poll until a deadline so a broken build fails instead of
+//! hanging; no assertion is about how fast anything is.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failing unwrap is a failing test"
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-secret";
+const READ: &str = "read-secret";
+
+fn polis() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_polis"));
+    command.env("POLIS_LOG", "warn");
+    command
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "polis-service-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn postgres_url(prefix: &str) -> Option<String> {
+    let base = polis_store::scratch::postgres_base_url();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    match runtime.block_on(polis_store::scratch::postgres_schema(&base, prefix)) {
+        Ok(url) => Some(url),
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("CI requires PostgreSQL at {base}: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: no PostgreSQL at {base}: {e}");
+            None
+        }
+    }
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running `polis serve`.
+struct Server {
+    _proc: Proc,
+    addr: String,
+}
+
+impl Server {
+    fn start(database_url: &str, extra: &[&str]) -> Server {
+        let mut child = polis()
+            .args(["serve", "--database-url", database_url, "--listen", "127.0.0.1:0", "--admin-token", ADMIN])
+            .args(["--read-token", READ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr =
+            line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("unexpected: {line}")).to_owned();
+        Server { _proc: Proc(child), addr }
+    }
+
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+        http(&self.addr, method, path, token, body.map(|b| b.to_string()).as_deref())
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, Some(READ), None)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call("POST", path, Some(READ), Some(body))
+    }
+
+    /// Polls a run's status until it is no longer pending.
+    fn wait_final(&self, run_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (code, body) = self.get(&format!("/api/policy/status?run_id={run_id}"));
+            assert_eq!(code, 200, "{body}");
+            if body["status"] != "pending" {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "run {run_id} still pending: {body}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// One HTTP/1.1 exchange over a fresh connection.
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(payload)
+    } else {
+        payload.to_owned()
+    };
+    let value = serde_json::from_str(&payload).unwrap_or(Value::String(payload));
+    (code, value)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
+fn ingest(path: &Path, database_url: &str) -> Value {
+    let out =
+        polis().args(["--json", "ingest", "gbfs"]).arg(path).args(["--database-url", database_url]).output().unwrap();
+    assert!(out.status.success(), "ingest failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// ingest → config → run (pending → ready) → moves → status → cancel, with
+/// the Bay Wheels week.
+fn end_to_end(database_url: &str) {
+    let Some(week) = polis_testdata::require("baywheels-2023-03-06") else {
+        return;
+    };
+    let ingested = ingest(&week, database_url);
+    assert_eq!(ingested["inserted"], 875, "{ingested}");
+    let again = ingest(&week, database_url);
+    assert_eq!((again["inserted"].as_u64(), again["skipped"].as_u64()), (Some(0), Some(875)), "ingest is idempotent");
+    let system = ingested["system_id"].as_str().unwrap().to_owned();
+
+    // Every claim is held for two seconds, so a run just asked for is
+    // still pending or running when the cancel arrives.
+    let server = Server::start(database_url, &["--hold-after-claim-ms", "2000"]);
+    let (code, config) = server.get("/api/policy/config");
+    assert_eq!(code, 200, "{config}");
+    assert_eq!(config["available_policy_versions"], json!(["rebal.global.v1", "rebal.greedy.v1"]));
+    assert_eq!(config["systems"][0]["system_id"], system.as_str());
+    assert_eq!(config["systems"][0]["snapshots"], 875);
+
+    // Monday 2023-03-06 08:30 Pacific.
+    let bucket = 1_678_120_200;
+    let ask = |policy: &str| json!({"system_id": system, "decision_bucket_ts": bucket, "policy_version": policy});
+    let (code, pending) = server.post("/api/policy/run", &ask("rebal.global.v1"));
+    assert_eq!(code, 200, "{pending}");
+    assert_eq!(pending["status"], "pending");
+    let run_id = pending["run_id"].as_str().unwrap().to_owned();
+
+    let (code, other) = server.post("/api/policy/run", &ask("rebal.greedy.v1"));
+    assert_eq!(code, 200);
+    let (code, cancelled) = server.post("/api/policy/cancel", &json!({"run_id": other["run_id"]}));
+    assert_eq!(code, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+
+    let done = server.wait_final(&run_id);
+    assert_eq!(done["status"], "ready", "{done}");
+    let (_, ready) = server.post("/api/policy/run", &ask("rebal.global.v1"));
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["run_id"], run_id.as_str());
+    let moves_total = ready["result"]["moves"].as_array().unwrap().len();
+    assert!(moves_total > 0, "a Monday morning in San Francisco needs moves");
+    assert_eq!(ready["provenance"]["view_snapshot_id"].as_str().unwrap().split('@').next(), Some(system.as_str()));
+
+    let (code, page) = server.get(&format!("/api/policy/moves?run_id={run_id}&limit=5"));
+    assert_eq!(code, 200);
+    assert_eq!(page["total"].as_u64(), Some(moves_total as u64));
+    assert_eq!(page["moves"][0]["move_rank"], 1);
+    assert_eq!(page["moves"][0]["from_station_key"], ready["result"]["moves"][0]["from_station_key"]);
+
+    let (code, status) = server.get(&format!("/api/policy/status?run_id={}", other["run_id"].as_str().unwrap()));
+    assert_eq!((code, status["status"].as_str()), (200, Some("cancelled")), "the cancelled run stays cancelled");
+
+    let (code, plugins) = server.get("/api/plugins");
+    assert_eq!(code, 200);
+    assert_eq!(plugins["plugins"].as_array().unwrap().len(), 2);
+    let (code, metrics) = server.get("/metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.as_str().unwrap().contains(r#"polis_runs{policy_version="rebal.global.v1",status="ready"} 1"#));
+    let (code, denied) = server.call("GET", "/api/policy/config", None, None);
+    assert_eq!((code, denied["error"]["field"].as_str()), (401, Some("authorization")));
+}
+
+#[test]
+fn end_to_end_on_sqlite() {
+    let dir = scratch_dir("e2e");
+    end_to_end(&format!("sqlite://{}", dir.join("polis.db").display()));
+}
+
+#[test]
+fn end_to_end_on_postgres() {
+    if let Some(url) = postgres_url("e2e") {
+        end_to_end(&url);
+    }
+}
+
+fn start_worker(database_url: &str, extra: &[&str]) -> Proc {
+    let mut child =
+        polis().args(["worker", "--database-url", database_url]).args(extra).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "worker started");
+    Proc(child)
+}
+
+/// A synthetic city written to disk and ingested.
+fn synthetic_city(database_url: &str) -> String {
+    let dir = scratch_dir("city");
+    let out = polis()
+        .args(["rebalance", "synth", "--stations", "60", "--days", "2", "--seed", "5", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ingest(&dir, database_url)["system_id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn two_workers_on_postgres_process_1000_runs_once_each() {
+    let Some(url) = postgres_url("scale") else {
+        return;
+    };
+    let system = synthetic_city(&url);
+    let server = Server::start(&url, &["--workers", "0"]);
+    let start = 1_704_067_200; // 2024-01-01T00:00Z, the synthetic city's first snapshot
+    let mut run_ids = Vec::new();
+    for n in 0..500 {
+        for policy in ["rebal.greedy.v1", "rebal.global.v1"] {
+            let body = json!({"system_id": system, "decision_bucket_ts": start + n * 300, "policy_version": policy});
+            let (code, answer) = server.post("/api/policy/run", &body);
+            assert_eq!((code, answer["status"].as_str()), (200, Some("pending")), "{answer}");
+            run_ids.push(answer["run_id"].as_str().unwrap().to_owned());
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = run_ids.iter().collect();
+    assert_eq!(distinct.len(), 1000);
+    let _a = start_worker(&url, &["--workers", "2"]);
+    let _b = start_worker(&url, &["--workers", "2"]);
+    let mut attempts_total = 0;
+    for run_id in &run_ids {
+        let done = server.wait_final(run_id);
+        assert_eq!(done["status"], "ready", "{done}");
+        attempts_total += done["timings"]["attempts"].as_i64().unwrap();
+    }
+    assert_eq!(attempts_total, 1000, "every run was claimed exactly once");
+    let (_, metrics) = server.get("/metrics");
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(metrics.contains(r#"polis_runs{policy_version="rebal.global.v1",status="ready"} 500"#), "{metrics}");
+    assert!(metrics.contains(r#"polis_runs{policy_version="rebal.greedy.v1",status="ready"} 500"#), "{metrics}");
+    assert!(metrics.contains("polis_queue_depth 0"), "{metrics}");
+}
+
+#[test]
+fn a_run_of_a_killed_worker_completes_on_another_after_the_lease() {
+    let Some(url) = postgres_url("kill") else {
+        return;
+    };
+    let system = synthetic_city(&url);
+    let server = Server::start(&url, &["--workers", "0"]);
+    let body = json!({"system_id": system, "decision_bucket_ts": 1_704_067_200 + 9 * 3600, "policy_version": "rebal.global.v1"});
+    let (_, pending) = server.post("/api/policy/run", &body);
+    let run_id = pending["run_id"].as_str().unwrap().to_owned();
+
+    // This worker claims the run and then sits on it.
+    let mut stuck = start_worker(&url, &["--workers", "1", "--lease-seconds", "2", "--hold-after-claim-ms", "600000"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, status) = server.get(&format!("/api/policy/status?run_id={run_id}"));
+        if status["run_status"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never claimed: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL: no clean-up, no lease release.
+    stuck.0.kill().unwrap();
+    stuck.0.wait().unwrap();
+
+    let _rescuer = start_worker(&url, &["--workers", "1", "--lease-seconds", "2"]);
+    let done = server.wait_final(&run_id);
+    assert_eq!(done["status"], "ready", "{done}");
+    assert_eq!(done["timings"]["attempts"], 2, "claimed by the killed worker, then by the rescuer");
+}

@@ -1,0 +1,157 @@
+//! Request extractors that fail with [`AppError`]s naming the field: JSON
+//! bodies, query strings, and the bearer-token roles.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::error::AppError;
+
+/// A JSON body, decoded with the path of the first bad field.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            let status = rejection.status();
+            if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::Client {
+                    status,
+                    code: "request.too_large",
+                    field: Some("body".to_owned()),
+                    message: "the request body is larger than the server accepts".to_owned(),
+                }
+            } else {
+                AppError::bad_request("request.body", Some("body".to_owned()), rejection.body_text())
+            }
+        })?;
+        decode_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Decodes JSON, reporting the path of the offending field.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = if path == "." || path.is_empty() { "body".to_owned() } else { path };
+        let code = if inner.is_syntax() || inner.is_eof() { "request.malformed_json" } else { "request.invalid_field" };
+        AppError::bad_request(code, Some(field), inner.to_string())
+    })?;
+    de.end().map_err(|e| AppError::bad_request("request.malformed_json", Some("body".to_owned()), e.to_string()))?;
+    Ok(value)
+}
+
+/// A query string, decoded with the name of the first bad parameter.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." || path.is_empty() { "query".to_owned() } else { path };
+            AppError::bad_request("request.invalid_query", Some(field), e.into_inner().to_string())
+        })
+    }
+}
+
+/// A role a bearer token grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// May read runs, plugins and snapshots, and ask for runs.
+    Read,
+    /// May also ingest data and manage plugins.
+    Admin,
+}
+
+/// The tokens the server accepts.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// Tokens granting [`Role::Read`].
+    pub read_tokens: Vec<String>,
+    /// Tokens granting [`Role::Admin`] (and read).
+    pub admin_tokens: Vec<String>,
+    /// Accept requests without a token as admin: for a laptop, never a
+    /// shared network. By default false.
+    pub insecure_local: bool,
+}
+
+impl Auth {
+    /// The role a request's `Authorization` header grants.
+    pub fn role(&self, header: Option<&str>) -> Result<Role, AppError> {
+        let Some(header) = header else {
+            if self.insecure_local {
+                return Ok(Role::Admin);
+            }
+            return Err(AppError::unauthorized("missing `Authorization: Bearer <token>` header"));
+        };
+        let Some(token) = header.strip_prefix("Bearer ").map(str::trim) else {
+            return Err(AppError::unauthorized("the `Authorization` header must be `Bearer <token>`"));
+        };
+        if self.admin_tokens.iter().any(|t| same(t, token)) {
+            return Ok(Role::Admin);
+        }
+        if self.read_tokens.iter().any(|t| same(t, token)) {
+            return Ok(Role::Read);
+        }
+        Err(AppError::unauthorized("unknown bearer token"))
+    }
+}
+
+/// Compares tokens in time independent of where they first differ.
+fn same(expected: &str, given: &str) -> bool {
+    let (a, b) = (expected.as_bytes(), given.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The `Authorization` header, or a bearer token from the `polis_token`
+/// cookie (so that a browser can open the console).
+fn header(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        return Some(value.to_owned());
+    }
+    let cookies = parts.headers.get(axum::http::header::COOKIE).and_then(|v| v.to_str().ok())?;
+    cookies
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == "polis_token")
+        .map(|(_, token)| format!("Bearer {token}"))
+}
+
+/// Proof the caller may read.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadAccess;
+
+impl FromRequestParts<AppState> for ReadAccess {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        state.auth.role(header(parts).as_deref()).map(|_| ReadAccess)
+    }
+}
+
+/// Proof the caller is an admin.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminAccess;
+
+impl FromRequestParts<AppState> for AdminAccess {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        match state.auth.role(header(parts).as_deref())? {
+            Role::Admin => Ok(AdminAccess),
+            Role::Read => Err(AppError::forbidden("this call needs an admin token")),
+        }
+    }
+}

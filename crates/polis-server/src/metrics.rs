@@ -1,0 +1,83 @@
+//! Prometheus metrics for `/metrics`.
+//!
+//! Counters and the plugin latency histogram are recorded in-process into
+//! a recorder owned by the state (not a global one, so tests and several
+//! servers in one process do not mix). Run counts by status and policy and
+//! the queue depth are read from the store at scrape time, so they are the
+//! same whichever process is scraped.
+
+use std::collections::BTreeSet;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use polis_store::{RunStatus, Store, StoreError};
+
+/// Latency buckets for plugin calls, seconds.
+const LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// The service's metrics.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Empty metrics.
+    pub fn new() -> Self {
+        let builder = PrometheusBuilder::new();
+        let builder = match builder.set_buckets(&LATENCY_BUCKETS) {
+            Ok(b) => b,
+            Err(_) => PrometheusBuilder::new(),
+        };
+        Metrics { recorder: builder.build_recorder() }
+    }
+
+    /// Counts an answer of `POST /api/policy/run`.
+    pub fn request(&self, answer: &'static str) {
+        metrics::with_local_recorder(&self.recorder, || {
+            metrics::counter!("polis_run_requests_total", "answer" => answer).increment(1);
+        });
+    }
+
+    /// Records a finished run: its outcome and its plugin's latency.
+    pub fn run_finished(&self, plugin_id: &str, policy_version: &str, status: RunStatus, plugin_seconds: f64) {
+        metrics::with_local_recorder(&self.recorder, || {
+            metrics::counter!("polis_runs_processed_total", "policy_version" => policy_version.to_owned(), "status" => status.as_str())
+                .increment(1);
+            metrics::histogram!("polis_plugin_latency_seconds", "plugin_id" => plugin_id.to_owned())
+                .record(plugin_seconds);
+        });
+    }
+
+    /// Renders the Prometheus text format, reading run counts and the
+    /// queue depth from `store` first.
+    pub async fn render(&self, store: &Store) -> Result<String, StoreError> {
+        let counts = store.run_counts().await?;
+        let depth = store.queue_depth().await?;
+        let policies: BTreeSet<&str> = counts.iter().map(|c| c.policy_version.as_str()).collect();
+        metrics::with_local_recorder(&self.recorder, || {
+            for policy in &policies {
+                for status in RunStatus::ALL {
+                    let count = counts
+                        .iter()
+                        .find(|c| c.status == status && c.policy_version == *policy)
+                        .map_or(0, |c| c.count);
+                    metrics::gauge!("polis_runs", "policy_version" => (*policy).to_owned(), "status" => status.as_str())
+                        .set(count as f64);
+                }
+            }
+            metrics::gauge!("polis_queue_depth").set(depth as f64);
+        });
+        Ok(self.recorder.handle().render())
+    }
+}

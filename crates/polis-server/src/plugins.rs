@@ -1,0 +1,157 @@
+//! Plugin health and the admin call that enables or disables a plugin for
+//! a system.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{AppError, ErrorBody};
+use crate::extract::{AdminAccess, ApiJson, ReadAccess};
+use crate::{AppState, now_ms};
+
+/// Recent errors listed per plugin.
+const RECENT_ERRORS: i64 = 5;
+
+/// The routes of this area.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/plugins", get(list))
+        .route("/api/admin/plugins/{plugin_id}/systems/{system_id}", post(set_system))
+}
+
+/// A system allowlist row.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SystemRule {
+    /// A system id, or `*` for every system.
+    pub system_id: String,
+    /// Whether the plugin runs for it.
+    pub enabled: bool,
+}
+
+/// A recent failure.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RecentError {
+    /// The run.
+    pub run_id: String,
+    /// The error code.
+    pub code: Option<String>,
+    /// The message.
+    pub message: Option<String>,
+    /// When, epoch ms.
+    pub finished_at_ms: Option<i64>,
+}
+
+/// One plugin's health.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PluginHealth {
+    /// The plugin id.
+    pub plugin_id: String,
+    /// Its contract.
+    pub contract: String,
+    /// Its policy version.
+    pub policy_version: String,
+    /// Its strategy.
+    pub strategy: String,
+    /// Its tier.
+    pub tier: String,
+    /// `active` or `disabled`.
+    pub activation: String,
+    /// Why disabled.
+    pub disabled_reason: Option<String>,
+    /// Its manifest hash.
+    pub manifest_sha256: Option<String>,
+    /// Its artifact hash.
+    pub artifact_sha256: Option<String>,
+    /// Permissions its manifest asks for.
+    pub permissions: Vec<String>,
+    /// Its system allowlist.
+    pub systems: Vec<SystemRule>,
+    /// Its latest failures.
+    pub recent_errors: Vec<RecentError>,
+}
+
+/// `GET /api/plugins`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PluginsResponse {
+    /// Every plugin, by id.
+    pub plugins: Vec<PluginHealth>,
+}
+
+#[utoipa::path(get, path = "/api/plugins",
+    responses((status = 200, body = PluginsResponse), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list(_: ReadAccess, State(state): State<AppState>) -> Result<Json<PluginsResponse>, AppError> {
+    let mut plugins = Vec::new();
+    for p in state.store.plugins().await? {
+        let permissions: Vec<String> = state
+            .host
+            .registry()
+            .entries()
+            .find(|e| e.manifest.plugin_id == p.plugin_id)
+            .map(|e| e.manifest.permissions.clone())
+            .unwrap_or_default();
+        let systems = state
+            .store
+            .plugin_systems(&p.plugin_id)
+            .await?
+            .into_iter()
+            .map(|o| SystemRule { system_id: o.system_id, enabled: o.enabled })
+            .collect();
+        let recent_errors = state
+            .store
+            .recent_errors(&p.plugin_id, RECENT_ERRORS)
+            .await?
+            .into_iter()
+            .map(|r| RecentError {
+                run_id: r.run.run_id,
+                code: r.error_code,
+                message: r.error_message,
+                finished_at_ms: r.finished_at_ms,
+            })
+            .collect();
+        plugins.push(PluginHealth {
+            plugin_id: p.plugin_id,
+            contract: p.contract,
+            policy_version: p.policy_version,
+            strategy: p.strategy,
+            tier: p.tier,
+            activation: p.activation,
+            disabled_reason: p.disabled_reason,
+            manifest_sha256: p.manifest_sha256,
+            artifact_sha256: p.artifact_sha256,
+            permissions,
+            systems,
+            recent_errors,
+        });
+    }
+    Ok(Json(PluginsResponse { plugins }))
+}
+
+/// The admin call's body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetSystemRequest {
+    /// Whether the plugin may run for the system.
+    pub enabled: bool,
+}
+
+#[utoipa::path(post, path = "/api/admin/plugins/{plugin_id}/systems/{system_id}", request_body = SetSystemRequest,
+    params(("plugin_id" = String, Path, description = "the plugin"),
+        ("system_id" = String, Path, description = "a system id, or `*` for the default")),
+    responses((status = 200, body = SystemRule), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn set_system(
+    _: AdminAccess,
+    State(state): State<AppState>,
+    Path((plugin_id, system_id)): Path<(String, String)>,
+    ApiJson(request): ApiJson<SetSystemRequest>,
+) -> Result<Json<SystemRule>, AppError> {
+    if !state.store.set_plugin_system(&plugin_id, &system_id, request.enabled, now_ms()).await? {
+        return Err(AppError::not_found("plugin.not_found", "plugin_id", format!("no plugin `{plugin_id}`")));
+    }
+    tracing::info!(plugin_id = %plugin_id, system_id = %system_id, enabled = request.enabled, "plugin allowlist changed");
+    Ok(Json(SystemRule { system_id, enabled: request.enabled }))
+}

@@ -1,0 +1,330 @@
+//! The HTTP API through `app().oneshot(request)`, on SQLite and on
+//! PostgreSQL, over a small synthetic city; workers are driven one claim
+//! at a time so every step is observable.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failing unwrap is a failing test"
+)]
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use polis_rebalance::snapshot::SnapshotOptions;
+use polis_rebalance::synth::{self, CityOptions};
+use polis_server::extract::Auth;
+use polis_server::worker::{self, Outcome, WorkerConfig, WorkerContext};
+use polis_server::{AppState, ServiceConfig};
+use polis_store::{RunStatus, Store, StoreConfig, scratch};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const READ: &str = "read-token";
+const ADMIN: &str = "admin-token";
+/// 09:30 on the synthetic city's first day.
+const BUCKET: i64 = synth::START_TS + 9 * 3600 + 30 * 60;
+
+async fn sqlite() -> Store {
+    let dir = std::env::temp_dir().join(format!(
+        "polis-api-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    Store::connect(&format!("sqlite://{}", dir.join("polis.db").display()), &StoreConfig::default()).await.unwrap()
+}
+
+async fn postgres() -> Option<Store> {
+    let base = scratch::postgres_base_url();
+    match scratch::postgres_schema(&base, "api").await {
+        Ok(url) => Some(Store::connect(&url, &StoreConfig::default()).await.unwrap()),
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("CI requires PostgreSQL at {base}: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: no PostgreSQL at {base}: {e}");
+            None
+        }
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Api::new(super::sqlite().await).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(store) = super::postgres().await {
+                    super::$name(super::Api::new(store).await).await;
+                }
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    config_lists_the_builtins_and_the_default_spec,
+    a_run_is_pending_then_ready_with_the_same_run_id,
+    moves_page_by_run_id_or_run_key,
+    bad_requests_get_4xx_naming_the_field,
+    a_plugin_disabled_for_a_system_is_refused_there_only,
+    tokens_grant_roles_and_no_token_gets_401,
+    cancel_stops_a_pending_run,
+    metrics_and_probes_answer,
+);
+
+struct Api {
+    state: AppState,
+    system: String,
+}
+
+impl Api {
+    async fn new(store: Store) -> Api {
+        let city = synth::generate(CityOptions { stations: 40, days: 1, seed: 11 });
+        let counts =
+            polis_server::ingest::ingest_feed(&store, &city.feed, SnapshotOptions::default(), 1).await.unwrap();
+        assert_eq!(counts.inserted as usize, city.feed.snapshots.len());
+        let auth = Auth { read_tokens: vec![READ.into()], admin_tokens: vec![ADMIN.into()], insecure_local: false };
+        let state =
+            AppState::new(store, auth, ServiceConfig { body_limit: 4096, ..ServiceConfig::default() }).await.unwrap();
+        Api { state, system: city.feed.system_id }
+    }
+
+    async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: Option<String>) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request.body(body.map_or_else(Body::empty, Body::from)).unwrap();
+        let response = polis_server::app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, value)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.call("GET", uri, Some(READ), None).await
+    }
+
+    async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
+        self.call("POST", uri, Some(READ), Some(body.to_string())).await
+    }
+
+    fn run_body(&self, policy: &str) -> Value {
+        json!({"system_id": self.system, "decision_bucket_ts": BUCKET, "policy_version": policy})
+    }
+
+    async fn work(&self) -> Option<Outcome> {
+        let ctx = WorkerContext {
+            store: self.state.store.clone(),
+            host: self.state.host.clone(),
+            metrics: self.state.metrics.clone(),
+            work_available: self.state.work_available.clone(),
+        };
+        worker::process_one(&ctx, &WorkerConfig::named("test", 0)).await.unwrap()
+    }
+}
+
+fn field(body: &Value) -> &str {
+    body["error"]["field"].as_str().unwrap_or("<none>")
+}
+
+async fn config_lists_the_builtins_and_the_default_spec(api: Api) {
+    let (status, body) = api.get("/api/policy/config").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["available_policy_versions"], json!(["rebal.global.v1", "rebal.greedy.v1"]));
+    assert_eq!(body["available_strategies"], json!(["global.v1", "greedy.v1"]));
+    assert_eq!(body["default_spec"]["policy_version"], "rebal.global.v1");
+    assert_eq!(body["systems"][0]["system_id"], api.system.as_str());
+}
+
+async fn a_run_is_pending_then_ready_with_the_same_run_id(api: Api) {
+    let (status, first) = api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["status"], "pending");
+    let run_id = first["run_id"].as_str().unwrap().to_owned();
+    let (_, again) = api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
+    assert_eq!((again["status"].as_str(), again["run_id"].as_str()), (Some("pending"), Some(run_id.as_str())));
+    assert_eq!(api.state.store.queue_depth().await.unwrap(), 1, "asking twice enqueues once");
+
+    assert_eq!(api.work().await, Some(Outcome::Stored(RunStatus::Ready)));
+    assert_eq!(api.work().await, None);
+
+    let (status, ready) = api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["run_id"], run_id.as_str());
+    assert_eq!(ready["run_key"]["decision_bucket_ts"], BUCKET);
+    let result = &ready["result"];
+    assert!(result["summary"]["bikes_moved_total"].as_u64().unwrap() > 0, "the morning rush needs moves: {result}");
+    let provenance = &ready["provenance"];
+    assert_eq!(provenance["plugin_id"], "polis.rebal.global.v1");
+    for hash in ["manifest_sha256", "input_sha256", "output_sha256", "view_snapshot_sha256", "run_key_sha256"] {
+        assert_eq!(provenance[hash].as_str().map(str::len), Some(64), "{hash}");
+    }
+    // The cached answer is the stored answer.
+    let (_, cached) = api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
+    assert_eq!(cached, ready);
+    let (_, status_body) = api.get(&format!("/api/policy/status?run_id={run_id}")).await;
+    assert_eq!(status_body["status"], "ready");
+    assert_eq!(status_body["result"], ready["result"]);
+
+    // Within a bucket any time maps to the same run.
+    let mut inside = api.run_body("rebal.global.v1");
+    inside["decision_bucket_ts"] = json!(BUCKET + 299);
+    let (_, same) = api.post("/api/policy/run", inside).await;
+    assert_eq!(same["run_id"], run_id.as_str());
+}
+
+async fn moves_page_by_run_id_or_run_key(api: Api) {
+    let (_, first) = api.post("/api/policy/run", api.run_body("rebal.greedy.v1")).await;
+    api.work().await.unwrap();
+    let run_id = first["run_id"].as_str().unwrap();
+    let run_key = first["provenance"]["run_key_sha256"].as_str().unwrap();
+    let (status, all) = api.get(&format!("/api/policy/moves?run_id={run_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let total = all["total"].as_i64().unwrap();
+    assert!(total >= 2, "{all}");
+    assert_eq!(all["moves"].as_array().unwrap().len() as i64, total);
+    let (_, page) = api.get(&format!("/api/policy/moves?run_key={run_key}&offset=1&limit=1")).await;
+    assert_eq!(page["moves"].as_array().unwrap().len(), 1);
+    assert_eq!(page["moves"][0], all["moves"][1]);
+    assert_eq!(page["moves"][0]["move_rank"], 2);
+    let (_, ready) = api.post("/api/policy/run", api.run_body("rebal.greedy.v1")).await;
+    assert_eq!(ready["result"]["moves"][1]["from_station_key"], all["moves"][1]["from_station_key"]);
+}
+
+async fn bad_requests_get_4xx_naming_the_field(api: Api) {
+    let cases: Vec<(&str, String, StatusCode, &str)> = vec![
+        ("malformed json", "{\"system_id\": ".to_owned(), StatusCode::BAD_REQUEST, "system_id"),
+        ("wrong type", json!({"system_id": api.system, "decision_bucket_ts": "soon", "policy_version": "rebal.global.v1"}).to_string(), StatusCode::BAD_REQUEST, "decision_bucket_ts"),
+        ("missing field", json!({"system_id": api.system, "policy_version": "rebal.global.v1"}).to_string(), StatusCode::BAD_REQUEST, "body"),
+        ("unknown field", json!({"system_id": api.system, "decision_bucket_ts": BUCKET, "policy_version": "rebal.global.v1", "colour": 1}).to_string(), StatusCode::BAD_REQUEST, "body"),
+        ("unknown policy", api.run_body("rebal.nope.v1").to_string(), StatusCode::UNPROCESSABLE_ENTITY, "policy_version"),
+        ("negative bucket", json!({"system_id": api.system, "decision_bucket_ts": -300, "policy_version": "rebal.global.v1"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "decision_bucket_ts"),
+        ("no snapshot", json!({"system_id": api.system, "decision_bucket_ts": 1_000_000, "policy_version": "rebal.global.v1"}).to_string(), StatusCode::NOT_FOUND, "decision_bucket_ts"),
+        ("unknown sv", json!({"system_id": api.system, "decision_bucket_ts": BUCKET, "policy_version": "rebal.global.v1", "sv": "sv1-0"}).to_string(), StatusCode::NOT_FOUND, "sv"),
+        ("bad params", json!({"system_id": api.system, "decision_bucket_ts": BUCKET, "policy_version": "rebal.global.v1", "params": {"allowed_bucket_quality": 3}}).to_string(), StatusCode::BAD_REQUEST, "params.allowed_bucket_quality"),
+        ("oversize body", json!({"system_id": "x".repeat(5000), "decision_bucket_ts": BUCKET, "policy_version": "rebal.global.v1"}).to_string(), StatusCode::PAYLOAD_TOO_LARGE, "body"),
+    ];
+    for (what, body, expected, expected_field) in cases {
+        let (status, answer) = api.call("POST", "/api/policy/run", Some(READ), Some(body)).await;
+        assert_eq!(status, expected, "{what}: {answer}");
+        assert_eq!(answer["status"], "error", "{what}: {answer}");
+        assert!(answer["error"]["code"].as_str().is_some_and(|c| !c.is_empty()), "{what}: {answer}");
+        if expected_field == "body" && what != "oversize body" {
+            // serde names the missing or unknown field in the message.
+            assert!(answer["error"]["message"].as_str().unwrap().contains('`'), "{what}: {answer}");
+        } else {
+            assert_eq!(field(&answer), expected_field, "{what}: {answer}");
+        }
+    }
+    let (status, answer) = api.get("/api/policy/moves?run_id=run-nope").await;
+    assert_eq!((status, field(&answer)), (StatusCode::NOT_FOUND, "run_id"));
+    let (status, answer) = api.get("/api/policy/moves?run_id=x&limit=0").await;
+    assert_eq!((status, field(&answer)), (StatusCode::BAD_REQUEST, "limit"));
+    let (status, answer) = api.get("/api/policy/moves?run_id=x&offset=minus").await;
+    assert_eq!((status, field(&answer)), (StatusCode::BAD_REQUEST, "offset"));
+    let (status, answer) = api.get("/api/policy/status").await;
+    assert_eq!((status, field(&answer)), (StatusCode::BAD_REQUEST, "run_id"));
+    let (status, answer) = api.post("/api/policy/cancel", json!({"run_id": "run-nope"})).await;
+    assert_eq!((status, field(&answer)), (StatusCode::NOT_FOUND, "run_id"));
+}
+
+async fn a_plugin_disabled_for_a_system_is_refused_there_only(api: Api) {
+    let uri = format!("/api/admin/plugins/polis.rebal.greedy.v1/systems/{}", api.system);
+    let (status, body) = api.call("POST", &uri, Some(ADMIN), Some(json!({"enabled": false}).to_string())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, refused) = api.post("/api/policy/run", api.run_body("rebal.greedy.v1")).await;
+    assert_eq!((status, field(&refused)), (StatusCode::UNPROCESSABLE_ENTITY, "system_id"), "{refused}");
+    assert_eq!(refused["error"]["code"], "policy.not_enabled");
+    let (_, config) = api.get(&format!("/api/policy/config?system_id={}", api.system)).await;
+    assert_eq!(config["available_policy_versions"], json!(["rebal.global.v1"]));
+    let (status, _) = api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, plugins) = api.get("/api/plugins").await;
+    let greedy =
+        plugins["plugins"].as_array().unwrap().iter().find(|p| p["plugin_id"] == "polis.rebal.greedy.v1").unwrap();
+    assert_eq!(
+        greedy["systems"],
+        json!([{"system_id": "*", "enabled": true}, {"system_id": api.system, "enabled": false}])
+    );
+    assert_eq!(greedy["activation"], "active");
+    let (status, body) = api
+        .call("POST", "/api/admin/plugins/nope/systems/x", Some(ADMIN), Some(json!({"enabled": true}).to_string()))
+        .await;
+    assert_eq!((status, field(&body)), (StatusCode::NOT_FOUND, "plugin_id"));
+}
+
+async fn tokens_grant_roles_and_no_token_gets_401(api: Api) {
+    let (status, body) = api.call("GET", "/api/policy/config", None, None).await;
+    assert_eq!((status, field(&body)), (StatusCode::UNAUTHORIZED, "authorization"));
+    let (status, _) = api.call("GET", "/api/policy/config", Some("guess"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api.call("GET", "/api/policy/config", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK, "admin may read");
+    let uri = "/api/admin/plugins/polis.rebal.greedy.v1/systems/x";
+    let (status, body) = api.call("POST", uri, Some(READ), Some(json!({"enabled": false}).to_string())).await;
+    assert_eq!((status, field(&body)), (StatusCode::FORBIDDEN, "authorization"));
+    let (status, _) =
+        api.call("POST", "/api/policy/run", None, Some(api.run_body("rebal.global.v1").to_string())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api.call("GET", "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "probes need no token");
+}
+
+async fn cancel_stops_a_pending_run(api: Api) {
+    let (_, pending) = api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
+    let run_id = pending["run_id"].as_str().unwrap();
+    let (status, cancelled) = api.post("/api/policy/cancel", json!({"run_id": run_id})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(api.work().await, None, "nothing left to claim");
+    let (_, moves) = api.get(&format!("/api/policy/moves?run_id={run_id}")).await;
+    assert_eq!((moves["status"].as_str(), moves["total"].as_i64()), (Some("cancelled"), Some(0)));
+    let (_, again) = api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
+    assert_eq!(
+        (again["status"].as_str(), again["run_id"].as_str()),
+        (Some("pending"), Some(run_id)),
+        "asking again requeues"
+    );
+}
+
+async fn metrics_and_probes_answer(api: Api) {
+    api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
+    api.post("/api/policy/run", api.run_body("rebal.greedy.v1")).await;
+    api.work().await.unwrap();
+    let (status, text) = api.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().unwrap();
+    assert!(text.contains("polis_queue_depth 1"), "{text}");
+    assert!(text.contains(r#"polis_runs{policy_version="rebal.global.v1",status="ready"} 1"#), "{text}");
+    assert!(text.contains(r#"polis_runs{policy_version="rebal.greedy.v1",status="pending"} 1"#), "{text}");
+    assert!(text.contains("polis_plugin_latency_seconds_bucket{plugin_id=\"polis.rebal.global.v1\""), "{text}");
+    assert!(text.contains(r#"polis_run_requests_total{answer="pending"} 2"#), "{text}");
+    let (status, _) = api.call("GET", "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, doc) = api.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    for path in [
+        "/api/policy/config",
+        "/api/policy/run",
+        "/api/policy/moves",
+        "/api/policy/status",
+        "/api/policy/cancel",
+        "/api/plugins",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+}
