@@ -126,8 +126,16 @@ impl<'a> Network<'a> {
 
         let mut edges = Vec::with_capacity(input.neighbors.len());
         let mut positions = Vec::with_capacity(input.neighbors.len());
+        // Inputs list a station's edges together, so the previous edge's
+        // donor lookup is usually this edge's too; reusing it halves the
+        // key searches.
+        let mut last_from: Option<(&str, Result<usize, usize>)> = None;
         for (i, n) in input.neighbors.iter().enumerate() {
-            let from = keys.binary_search(&n.from_station_key.as_str());
+            let from = match last_from {
+                Some((key, found)) if key == n.from_station_key => found,
+                _ => keys.binary_search(&n.from_station_key.as_str()),
+            };
+            last_from = Some((n.from_station_key.as_str(), from));
             let to = keys.binary_search(&n.to_station_key.as_str());
             for (side, found, key) in [("from", &from, &n.from_station_key), ("to", &to, &n.to_station_key)] {
                 if found.is_err() {
