@@ -187,6 +187,7 @@ fn conformance(dir: PathBuf, json: bool) -> anyhow::Result<Outcome> {
             request_id: None,
             input: &built.input,
             params: &params,
+            control: None,
         };
         let mut problems = Vec::new();
         let first = host.decide(version, &decision);

@@ -239,6 +239,7 @@ pub fn decide(host: &Host, policy: &str, loaded: &LoadedInput) -> anyhow::Result
         request_id: loaded.context.request_id.as_deref(),
         input: &loaded.input,
         params: &loaded.params,
+        control: None,
     };
     Ok(host.decide(policy, &decision)?)
 }

@@ -55,6 +55,6 @@ pub mod run;
 pub use canonical::Digest;
 pub use contract::{Contract, Violation, Violations};
 pub use manifest::Manifest;
-pub use policy::{Policy, PolicyError};
+pub use policy::{Policy, PolicyError, RunControl};
 pub use registry::{Registry, RegistryError};
 pub use run::{PolicySpec, RunContext, RunKey};

@@ -6,6 +6,9 @@
 //! input as JSON, calling out, and decoding the answer, so a domain host
 //! drives every policy the same way and never knows which tier runs it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::contract::Contract;
 use crate::manifest::Manifest;
 use crate::run::RunContext;
@@ -17,6 +20,51 @@ pub trait Policy<C: Contract>: Send + Sync {
 
     /// Decides. Must be deterministic in `(ctx, input, params)`.
     fn run(&self, ctx: &RunContext, input: &C::Input, params: &C::Params) -> Result<C::Output, PolicyError>;
+
+    /// Decides like [`Policy::run`], ending with [`PolicyError::Cancelled`]
+    /// soon after `control` is cancelled. Tiers that can interrupt a
+    /// running plugin (a wasm store's epoch callback, a worker process
+    /// that can be killed) override this; the default only refuses to
+    /// start a run that was cancelled before it began, which suits
+    /// built-ins that finish in milliseconds.
+    fn run_controlled(
+        &self,
+        ctx: &RunContext,
+        input: &C::Input,
+        params: &C::Params,
+        control: &RunControl,
+    ) -> Result<C::Output, PolicyError> {
+        if control.is_cancelled() {
+            return Err(PolicyError::Cancelled);
+        }
+        self.run(ctx, input, params)
+    }
+}
+
+/// Cancels one run. Cloning shares the flag; cancelling never affects any
+/// other run, even of the same plugin, because each run gets its own
+/// control and only that run's tier checks it.
+#[derive(Debug, Clone, Default)]
+pub struct RunControl {
+    cancelled: Arc<AtomicBool>,
+}
+
+impl RunControl {
+    /// A control that has not been cancelled.
+    pub fn new() -> RunControl {
+        RunControl::default()
+    }
+
+    /// Asks the run to stop. Each tier notices within its own tick: an
+    /// epoch for wasm, a poll of the reply pipe for a worker process.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`RunControl::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
 }
 
 /// Why a policy failed to produce an output. The host records it against

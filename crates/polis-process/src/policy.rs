@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use polis_core::contract::Contract;
 use polis_core::manifest::Manifest;
 use polis_core::permission::{Grants, Permission};
-use polis_core::policy::{Policy, PolicyError};
+use polis_core::policy::{Policy, PolicyError, RunControl};
 use polis_core::run::RunContext;
 use serde::Serialize;
 
@@ -48,10 +48,20 @@ impl<C: Contract> Policy<C> for ProcessPolicy<C> {
     }
 
     fn run(&self, ctx: &RunContext, input: &C::Input, params: &C::Params) -> Result<C::Output, PolicyError> {
+        self.run_controlled(ctx, input, params, &RunControl::new())
+    }
+
+    fn run_controlled(
+        &self,
+        ctx: &RunContext,
+        input: &C::Input,
+        params: &C::Params,
+        control: &RunControl,
+    ) -> Result<C::Output, PolicyError> {
         let context = self.context_read.then_some(ctx);
         let request = serde_json::to_vec(&Request { context, input, params })
             .map_err(|e| PolicyError::Failed(format!("request could not be encoded: {e}")))?;
-        let result = self.plugin.call(&request)?;
+        let result = self.plugin.call_controlled(&request, control)?;
         let mut de = serde_json::Deserializer::from_slice(&result);
         serde_path_to_error::deserialize::<_, C::Output>(&mut de).map_err(|e| {
             PolicyError::Failed(format!(

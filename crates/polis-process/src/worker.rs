@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use polis_core::manifest::Manifest;
-use polis_core::policy::PolicyError;
+use polis_core::policy::{PolicyError, RunControl};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -246,8 +246,14 @@ impl ProcessPlugin {
         let offered: Vec<&str> = PROTOCOL_VERSIONS.to_vec();
         let params = serde_json::json!({"protocol_versions": offered, "plugin_id": plugin_id});
         let handshake = |message: String| ProcessError::Handshake { plugin_id: plugin_id.clone(), message };
-        let reply = exchange(&mut worker, "initialize", params.to_string().as_bytes(), self.config.init_timeout)
-            .map_err(|e| handshake(e.to_string()))?;
+        let reply = exchange(
+            &mut worker,
+            "initialize",
+            params.to_string().as_bytes(),
+            self.config.init_timeout,
+            &RunControl::new(),
+        )
+        .map_err(|e| handshake(e.to_string()))?;
         #[derive(Deserialize)]
         struct Initialized {
             protocol_version: String,
@@ -277,6 +283,13 @@ impl ProcessPlugin {
     /// first; a worker that times out, oversteps the reply cap or answers
     /// garbage is killed and restarted on the next call.
     pub fn call(&self, params: &[u8]) -> Result<Vec<u8>, PolicyError> {
+        self.call_controlled(params, &RunControl::new())
+    }
+
+    /// Like [`ProcessPlugin::call`], stopping as soon as `control` is
+    /// cancelled: the worker is killed (it may be mid-computation and
+    /// cannot be interrupted otherwise) and restarted on the next call.
+    pub fn call_controlled(&self, params: &[u8], control: &RunControl) -> Result<Vec<u8>, PolicyError> {
         let Ok(mut guard) = self.worker.lock() else {
             return Err(PolicyError::Failed("worker lock was poisoned".to_owned()));
         };
@@ -293,7 +306,7 @@ impl ProcessPlugin {
         let Some(worker) = slot.as_mut() else {
             return Err(PolicyError::Failed("worker is not running".to_owned()));
         };
-        match exchange(worker, "run", params, self.config.timeout) {
+        match exchange(worker, "run", params, self.config.timeout, control) {
             Ok(result) => Ok(result),
             Err(error) => {
                 if error.kills_worker() {
@@ -310,7 +323,7 @@ impl ProcessPlugin {
         if let Ok(mut guard) = self.worker.lock()
             && let Some(mut worker) = guard.0.take()
         {
-            let _ = exchange(&mut worker, "shutdown", b"null", Duration::from_millis(500));
+            let _ = exchange(&mut worker, "shutdown", b"null", Duration::from_millis(500), &RunControl::new());
         }
     }
 }
@@ -325,6 +338,7 @@ impl Drop for ProcessPlugin {
 #[derive(Debug)]
 enum ExchangeError {
     Timeout,
+    Cancelled,
     TooLong,
     Closed(String),
     Garbage(String),
@@ -335,6 +349,7 @@ impl std::fmt::Display for ExchangeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ExchangeError::Timeout => f.write_str("no complete reply before the deadline"),
+            ExchangeError::Cancelled => f.write_str("the run was cancelled"),
             ExchangeError::TooLong => f.write_str("reply line exceeds the cap"),
             ExchangeError::Closed(status) => write!(f, "worker exited mid-call ({status})"),
             ExchangeError::Garbage(why) => write!(f, "reply is not a JSON-RPC response: {why}"),
@@ -358,13 +373,25 @@ impl ExchangeError {
                 limit: "output_bytes",
                 detail: format!("reply exceeds the cap of {cap} bytes; the worker was killed"),
             },
+            ExchangeError::Cancelled => PolicyError::Cancelled,
             ExchangeError::Rpc { code: CODE_REJECTED, message } => PolicyError::Rejected(message),
             other => PolicyError::Failed(other.to_string()),
         }
     }
 }
 
-fn exchange(worker: &mut Worker, method: &str, params: &[u8], timeout: Duration) -> Result<Vec<u8>, ExchangeError> {
+/// How often a waiting exchange looks at its [`RunControl`]. A reply that
+/// arrives wakes the wait at once, so this bounds only how late a
+/// cancellation is noticed.
+const CANCEL_POLL: Duration = Duration::from_millis(10);
+
+fn exchange(
+    worker: &mut Worker,
+    method: &str,
+    params: &[u8],
+    timeout: Duration,
+    control: &RunControl,
+) -> Result<Vec<u8>, ExchangeError> {
     let deadline = Instant::now() + timeout;
     let id = worker.next_id;
     worker.next_id += 1;
@@ -374,14 +401,20 @@ fn exchange(worker: &mut Worker, method: &str, params: &[u8], timeout: Duration)
     if worker.requests.send(request).is_err() {
         return Err(ExchangeError::Closed(exit_status(worker, "stdin closed")));
     }
-    let left = deadline.saturating_duration_since(Instant::now());
-    let line = match worker.lines.recv_timeout(left) {
-        Ok(Line::Complete(line)) => line,
-        Ok(Line::TooLong) => return Err(ExchangeError::TooLong),
-        Ok(Line::Closed) | Err(RecvTimeoutError::Disconnected) => {
-            return Err(ExchangeError::Closed(exit_status(worker, "stdout closed")));
+    let line = loop {
+        if control.is_cancelled() {
+            return Err(ExchangeError::Cancelled);
         }
-        Err(RecvTimeoutError::Timeout) => return Err(ExchangeError::Timeout),
+        let left = deadline.saturating_duration_since(Instant::now());
+        match worker.lines.recv_timeout(left.min(CANCEL_POLL)) {
+            Ok(Line::Complete(line)) => break line,
+            Ok(Line::TooLong) => return Err(ExchangeError::TooLong),
+            Ok(Line::Closed) | Err(RecvTimeoutError::Disconnected) => {
+                return Err(ExchangeError::Closed(exit_status(worker, "stdout closed")));
+            }
+            Err(RecvTimeoutError::Timeout) if left <= CANCEL_POLL => return Err(ExchangeError::Timeout),
+            Err(RecvTimeoutError::Timeout) => {}
+        }
     };
     let response: Response<'_> = serde_json::from_slice(&line).map_err(|e| ExchangeError::Garbage(e.to_string()))?;
     if response.jsonrpc != "2.0" {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use polis_core::manifest::Manifest;
-use polis_core::policy::PolicyError;
+use polis_core::policy::{PolicyError, RunControl};
 use polis_core::registry::Registry;
 use polis_process::{LayerState, ProcessConfig, ProcessPlugin, ProcessPolicy, ProcessSpec, SandboxConfig};
 use polis_rebalance::builtins;
@@ -76,6 +76,15 @@ fn tiny_input() -> PolicyInput {
 }
 
 fn decide(host: &Host, version: &str, mode: Option<&str>) -> Result<RunRecord<Rebalance>, HostError> {
+    decide_controlled(host, version, mode, None)
+}
+
+fn decide_controlled(
+    host: &Host,
+    version: &str,
+    mode: Option<&str>,
+    control: Option<&RunControl>,
+) -> Result<RunRecord<Rebalance>, HostError> {
     let input = tiny_input();
     let mut params = RebalanceParams::default();
     params.allowed_bucket_quality.extend(mode.map(|m| format!("mode:{m}")));
@@ -87,6 +96,7 @@ fn decide(host: &Host, version: &str, mode: Option<&str>) -> Result<RunRecord<Re
         request_id: None,
         input: &input,
         params: &params,
+        control,
     };
     host.decide(version, &decision)
 }
@@ -146,6 +156,31 @@ fn a_hang_after_half_a_response_times_out_and_the_worker_is_killed() {
         }
         other => panic!("expected a timeout, got {other}"),
     }
+}
+
+#[test]
+fn cancelling_a_run_kills_its_hung_worker_and_the_next_call_is_served() {
+    let (host, _) = hostile();
+    let control = RunControl::new();
+    let canceller = {
+        let control = control.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            control.cancel();
+        })
+    };
+    // The plugin sleeps for an hour; only the cancellation can end the
+    // call before the manifest's timeout, and it reports as a cancel.
+    let result = decide_controlled(&host, "rebal.hostile_python.v1", Some("hang_half"), Some(&control));
+    canceller.join().unwrap();
+    match result {
+        Err(HostError::Run(RunError::Policy { error: PolicyError::Cancelled, .. })) => {}
+        other => panic!("expected a cancellation, got {:?}", other.map(|r| r.output)),
+    }
+    assert!(decide(&host, "rebal.hostile_python.v1", None).unwrap().output.summary.no_op);
+    // A cancellation is the caller's choice, not the plugin's fault.
+    let metrics = host.guard().metrics("hostile.python.v1").unwrap();
+    assert_eq!(metrics.errors.get("policy.cancelled"), Some(&1));
 }
 
 #[test]
@@ -223,6 +258,7 @@ fn python_greedy_matches_the_builtin_on_every_snapshot_of_a_day() {
             request_id: None,
             input: &built.input,
             params: &params,
+            control: None,
         };
         let builtin = host.decide("rebal.greedy.v1", &decision).unwrap();
         let python = host.decide("rebal.greedy_python.v1", &decision).unwrap();

@@ -35,6 +35,7 @@ fn bench_policies(c: &mut Criterion, label: &str, input: &PolicyInput) {
         request_id: None,
         input,
         params: &params,
+        control: None,
     };
     group.bench_function("guarded rebal.global.v1 (validate, run, validate, hash)", |b| {
         b.iter(|| black_box(host.decide("rebal.global.v1", &decision).unwrap()))

@@ -6,6 +6,7 @@
 //! validation and hashes.
 
 use polis_core::canonical::Digest;
+use polis_core::policy::RunControl;
 use polis_core::registry::{Registry, RegistryError};
 use polis_core::run::{PolicySpec, RunContext, RunKey};
 use polis_runtime::{Guard, HostLimits, RunError, RunRecord, RunRequest};
@@ -29,6 +30,9 @@ pub struct Decision<'a> {
     pub input: &'a PolicyInput,
     /// The params.
     pub params: &'a RebalanceParams,
+    /// Cancels the decision from outside (a service's cancel call); a
+    /// fresh control for callers that never cancel.
+    pub control: Option<&'a RunControl>,
 }
 
 /// Why a decision failed.
@@ -132,7 +136,8 @@ impl Host {
         let entry = self.registry.resolve(policy_version)?;
         let key = Host::run_key(policy_version, decision);
         let context = RunContext::for_key(&key, decision.request_id.map(str::to_owned));
-        let request = RunRequest { key, context, input: decision.input, params: decision.params };
+        let control = decision.control.cloned().unwrap_or_default();
+        let request = RunRequest { key, context, input: decision.input, params: decision.params, control };
         Ok(self.guard.run_checked(entry, &request, input_sha256)?)
     }
 }

@@ -28,6 +28,7 @@ fn every_week_snapshot_yields_valid_outputs_and_global_delivers_at_least_greedy(
             request_id: None,
             input: &built.input,
             params: &params,
+            control: None,
         };
         let digest = host.check_input(&built.input, &params).unwrap();
         let greedy = host.decide_checked("rebal.greedy.v1", &decision, digest).unwrap();

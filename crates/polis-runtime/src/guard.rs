@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use polis_core::canonical::{self, Digest};
 use polis_core::contract::{Contract, Violation, Violations};
-use polis_core::policy::PolicyError;
+use polis_core::policy::{PolicyError, RunControl};
 use polis_core::registry::Entry;
 use polis_core::run::{RunContext, RunKey};
 use serde::Serialize;
@@ -40,6 +40,9 @@ pub struct RunRequest<'a, C: Contract> {
     pub input: &'a C::Input,
     /// The params.
     pub params: &'a C::Params,
+    /// Cancels the run from outside; tiers that can interrupt a running
+    /// plugin stop it when this is cancelled.
+    pub control: RunControl,
 }
 
 /// What a successful run records: the seed's provenance fields and the
@@ -288,7 +291,9 @@ impl<C: Contract> Guard<C> {
             });
         }
         let policy = &entry.policy;
-        let called = catch_unwind(AssertUnwindSafe(|| policy.run(&request.context, request.input, request.params)));
+        let called = catch_unwind(AssertUnwindSafe(|| {
+            policy.run_controlled(&request.context, request.input, request.params, &request.control)
+        }));
         let output = match called {
             Ok(Ok(output)) => output,
             Ok(Err(error)) => return Err(RunError::Policy { plugin_id, error }),

@@ -6,12 +6,15 @@
 //! the lease expires and another worker claims the run; if the run is
 //! cancelled or reclaimed meanwhile, the late result is dropped by the
 //! store, so a run key gets exactly one stored result. A policy that
-//! overruns the timeout is abandoned (its thread finishes in the
-//! background) and the run fails with `run.timeout`.
+//! overruns the timeout, or whose run is cancelled, is stopped through its
+//! [`RunControl`]: a wasm store traps at its next epoch, a worker process
+//! is killed (and restarted for the next call). A built-in cannot be
+//! interrupted, but finishes in milliseconds; its late result is dropped.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use polis_core::policy::RunControl;
 use polis_core::run::PolicySpec;
 use polis_rebalance::contract::RebalanceParams;
 use polis_rebalance::host::{Decision, Host};
@@ -108,22 +111,40 @@ pub async fn process_one(ctx: &WorkerContext, config: &WorkerConfig) -> Result<O
     let run_key = row.run.run_key_sha256.clone();
     tracing::debug!(run_key = %run_key, run_id = %row.run.run_id, attempts = row.attempts, "run claimed");
 
-    // Keep the lease alive while deciding.
-    let (stop_heartbeat, mut heartbeat_stopped) = watch::channel(false);
-    let heartbeat = {
+    // Keep the lease alive while deciding, and watch for cancellation:
+    // every `poll` the run's stored status is read, and a cancelled run
+    // (or a lost lease) cancels the control the plugin runs under, so the
+    // wasm store or worker process running it stops at once.
+    let control = RunControl::new();
+    let (stop_watch, mut watch_stopped) = watch::channel(false);
+    let watcher = {
         let store = ctx.store.clone();
         let run_id = row.run.run_id.clone();
         let owner = config.owner.clone();
-        let every = config.lease / 3;
+        let control = control.clone();
+        let (every, poll) = (config.lease / 3, config.poll);
         tokio::spawn(async move {
+            let mut next_heartbeat = tokio::time::Instant::now() + every;
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = heartbeat_stopped.changed() => break,
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = watch_stopped.changed() => break,
                 }
+                if matches!(store.run_by_id(&run_id).await, Ok(Some(r)) if r.status == RunStatus::Cancelled) {
+                    tracing::info!(run_id = %run_id, "run cancelled; stopping its plugin");
+                    control.cancel();
+                    break;
+                }
+                if tokio::time::Instant::now() < next_heartbeat {
+                    continue;
+                }
+                next_heartbeat += every;
                 match store.heartbeat(&run_id, &owner, now_ms().saturating_add(lease_ms)).await {
                     Ok(true) => {}
-                    Ok(false) => break,
+                    Ok(false) => {
+                        control.cancel();
+                        break;
+                    }
                     Err(e) => tracing::warn!(run_id = %run_id, error = %e, "heartbeat failed"),
                 }
             }
@@ -132,9 +153,9 @@ pub async fn process_one(ctx: &WorkerContext, config: &WorkerConfig) -> Result<O
     if !config.hold_after_claim.is_zero() {
         tokio::time::sleep(config.hold_after_claim).await;
     }
-    let result = decide(ctx, config, &row).await;
-    let _ = stop_heartbeat.send(true);
-    let _ = heartbeat.await;
+    let result = decide(ctx, config, &row, &control).await;
+    let _ = stop_watch.send(true);
+    let _ = watcher.await;
 
     let now = now_ms();
     let outcome = match result {
@@ -178,7 +199,12 @@ impl Failure {
     }
 }
 
-async fn decide(ctx: &WorkerContext, config: &WorkerConfig, row: &RunRow) -> Result<(Completion, f64), Failure> {
+async fn decide(
+    ctx: &WorkerContext,
+    config: &WorkerConfig,
+    row: &RunRow,
+    control: &RunControl,
+) -> Result<(Completion, f64), Failure> {
     let r = &row.run;
     let snapshot = ctx
         .store
@@ -200,6 +226,7 @@ async fn decide(ctx: &WorkerContext, config: &WorkerConfig, row: &RunRow) -> Res
         (r.system_id.clone(), r.sv.clone(), r.decision_bucket_ts, r.policy_version.clone());
     let horizon = u32::try_from(r.horizon_steps).unwrap_or(u32::MAX);
     let started = Instant::now();
+    let run_control = control.clone();
     let task = tokio::task::spawn_blocking(move || {
         let decision = Decision {
             system_id: &system_id,
@@ -209,6 +236,7 @@ async fn decide(ctx: &WorkerContext, config: &WorkerConfig, row: &RunRow) -> Res
             request_id: None,
             input: &input,
             params: &params,
+            control: Some(&run_control),
         };
         host.decide(&version, &decision)
     });
@@ -221,6 +249,9 @@ async fn decide(ctx: &WorkerContext, config: &WorkerConfig, row: &RunRow) -> Res
     };
     let record = match joined {
         Err(_) => {
+            // Stop the plugin too: the wasm store or worker process ends
+            // within a tick instead of running on in the background.
+            control.cancel();
             return Err(with_plugin(Failure::new(
                 "run.timeout",
                 format!("the policy ran longer than {} ms", config.timeout.as_millis()),

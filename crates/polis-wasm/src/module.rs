@@ -1,13 +1,13 @@
 //! A loaded plugin module and its per-run sandbox.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use polis_core::canonical::Digest;
 use polis_core::manifest::Manifest;
 use polis_core::permission::{Grants, Permission};
 use polis_core::policy::PolicyError;
+pub use polis_core::policy::RunControl;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use wasmtime::{
@@ -38,32 +38,6 @@ pub const MAX_LOG_LINES_PER_RUN: usize = 256;
 
 pub(crate) fn stderr_sink() -> LogSink {
     Arc::new(|line: &LogLine| eprintln!("[plugin {}] {}", line.plugin_id, line.message))
-}
-
-/// Cancels one run. Cancelling never affects any other run, even of the
-/// same module: each run has its own store, and the flag is checked only by
-/// that store's epoch callback.
-#[derive(Debug, Clone, Default)]
-pub struct RunControl {
-    cancelled: Arc<AtomicBool>,
-}
-
-impl RunControl {
-    /// A control that has not been cancelled.
-    pub fn new() -> RunControl {
-        RunControl::default()
-    }
-
-    /// Asks the run to stop; it ends with [`PolicyError::Cancelled`] within
-    /// one epoch tick.
-    pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether [`RunControl::cancel`] was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed)
-    }
 }
 
 /// Why the epoch callback stopped a run.

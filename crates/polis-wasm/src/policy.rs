@@ -105,6 +105,16 @@ impl<C: Contract> Policy<C> for WasmPolicy<C> {
     fn run(&self, ctx: &RunContext, input: &C::Input, params: &C::Params) -> Result<C::Output, PolicyError> {
         self.run_with(ctx, input, params, &RunControl::new())
     }
+
+    fn run_controlled(
+        &self,
+        ctx: &RunContext,
+        input: &C::Input,
+        params: &C::Params,
+        control: &RunControl,
+    ) -> Result<C::Output, PolicyError> {
+        self.run_with(ctx, input, params, control)
+    }
 }
 
 #[cfg(test)]

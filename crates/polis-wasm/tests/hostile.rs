@@ -106,6 +106,7 @@ impl Harness {
             request_id: None,
             input: &input,
             params: &params,
+            control: None,
         };
         self.host.decide(version, &decision)
     }

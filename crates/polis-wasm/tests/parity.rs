@@ -66,6 +66,7 @@ fn wasm_greedy_matches_the_builtin_on_every_snapshot_of_a_day() {
             request_id: None,
             input: &built.input,
             params: &params,
+            control: None,
         };
         let builtin = host.decide("rebal.greedy.v1", &decision).unwrap();
         let wasm = host.decide("rebal.greedy_wasm.v1", &decision).unwrap();

@@ -499,6 +499,7 @@ impl Run<'_, '_> {
             request_id: None,
             input: &input,
             params: &self.config.params,
+            control: None,
         };
         let run_key = Host::run_key(self.policy, &decision);
         let entry = self.host.registry().resolve(self.policy).ok();
