@@ -52,6 +52,8 @@ pub enum Lang {
     Rust,
     /// Python 3 (process tier).
     Python,
+    /// TypeScript compiled by `tsc` and run by Node.js (process tier).
+    Typescript,
 }
 
 pub fn run(command: Command, json: bool) -> anyhow::Result<Outcome> {
@@ -244,6 +246,8 @@ fn conformance(dir: PathBuf, json: bool) -> anyhow::Result<Outcome> {
 
 /// The Python SDK, embedded so that scaffolds carry their own copy.
 const PYTHON_SDK: &str = include_str!("../../../sdk/python/polis_plugin.py");
+/// The TypeScript SDK, likewise.
+const TYPESCRIPT_SDK: &str = include_str!("../../../sdk/typescript/polis_plugin.ts");
 
 fn scaffold(name: &str, lang: Lang, contract: &str, into: &std::path::Path) -> anyhow::Result<Outcome> {
     use polis_core::contract::Contract;
@@ -261,8 +265,14 @@ fn scaffold(name: &str, lang: Lang, contract: &str, into: &std::path::Path) -> a
     }
     let (tier, entry) = match lang {
         Lang::Python => ("process", "python3 plugin.py".to_owned()),
+        // One V8 thread: every extra thread's malloc arena reserves 64 MiB
+        // of the address space the sandbox limits.
+        Lang::Typescript => ("process", "node --v8-pool-size=0 dist/plugin.js".to_owned()),
         Lang::Rust => ("wasm", format!("{}.wasm", name.replace(['.', '-'], "_"))),
     };
+    // The address-space limit: V8 reserves far more than it uses, and Node
+    // does not start below about 768 MiB.
+    let memory_mb = if matches!(lang, Lang::Typescript) { 1024 } else { 256 };
     let manifest = serde_json::json!({
         "contract_version": "policy.plugin.v1",
         "plugin_id": name,
@@ -275,7 +285,7 @@ fn scaffold(name: &str, lang: Lang, contract: &str, into: &std::path::Path) -> a
         "input_schema_version": Rebalance::INPUT_SCHEMA_VERSION,
         "output_schema_version": Rebalance::OUTPUT_SCHEMA_VERSION,
         "runtime": {"tier": tier, "entry": entry},
-        "limits": {"timeout_ms": 2000, "memory_mb": 256},
+        "limits": {"timeout_ms": 2000, "memory_mb": memory_mb},
     });
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("manifest.json"), serde_json::to_string_pretty(&manifest)? + "\n")?;
@@ -284,6 +294,23 @@ fn scaffold(name: &str, lang: Lang, contract: &str, into: &std::path::Path) -> a
             std::fs::write(dir.join("polis_plugin.py"), PYTHON_SDK)?;
             std::fs::write(dir.join("plugin.py"), PYTHON_PLUGIN)?;
             std::fs::write(dir.join("test_plugin.py"), PYTHON_TEST)?;
+        }
+        Lang::Typescript => {
+            std::fs::write(dir.join("polis_plugin.ts"), TYPESCRIPT_SDK)?;
+            std::fs::write(dir.join("decide.ts"), TYPESCRIPT_DECIDE)?;
+            std::fs::write(dir.join("plugin.ts"), TYPESCRIPT_PLUGIN)?;
+            std::fs::write(dir.join("decide.test.mjs"), TYPESCRIPT_TEST)?;
+            std::fs::write(dir.join("tsconfig.json"), TYPESCRIPT_CONFIG)?;
+            std::fs::write(dir.join(".gitignore"), "node_modules/\ndist/\n")?;
+            let package = serde_json::json!({
+                "name": name.replace(['.', '_'], "-"),
+                "version": "0.1.0",
+                "private": true,
+                "type": "module",
+                "scripts": {"build": "tsc -p tsconfig.json", "test": "tsc -p tsconfig.json && node --test"},
+                "devDependencies": {"@types/node": "20.19.25", "typescript": "5.6.3"},
+            });
+            std::fs::write(dir.join("package.json"), serde_json::to_string_pretty(&package)? + "\n")?;
         }
         Lang::Rust => {
             let guest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../polis-guest");
@@ -299,7 +326,12 @@ fn scaffold(name: &str, lang: Lang, contract: &str, into: &std::path::Path) -> a
             std::fs::write(dir.join("src/lib.rs"), RUST_PLUGIN)?;
         }
     }
-    println!("created {} ({tier} tier); next: polis plugin test {}", dir.display(), dir.display());
+    let build = match lang {
+        Lang::Typescript => format!("cd {} && npm install && npm test; then ", dir.display()),
+        Lang::Rust => "build it (see src/lib.rs); then ".to_owned(),
+        Lang::Python => String::new(),
+    };
+    println!("created {} ({tier} tier); next: {build}polis plugin test {}", dir.display(), dir.display());
     Ok(Outcome::Success)
 }
 
@@ -345,6 +377,61 @@ class DecideTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+"#;
+
+const TYPESCRIPT_DECIDE: &str = r#"// A polis rebalancing policy (process tier). Edit `decide`.
+
+import { noOp, type PolicyInput, type PolicyOutput, type RebalanceParams } from "./polis_plugin.js";
+
+/** Returns policy.output.v1 for a policy.input.v1. */
+export function decide(input: PolicyInput, _params: RebalanceParams): PolicyOutput {
+  return noOp({ stations_seen: input.stations.length });
+}
+"#;
+
+const TYPESCRIPT_PLUGIN: &str = r#"// The worker polis starts (`node dist/plugin.js`, in this directory): it
+// answers JSON-RPC 2.0 on stdin and stdout with `decide`.
+
+import { decide } from "./decide.js";
+import { serve } from "./polis_plugin.js";
+
+void serve(decide);
+"#;
+
+const TYPESCRIPT_TEST: &str = r#"// Run with `npm test` here; `polis plugin test .` runs the conformance suite.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { decide } from "./dist/decide.js";
+
+test("an empty city needs no moves", () => {
+  const input = {
+    stations: [],
+    neighbors: [],
+    effort: { bike_move_budget_per_step: 60, max_stations_touched: 30, max_moves: 20 },
+    targets: { alpha: 0.2, beta: 0.8, min_capacity_for_policy: 5 },
+  };
+  const output = decide(input, { allowed_bucket_quality: ["ok", "degraded"] });
+  assert.equal(output.summary.no_op, true);
+  assert.deepEqual(output.moves, []);
+});
+"#;
+
+const TYPESCRIPT_CONFIG: &str = r#"{
+  "compilerOptions": {
+    "target": "es2022",
+    "lib": ["es2022"],
+    "module": "es2022",
+    "moduleResolution": "bundler",
+    "types": ["node"],
+    "rootDir": ".",
+    "outDir": "dist",
+    "strict": true,
+    "skipLibCheck": true
+  },
+  "files": ["plugin.ts", "decide.ts", "polis_plugin.ts"]
+}
 "#;
 
 const RUST_PLUGIN: &str = r##"//! A polis rebalancing policy (wasm tier). Edit `decide`; build with

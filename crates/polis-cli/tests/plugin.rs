@@ -67,6 +67,8 @@ fn plugins_list_shows_bad_plugins_disabled_with_their_reason() {
     let missing = find("test.missing_artifact.v1");
     assert_eq!(missing["status"], "disabled");
     assert!(missing["reason"].as_str().unwrap().contains("artifact `absent.wasm` cannot be found"), "{missing}");
+    // A remote plugin loads without its endpoint: only calls connect.
+    assert_eq!(find("test.remote.v1")["status"], "active");
 }
 
 #[test]
@@ -80,6 +82,54 @@ fn plugin_new_python_creates_a_plugin_that_passes_its_own_test_and_conformance()
     let dir = into.join("research-fresh_idea-v1");
     let unit = Command::new("python3").args(["-m", "unittest", "-q"]).current_dir(&dir).output().unwrap();
     assert!(unit.status.success(), "{}", String::from_utf8_lossy(&unit.stderr));
+    let (code, out) = polis(&["plugin", "test", dir.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&into);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// The TypeScript example, built by `scripts/test` (npm install, tsc).
+/// Without its `dist/` the tests skip, except under CI.
+fn typescript_example() -> Option<PathBuf> {
+    let dir = here("../../examples/plugins/noop-typescript");
+    if dir.join("dist").is_dir() && dir.join("node_modules").is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "examples/plugins/noop-typescript is not built: run `npm install && npm run build` there (scripts/test does)"
+    );
+    eprintln!("skipping: examples/plugins/noop-typescript is not built (npm install && npm run build)");
+    None
+}
+
+#[test]
+fn plugin_test_passes_the_typescript_noop_example() {
+    let Some(dir) = typescript_example() else {
+        return;
+    };
+    let (code, out) = polis(&["plugin", "test", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("research.baseline.shift.v1"), "{out}");
+    assert!(out.trim_end().ends_with("passed"), "{out}");
+}
+
+#[test]
+fn plugin_new_typescript_creates_a_plugin_that_builds_passes_its_own_test_and_conformance() {
+    // The example's node_modules (typescript, @types/node) stand in for an
+    // `npm install`, so the test needs no network.
+    let Some(example) = typescript_example() else {
+        return;
+    };
+    let into = std::env::temp_dir().join(format!("polis-new-ts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&into);
+    std::fs::create_dir_all(&into).unwrap();
+    let (code, out) =
+        polis(&["plugin", "new", "--lang", "typescript", "--into", into.to_str().unwrap(), "research.ts_idea.v1"]);
+    assert_eq!(code, 0, "{out}");
+    let dir = into.join("research-ts_idea-v1");
+    std::os::unix::fs::symlink(example.join("node_modules"), dir.join("node_modules")).unwrap();
+    let npm = Command::new("npm").args(["test", "--silent"]).current_dir(&dir).output().unwrap();
+    assert!(npm.status.success(), "{}{}", String::from_utf8_lossy(&npm.stdout), String::from_utf8_lossy(&npm.stderr));
     let (code, out) = polis(&["plugin", "test", dir.to_str().unwrap()]);
     let _ = std::fs::remove_dir_all(&into);
     assert_eq!(code, 0, "{out}");

@@ -4,7 +4,8 @@
 //! A plugin directory holds a `manifest.json` and its artifact: a `.wasm`
 //! module (tier `wasm`, `runtime.entry` is the file name), or a program and
 //! its script (tier `process`, `runtime.entry` is a command line such as
-//! `python3 plugin.py`). [`load_root`] walks the immediate subdirectories of
+//! `python3 plugin.py`), or nothing but the manifest (tier `remote`,
+//! `runtime.entry` is the endpoint's URL). [`load_root`] walks the immediate subdirectories of
 //! an allowlisted root in byte order of their names; each plugin that fails
 //! (an unreadable or invalid manifest, a missing artifact, an ungranted
 //! import, a failed handshake) is recorded in the registry as disabled with
@@ -41,6 +42,7 @@ use polis_core::manifest::{MAX_MANIFEST_BYTES, Manifest, TierKind};
 use polis_core::permission::Grants;
 use polis_core::registry::Registry;
 use polis_process::{ProcessConfig, ProcessPlugin, ProcessPolicy, ProcessSpec, SandboxReport};
+use polis_remote::{RemoteConfig, RemotePolicy};
 use polis_wasm::{WasmConfig, WasmError, WasmPolicy, WasmRuntime};
 use serde::Serialize;
 
@@ -57,12 +59,18 @@ pub struct Tiers {
     pub wasm: WasmRuntime,
     /// Process tier settings.
     pub process: ProcessConfig,
+    /// Remote tier settings.
+    pub remote: RemoteConfig,
 }
 
 impl Tiers {
     /// Default settings for every tier.
     pub fn new() -> Result<Tiers, WasmError> {
-        Ok(Tiers { wasm: WasmRuntime::new(WasmConfig::default())?, process: ProcessConfig::default() })
+        Ok(Tiers {
+            wasm: WasmRuntime::new(WasmConfig::default())?,
+            process: ProcessConfig::default(),
+            remote: RemoteConfig::default(),
+        })
     }
 }
 
@@ -156,7 +164,7 @@ pub fn load_dir<C: Contract>(dir: &Path, tiers: &Tiers, registry: &mut Registry<
         TierKind::Wasm => load_wasm::<C>(dir, &manifest, tiers, &mut report),
         TierKind::Process => load_process::<C>(dir, &manifest, tiers, &mut report),
         TierKind::Builtin => Err("a built-in plugin cannot be loaded from a directory".to_owned()),
-        TierKind::Remote => Err("the remote tier is not available in this build".to_owned()),
+        TierKind::Remote => load_remote::<C>(&manifest, tiers),
     };
     report.outcome = match loaded {
         Ok(policy) => registry.register(policy, report.artifact_sha256).map_err(|e| e.to_string()),
@@ -245,6 +253,13 @@ fn load_process<C: Contract>(
     let plugin = ProcessPlugin::start(manifest.clone(), spec, config).map_err(|e| e.to_string())?;
     report.sandbox = Some(plugin.sandbox_report().clone());
     Ok(Arc::new(ProcessPolicy::<C>::new(plugin)))
+}
+
+/// A remote plugin has no artifact: its code lives behind the URL, so only
+/// the manifest hash identifies it.
+fn load_remote<C: Contract>(manifest: &Manifest, tiers: &Tiers) -> Result<Arc<dyn polis_core::Policy<C>>, String> {
+    let policy = RemotePolicy::<C>::new(manifest.clone(), &tiers.remote).map_err(|e| e.to_string())?;
+    Ok(Arc::new(policy))
 }
 
 /// A program named with a `/` is relative to the plugin directory;

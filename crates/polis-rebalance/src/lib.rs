@@ -46,6 +46,7 @@ pub mod global;
 pub mod greedy;
 pub mod host;
 pub mod network;
+pub mod parity;
 pub mod replay;
 pub mod snapshot;
 pub mod synth;

@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use polis_core::manifest::Manifest;
 use polis_rebalance::builtins;
-use polis_rebalance::contract::{Rebalance, RebalanceParams};
+use polis_rebalance::contract::Rebalance;
 use polis_rebalance::gbfs::Feed;
-use polis_rebalance::host::{Decision, Host};
-use polis_rebalance::snapshot::{SnapshotBuilder, SnapshotOptions};
+use polis_rebalance::host::Host;
+use polis_rebalance::parity;
 use polis_runtime::HostLimits;
 use polis_wasm::{WasmConfig, WasmPolicy, WasmRuntime};
 
@@ -52,34 +52,8 @@ fn wasm_greedy_matches_the_builtin_on_every_snapshot_of_a_day() {
     let host = Host::new(registry, HostLimits::default());
 
     let feed = Feed::open(&week).unwrap();
-    let first = feed.snapshots[0].ts;
-    let mut builder = SnapshotBuilder::new(SnapshotOptions::default());
-    let params = RebalanceParams::default();
-    let (mut compared, mut with_moves) = (0, 0);
-    for snapshot in feed.snapshots.iter().take_while(|s| s.ts < first + 86_400) {
-        let built = builder.build(&feed, snapshot, Some(snapshot.ts));
-        let decision = Decision {
-            system_id: &built.system_id,
-            sv: &built.sv,
-            decision_bucket_ts: built.decision_bucket_ts,
-            horizon_steps: 0,
-            request_id: None,
-            input: &built.input,
-            params: &params,
-            control: None,
-        };
-        let builtin = host.decide("rebal.greedy.v1", &decision).unwrap();
-        let wasm = host.decide("rebal.greedy_wasm.v1", &decision).unwrap();
-        assert_eq!(
-            wasm.output_sha256, builtin.output_sha256,
-            "snapshot at {}: wasm output differs from the built-in's\nwasm:    {:?}\nbuiltin: {:?}",
-            snapshot.ts, wasm.output, builtin.output
-        );
-        compared += 1;
-        with_moves += usize::from(!builtin.output.moves.is_empty());
-    }
     // A day of snapshots every ~8 minutes, most of which need moves: the
     // comparison is not vacuous.
-    assert!(compared > 100, "only {compared} snapshots compared");
-    assert!(with_moves > compared / 2, "only {with_moves} of {compared} snapshots had moves");
+    let parity = parity::compare(&host, &feed, feed.snapshots[0].ts, 86_400, "rebal.greedy.v1", "rebal.greedy_wasm.v1");
+    parity.unwrap().assert_identical(100);
 }

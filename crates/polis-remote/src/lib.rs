@@ -1,0 +1,292 @@
+//! The remote tier of polis: a policy behind an HTTP endpoint.
+//!
+//! A remote plugin's manifest names a URL as its `runtime.entry`
+//! (`http://` or `https://`). Each run is one `POST` of a JSON body to that
+//! URL, under a timeout, and the response body is the contract's output:
+//!
+//! ```text
+//! POST /decide HTTP/1.1
+//! Content-Type: application/json
+//! X-Polis-Plugin-Id: research.remote.v1
+//!
+//! {"input": {...}, "params": {...}}               ← plus "context" with `context:read`
+//!
+//! 200 OK            {"moves": [...], "summary": {...}}   the output
+//! 422 Unprocessable {"error": "why"}                      the policy rejects its input
+//! anything else                                            a failure
+//! ```
+//!
+//! **Only what the permissions allow.** The body carries the input and the
+//! params, which every policy needs; the run context (system, serving view,
+//! bucket, request id, seed) goes only to a plugin granted `context:read`.
+//! No header names the run, the system or the host.
+//!
+//! **Limits.** The whole exchange (connect, send, wait, read) has one
+//! deadline, the tighter of [`RemoteConfig::timeout`] and the manifest's
+//! `limits.timeout_ms`; the response body is capped at
+//! [`RemoteConfig::max_reply_bytes`] (or the manifest's tighter
+//! `limits.max_output_bytes`); redirects are refused (a plugin
+//! cannot bounce the input to another host) and no proxy from the
+//! environment is used. A cancelled run returns at once; its request is
+//! abandoned on a background thread that ends at the deadline.
+//!
+//! Whatever the endpoint answers is only a candidate: the runtime's guard
+//! validates it against the contract's schema and semantics exactly as it
+//! validates a built-in's output.
+
+use std::marker::PhantomData;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use polis_core::contract::Contract;
+use polis_core::manifest::{Manifest, TierKind};
+use polis_core::permission::{Grants, Permission};
+use polis_core::policy::{Policy, PolicyError, RunControl};
+use polis_core::run::RunContext;
+use serde::Serialize;
+
+/// How the remote tier calls endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteConfig {
+    /// The longest one call may take, end to end. By default 5 s; a
+    /// manifest's `limits.timeout_ms` can only tighten it.
+    pub timeout: Duration,
+    /// The largest response body accepted. By default 16 MiB.
+    pub max_reply_bytes: u64,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        RemoteConfig { timeout: Duration::from_secs(5), max_reply_bytes: 16 << 20 }
+    }
+}
+
+/// Why a remote plugin could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteError {
+    /// The manifest is not for the remote tier.
+    #[error("plugin `{0}` is not a remote plugin")]
+    NotRemote(String),
+    /// The entry is not an `http://` or `https://` URL.
+    #[error("plugin `{plugin_id}`: `runtime.entry` must be an http:// or https:// URL, got `{entry}`")]
+    BadUrl {
+        /// The plugin.
+        plugin_id: String,
+        /// What the manifest gave.
+        entry: String,
+    },
+}
+
+/// A policy of contract `C` served over HTTP.
+pub struct RemotePolicy<C: Contract> {
+    manifest: Manifest,
+    url: String,
+    context_read: bool,
+    timeout: Duration,
+    max_reply_bytes: u64,
+    agent: ureq::Agent,
+    _contract: PhantomData<fn() -> C>,
+}
+
+impl<C: Contract> std::fmt::Debug for RemotePolicy<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemotePolicy")
+            .field("plugin_id", &self.manifest.plugin_id)
+            .field("url", &self.url)
+            .field("context_read", &self.context_read)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+struct Request<'a, I, P> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<&'a RunContext>,
+    input: &'a I,
+    params: &'a P,
+}
+
+impl<C: Contract> RemotePolicy<C> {
+    /// A remote policy for `manifest`, whose `runtime.entry` is the URL.
+    pub fn new(manifest: Manifest, config: &RemoteConfig) -> Result<Self, RemoteError> {
+        let runtime = manifest.runtime.as_ref().filter(|r| r.tier == TierKind::Remote);
+        let Some(runtime) = runtime else {
+            return Err(RemoteError::NotRemote(manifest.plugin_id.clone()));
+        };
+        let url = runtime.entry.as_deref().unwrap_or_default().trim().to_owned();
+        let scheme_ok = ["http://", "https://"].iter().any(|s| url.len() > s.len() && url.starts_with(s));
+        if !scheme_ok || url.chars().any(char::is_whitespace) {
+            return Err(RemoteError::BadUrl { plugin_id: manifest.plugin_id.clone(), entry: url });
+        }
+        let timeout = manifest
+            .limits
+            .as_ref()
+            .and_then(|l| l.timeout_ms)
+            .map_or(config.timeout, |ms| config.timeout.min(Duration::from_millis(ms)));
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .proxy(None)
+            .user_agent(concat!("polis/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let max_reply_bytes = manifest
+            .limits
+            .as_ref()
+            .and_then(|l| l.max_output_bytes)
+            .map_or(config.max_reply_bytes, |cap| config.max_reply_bytes.min(cap));
+        let context_read = Grants::resolve(&manifest.permissions).allows(Permission::ContextRead);
+        Ok(RemotePolicy { manifest, url, context_read, timeout, max_reply_bytes, agent, _contract: PhantomData })
+    }
+
+    /// The endpoint.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The deadline of one call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The body sent for a run: input and params, and the context only
+    /// with `context:read`.
+    pub fn request_body(&self, ctx: &RunContext, input: &C::Input, params: &C::Params) -> Result<Vec<u8>, PolicyError> {
+        let context = self.context_read.then_some(ctx);
+        serde_json::to_vec(&Request { context, input, params })
+            .map_err(|e| PolicyError::Failed(format!("request could not be encoded: {e}")))
+    }
+
+    /// One exchange: POST the body, read a capped reply.
+    fn post(&self, body: Vec<u8>) -> Result<(u16, Vec<u8>), PolicyError> {
+        post(&self.agent, &self.url, &self.manifest.plugin_id, body, self.max_reply_bytes, self.timeout)
+    }
+
+    fn decode(&self, status: u16, reply: &[u8]) -> Result<C::Output, PolicyError> {
+        match status {
+            200 => {
+                let mut de = serde_json::Deserializer::from_slice(reply);
+                serde_path_to_error::deserialize::<_, C::Output>(&mut de).map_err(|e| {
+                    let path = e.path().to_string();
+                    let inner = e.into_inner();
+                    PolicyError::Failed(if inner.is_syntax() || inner.is_eof() {
+                        format!("reply is not valid JSON: {inner}")
+                    } else {
+                        format!("reply does not match `{}` at `{path}`: {inner}", C::OUTPUT_SCHEMA_VERSION)
+                    })
+                })
+            }
+            422 => Err(PolicyError::Rejected(error_text(reply))),
+            other => Err(PolicyError::Failed(format!("endpoint answered HTTP {other}: {}", error_text(reply)))),
+        }
+    }
+}
+
+impl<C: Contract> Policy<C> for RemotePolicy<C> {
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    fn run(&self, ctx: &RunContext, input: &C::Input, params: &C::Params) -> Result<C::Output, PolicyError> {
+        let (status, reply) = self.post(self.request_body(ctx, input, params)?)?;
+        self.decode(status, &reply)
+    }
+
+    fn run_controlled(
+        &self,
+        ctx: &RunContext,
+        input: &C::Input,
+        params: &C::Params,
+        control: &RunControl,
+    ) -> Result<C::Output, PolicyError> {
+        if control.is_cancelled() {
+            return Err(PolicyError::Cancelled);
+        }
+        let body = self.request_body(ctx, input, params)?;
+        // The blocking client cannot be interrupted, so the exchange runs
+        // on its own thread and this one waits for it or the cancel.
+        let (sender, receiver) = mpsc::sync_channel(1);
+        let (agent, url, plugin_id) = (self.agent.clone(), self.url.clone(), self.manifest.plugin_id.clone());
+        let (cap, timeout) = (self.max_reply_bytes, self.timeout);
+        std::thread::spawn(move || {
+            let _ = sender.send(post(&agent, &url, &plugin_id, body, cap, timeout));
+        });
+        loop {
+            match receiver.recv_timeout(Duration::from_millis(10)) {
+                Ok(result) => {
+                    let (status, reply) = result?;
+                    return self.decode(status, &reply);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if control.is_cancelled() => return Err(PolicyError::Cancelled),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(PolicyError::Failed("the request thread ended without a reply".to_owned()));
+                }
+            }
+        }
+    }
+}
+
+fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    plugin_id: &str,
+    body: Vec<u8>,
+    cap: u64,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), PolicyError> {
+    let response = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .header("X-Polis-Plugin-Id", plugin_id)
+        .send(&body[..]);
+    let mut response = response.map_err(|e| transport_error(e, timeout, cap))?;
+    let status = response.status().as_u16();
+    let reply =
+        response.body_mut().with_config().limit(cap).read_to_vec().map_err(|e| transport_error(e, timeout, cap))?;
+    Ok((status, reply))
+}
+
+fn transport_error(error: ureq::Error, timeout: Duration, cap: u64) -> PolicyError {
+    match error {
+        ureq::Error::Timeout(_) => PolicyError::LimitExceeded {
+            limit: "timeout",
+            detail: format!("no complete reply within {} ms", timeout.as_millis()),
+        },
+        ureq::Error::BodyExceedsLimit(_) => PolicyError::LimitExceeded {
+            limit: "output_bytes",
+            detail: format!("reply exceeds the cap of {cap} bytes"),
+        },
+        other => PolicyError::Failed(format!("request failed: {other}")),
+    }
+}
+
+/// The `error` member of a JSON error body, else the body's first 200
+/// characters.
+fn error_text(reply: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        error: serde_json::Value,
+    }
+    match serde_json::from_slice::<ErrorBody>(reply) {
+        Ok(ErrorBody { error: serde_json::Value::String(text) }) => text,
+        Ok(ErrorBody { error }) => error.to_string(),
+        Err(_) => String::from_utf8_lossy(reply).chars().take(200).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_are_read_for_their_message() {
+        assert_eq!(error_text(br#"{"error":"no stations"}"#), "no stations");
+        assert_eq!(error_text(br#"{"error":{"code":3}}"#), r#"{"code":3}"#);
+        assert_eq!(error_text(b"plain text"), "plain text");
+        assert_eq!(error_text(&[b'x'; 500]).len(), 200);
+    }
+}

@@ -1,0 +1,349 @@
+//! The remote tier against a real HTTP endpoint on loopback: parity of a
+//! greedy endpoint with the built-in on a day of Bay Wheels, the context
+//! sent only with `context:read`, and a hostile suite where every case is
+//! contained, reported naming the plugin, and followed by a normal call.
+
+#![expect(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly; clippy allows this in #[test] functions but not in the helpers they share"
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use polis_core::manifest::Manifest;
+use polis_core::policy::{PolicyError, RunControl};
+use polis_rebalance::builtins::{self, Builtin};
+use polis_rebalance::contract::{Neighbor, PolicyInput, PolicyOutput, Rebalance, RebalanceParams, Station};
+use polis_rebalance::gbfs::Feed;
+use polis_rebalance::host::{Decision, Host, HostError};
+use polis_rebalance::network::Network;
+use polis_rebalance::parity;
+use polis_remote::{RemoteConfig, RemoteError, RemotePolicy};
+use polis_runtime::{HostLimits, RunError, RunRecord};
+use serde_json::{Value, json};
+
+/// A one-thread-per-connection HTTP/1.1 endpoint whose path picks its
+/// behaviour. Returns its base URL.
+fn endpoint() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    base
+}
+
+fn serve(stream: TcpStream) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut stream = stream;
+    let reply = |stream: &mut TcpStream, status: &str, extra: &str, body: &[u8]| {
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(body);
+    };
+    match path.as_str() {
+        "/greedy" => {
+            let input: PolicyInput = serde_json::from_value(request["input"].clone()).unwrap();
+            let params: RebalanceParams = serde_json::from_value(request["params"].clone()).unwrap();
+            let output = Builtin::Greedy.decide(&Network::new(&input, &params).unwrap());
+            reply(&mut stream, "200 OK", "", &serde_json::to_vec(&output).unwrap());
+        }
+        "/echo" => {
+            let mut output = no_op();
+            output.diagnostics = Some(
+                [
+                    ("request_members".to_owned(), json!(request.as_object().unwrap().keys().collect::<Vec<_>>())),
+                    ("seed".to_owned(), request["context"]["seed"].clone()),
+                ]
+                .into(),
+            );
+            reply(&mut stream, "200 OK", "", &serde_json::to_vec(&output).unwrap());
+        }
+        "/sleep" => {
+            std::thread::sleep(Duration::from_secs(5));
+            reply(&mut stream, "200 OK", "", &serde_json::to_vec(&no_op()).unwrap());
+        }
+        "/huge" => {
+            let size = 100 << 20;
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n");
+            let _ = stream.write_all(head.as_bytes());
+            let chunk = vec![b' '; 1 << 16];
+            for _ in 0..size / chunk.len() {
+                if stream.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        }
+        "/garbage" => reply(&mut stream, "200 OK", "", b"{\"moves\": [oops"),
+        "/schema" => reply(&mut stream, "200 OK", "", br#"{"moves": "none", "summary": {}}"#),
+        "/far" => {
+            let mut output = no_op();
+            output.moves = serde_json::from_value(json!([{"move_rank": 1, "from_station_key": "b",
+                "to_station_key": "a", "bikes_moved": 1, "dist_m": 250.0, "budget_exhausted": false,
+                "neighbor_exhausted": false, "reason_codes": []}]))
+            .unwrap();
+            output.summary.bikes_moved_total = 1;
+            output.summary.stations_touched = 2;
+            output.summary.no_op = false;
+            reply(&mut stream, "200 OK", "", &serde_json::to_vec(&output).unwrap());
+        }
+        "/reject" => reply(&mut stream, "422 Unprocessable Entity", "", br#"{"error":"no stations I know"}"#),
+        "/broken" => reply(&mut stream, "500 Internal Server Error", "", b"stack trace here"),
+        "/redirect" => reply(&mut stream, "302 Found", "Location: /greedy\r\n", b""),
+        _ => reply(&mut stream, "404 Not Found", "", b""),
+    }
+}
+
+fn no_op() -> PolicyOutput {
+    serde_json::from_value(json!({"moves": [], "summary": {"bikes_moved_total": 0, "stations_touched": 0,
+        "no_op": true}}))
+    .unwrap()
+}
+
+fn manifest(id: &str, url: &str, permissions: &[&str]) -> Manifest {
+    Manifest::from_json(
+        json!({
+            "contract_version": "policy.plugin.v1",
+            "plugin_id": format!("remote.{id}.v1"),
+            "plugin_version": "1.0.0",
+            "policy_version": format!("rebal.remote_{id}.v1"),
+            "strategy": format!("{id}.v1"),
+            "display_name": id,
+            "deterministic": true,
+            "requires_neighbor_graph": true,
+            "input_schema_version": "policy.input.v1",
+            "output_schema_version": "policy.output.v1",
+            "runtime": {"tier": "remote", "entry": url},
+            "permissions": permissions,
+            "limits": {"timeout_ms": 1000, "max_output_bytes": 8_000_000},
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+/// A host with the built-ins and one remote plugin per path.
+fn host(base: &str, paths: &[&str]) -> Host {
+    let mut registry = builtins::registry();
+    for path in paths {
+        let id = path.trim_start_matches('/');
+        let permissions: &[&str] = if id == "echo" { &["context:read"] } else { &[] };
+        let policy = RemotePolicy::<Rebalance>::new(
+            manifest(id, &format!("{base}{path}"), permissions),
+            &RemoteConfig::default(),
+        );
+        registry.register(Arc::new(policy.unwrap()), None).unwrap();
+    }
+    Host::new(registry, HostLimits::default())
+}
+
+fn tiny_input() -> PolicyInput {
+    let station = |key: &str, bikes| Station {
+        station_key: key.into(),
+        capacity: 10,
+        bikes,
+        docks: 10 - bikes,
+        bucket_quality: "ok".into(),
+    };
+    PolicyInput {
+        stations: vec![station("a", 10), station("b", 0)],
+        neighbors: vec![Neighbor { from_station_key: "a".into(), to_station_key: "b".into(), dist_m: 250.0, rank: 1 }],
+        effort: polis_rebalance::contract::DEFAULT_EFFORT,
+        targets: polis_rebalance::contract::default_targets(),
+    }
+}
+
+fn decide(host: &Host, id: &str, control: Option<&RunControl>) -> Result<RunRecord<Rebalance>, HostError> {
+    let input = tiny_input();
+    let params = RebalanceParams::default();
+    let decision = Decision {
+        system_id: "test",
+        sv: "sv1",
+        decision_bucket_ts: 1_678_090_200,
+        horizon_steps: 0,
+        request_id: None,
+        input: &input,
+        params: &params,
+        control,
+    };
+    host.decide(&format!("rebal.remote_{id}.v1"), &decision)
+}
+
+/// Runs the hostile `id`, checks the host then serves a normal remote
+/// call, and returns the hostile call's error.
+fn contained(host: &Host, id: &str) -> RunError {
+    let error = match decide(host, id, None) {
+        Ok(record) => panic!("{id} unexpectedly succeeded: {:?}", record.output),
+        Err(HostError::Run(error)) => error,
+        Err(other) => panic!("{id}: unexpected error {other}"),
+    };
+    assert!(decide(host, "greedy", None).unwrap().output.moves.len() == 1);
+    error
+}
+
+fn policy_error(error: RunError) -> PolicyError {
+    match error {
+        RunError::Policy { plugin_id, error } => {
+            assert!(plugin_id.starts_with("remote."), "{plugin_id}");
+            error
+        }
+        other => panic!("expected a policy error, got {other}"),
+    }
+}
+
+#[test]
+fn remote_greedy_matches_the_builtin_on_every_snapshot_of_a_day() {
+    let Some(week) = polis_testdata::require("baywheels-2023-03-06") else {
+        return;
+    };
+    let host = host(&endpoint(), &["/greedy"]);
+    let feed = Feed::open(&week).unwrap();
+    let parity =
+        parity::compare(&host, &feed, feed.snapshots[0].ts, 86_400, "rebal.greedy.v1", "rebal.remote_greedy.v1");
+    parity.unwrap().assert_identical(100);
+}
+
+#[test]
+fn the_context_is_sent_only_to_a_plugin_granted_context_read() {
+    let base = endpoint();
+    let host = host(&base, &["/echo", "/greedy"]);
+    let record = decide(&host, "echo", None).unwrap();
+    let diagnostics = record.output.diagnostics.unwrap();
+    assert_eq!(diagnostics["request_members"], json!(["context", "input", "params"]));
+    assert!(diagnostics["seed"].is_u64());
+
+    let mut registry = builtins::registry();
+    let bare = RemotePolicy::<Rebalance>::new(manifest("echo", &format!("{base}/echo"), &[]), &RemoteConfig::default());
+    registry.register(Arc::new(bare.unwrap()), None).unwrap();
+    let host = Host::new(registry, HostLimits::default());
+    let diagnostics = decide(&host, "echo", None).unwrap().output.diagnostics.unwrap();
+    assert_eq!(diagnostics["request_members"], json!(["input", "params"]));
+}
+
+#[test]
+fn a_slow_endpoint_times_out_at_the_manifest_limit() {
+    let host = host(&endpoint(), &["/sleep", "/greedy"]);
+    match policy_error(contained(&host, "sleep")) {
+        PolicyError::LimitExceeded { limit, detail } => {
+            assert_eq!(limit, "timeout");
+            assert!(detail.contains("1000 ms"), "{detail}");
+        }
+        other => panic!("expected a timeout, got {other}"),
+    }
+}
+
+#[test]
+fn a_cancelled_run_returns_without_waiting_for_the_endpoint() {
+    let host = host(&endpoint(), &["/sleep", "/greedy"]);
+    let control = RunControl::new();
+    let canceller = {
+        let control = control.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            control.cancel();
+        })
+    };
+    let result = decide(&host, "sleep", Some(&control));
+    canceller.join().unwrap();
+    match result {
+        Err(HostError::Run(RunError::Policy { error: PolicyError::Cancelled, .. })) => {}
+        other => panic!("expected a cancellation, got {:?}", other.map(|r| r.output)),
+    }
+}
+
+#[test]
+fn a_100_mb_reply_is_cut_off_at_the_output_cap() {
+    let host = host(&endpoint(), &["/huge", "/greedy"]);
+    match policy_error(contained(&host, "huge")) {
+        PolicyError::LimitExceeded { limit, .. } => assert_eq!(limit, "output_bytes"),
+        other => panic!("expected the output cap, got {other}"),
+    }
+}
+
+#[test]
+fn malformed_and_failing_replies_are_reported_with_their_cause() {
+    let host = host(&endpoint(), &["/garbage", "/schema", "/broken", "/redirect", "/greedy"]);
+    let message = |id| match policy_error(contained(&host, id)) {
+        PolicyError::Failed(message) => message,
+        other => panic!("{id}: expected a failure, got {other}"),
+    };
+    assert!(message("garbage").contains("not valid JSON"));
+    assert!(message("schema").contains("policy.output.v1` at `moves`"));
+    assert!(message("broken").contains("HTTP 500: stack trace here"));
+    // Redirects are refused: the input never goes anywhere but the URL.
+    assert!(message("redirect").contains("HTTP 302"));
+}
+
+#[test]
+fn a_rejection_is_a_rejection_and_a_non_neighbour_move_never_passes_the_guard() {
+    let host = host(&endpoint(), &["/reject", "/far", "/greedy"]);
+    assert_eq!(policy_error(contained(&host, "reject")), PolicyError::Rejected("no stations I know".into()));
+    match contained(&host, "far") {
+        RunError::InvalidOutput { violations, .. } => {
+            assert!(violations.to_string().contains("neighbor"), "{violations}");
+        }
+        other => panic!("expected an invalid output, got {other}"),
+    }
+}
+
+#[test]
+fn an_unreachable_endpoint_fails_the_call_not_the_host() {
+    // Bind and drop a listener: nothing listens on that port now.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = endpoint();
+    let mut registry = builtins::registry();
+    let gone = RemotePolicy::<Rebalance>::new(
+        manifest("gone", &format!("http://127.0.0.1:{port}/"), &[]),
+        &RemoteConfig::default(),
+    );
+    registry.register(Arc::new(gone.unwrap()), None).unwrap();
+    let greedy =
+        RemotePolicy::<Rebalance>::new(manifest("greedy", &format!("{base}/greedy"), &[]), &RemoteConfig::default());
+    registry.register(Arc::new(greedy.unwrap()), None).unwrap();
+    let host = Host::new(registry, HostLimits::default());
+    match policy_error(contained(&host, "gone")) {
+        PolicyError::Failed(message) => assert!(message.contains("request failed"), "{message}"),
+        other => panic!("expected a failure, got {other}"),
+    }
+}
+
+#[test]
+fn only_http_urls_are_accepted_as_entries() {
+    for entry in ["ftp://example.org/x", "example.org/decide", "http://", "http://a b"] {
+        let error = RemotePolicy::<Rebalance>::new(manifest("bad", entry, &[]), &RemoteConfig::default()).unwrap_err();
+        assert!(matches!(error, RemoteError::BadUrl { .. }), "{entry}: {error}");
+    }
+}
