@@ -6,7 +6,6 @@
 #![expect(
     clippy::panic,
     clippy::unwrap_used,
-    clippy::expect_used,
     reason = "test helpers fail loudly; clippy allows this in #[test] functions but not in the helpers they share"
 )]
 
