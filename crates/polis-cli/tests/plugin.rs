@@ -27,10 +27,26 @@ fn plugin_test_passes_the_python_greedy_example() {
     assert!(out.trim_end().ends_with("passed"), "{out}");
 }
 
+/// A copy of fixture `name` in a scratch directory with the Python SDK
+/// beside it, as `polis plugin new` lays a plugin out; the repository keeps
+/// one SDK file.
+fn with_python_sdk(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("polis-fixture-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(here("tests/fixtures").join(name)).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(here("../../sdk/python/polis_plugin.py"), dir.join("polis_plugin.py")).unwrap();
+    dir
+}
+
 #[test]
 fn plugin_test_catches_a_nondeterministic_plugin() {
-    let dir = here("tests/fixtures/nondeterministic");
+    let dir = with_python_sdk("nondeterministic");
     let (code, out) = polis(&["plugin", "test", dir.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAIL  synth-0800"), "{out}");
     assert!(out.contains("nondeterministic: two runs gave outputs"), "{out}");

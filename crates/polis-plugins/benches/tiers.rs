@@ -74,11 +74,14 @@ fn tiers(c: &mut Criterion) {
         PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).canonicalize().unwrap()
     };
     let dir = repo().join("crates/polis-process/tests/fixtures/hostile").canonicalize().unwrap();
+    let sdk = repo().join("sdk/python").canonicalize().unwrap();
     let mut config = tiers.process.clone();
     if let Some(prefix) = python.parent().and_then(|b| b.parent()) {
         config.sandbox.read_paths.push(prefix.to_path_buf());
     }
-    let spec = ProcessSpec { program: python, args: vec!["plugin.py".into()], dir: dir.clone(), env: vec![] };
+    config.sandbox.read_paths.push(sdk.clone());
+    let env = vec![("PYTHONPATH".to_owned(), sdk.display().to_string())];
+    let spec = ProcessSpec { program: python, args: vec!["plugin.py".into()], dir: dir.clone(), env };
     let small = br#"{"input":{},"params":{"allowed_bucket_quality":["ok"]}}"#;
     let worker = Arc::new(ProcessPlugin::start(manifest(dir.to_str().unwrap()), spec.clone(), config.clone()).unwrap());
     c.bench_function("process round trip, persistent worker", |b| b.iter(|| worker.call(small)));
