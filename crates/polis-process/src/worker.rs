@@ -36,7 +36,8 @@ pub struct ProcessSpec {
     /// The plugin's directory: the working directory, and readable.
     pub dir: PathBuf,
     /// Extra environment; the environment is otherwise cleared except for
-    /// `PYTHONHASHSEED=0`, `PYTHONDONTWRITEBYTECODE=1` and `LC_ALL=C.UTF-8`.
+    /// `PYTHONHASHSEED=0`, `PYTHONDONTWRITEBYTECODE=1`, `LC_ALL=C.UTF-8` and
+    /// `MALLOC_ARENA_MAX=2`.
     pub env: Vec<(String, String)>,
 }
 
@@ -227,6 +228,11 @@ impl ProcessPlugin {
             .env("PYTHONHASHSEED", "0")
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("LC_ALL", "C.UTF-8")
+            // glibc gives every thread its own malloc arena, each reserving
+            // 64 MiB of address space; runtimes with helper threads (V8's
+            // pool, numpy's BLAS) would hit the address-space limit long
+            // before using the memory. Two arenas are plenty for a worker.
+            .env("MALLOC_ARENA_MAX", "2")
             .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
