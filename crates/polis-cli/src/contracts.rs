@@ -1,13 +1,14 @@
 //! `polis plugins`, `polis contract` and `polis manifest`: what polis
 //! knows about plugins and contracts.
 
+use crate::plugin_dirs::PluginDirs;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 use polis_core::contract::{Contract, schemas};
 use polis_core::manifest::Manifest;
-use polis_core::registry::{Activation, PluginStatus};
+use polis_core::registry::Activation;
 use polis_rebalance::Rebalance;
 
 use crate::Outcome;
@@ -18,10 +19,8 @@ pub enum PluginsCommand {
     /// List every plugin with its policy version, tier, manifest hash and
     /// status; disabled plugins show why.
     List {
-        /// Also load the plugins in each subdirectory of this allowlisted
-        /// root (repeatable).
-        #[arg(long = "plugin-dir", value_name = "DIR")]
-        plugin_dirs: Vec<PathBuf>,
+        #[command(flatten)]
+        plugins: PluginDirs,
     },
 }
 
@@ -68,20 +67,11 @@ pub enum ManifestCommand {
 pub const CONTRACTS: &[(&str, &str, &str)] =
     &[(Rebalance::ID, Rebalance::INPUT_SCHEMA_VERSION, Rebalance::OUTPUT_SCHEMA_VERSION)];
 
-fn all_statuses(plugin_dirs: &[PathBuf]) -> anyhow::Result<Vec<PluginStatus>> {
-    if plugin_dirs.is_empty() {
-        return Ok(polis_rebalance::builtins::registry().statuses());
-    }
-    let tiers = polis_plugins::Tiers::new()?;
-    let roots: Vec<&std::path::Path> = plugin_dirs.iter().map(PathBuf::as_path).collect();
-    let (registry, _) = polis_plugins::load_roots(polis_rebalance::builtins::registry(), &roots, &tiers);
-    Ok(registry.statuses())
-}
-
 pub fn plugins(command: PluginsCommand, json: bool) -> anyhow::Result<Outcome> {
     match command {
-        PluginsCommand::List { plugin_dirs } => {
-            let statuses = all_statuses(&plugin_dirs)?;
+        PluginsCommand::List { plugins } => {
+            // Failed loads are rows of the listing, not warnings.
+            let statuses = plugins.registry(false)?.statuses();
             if json {
                 println!("{}", serde_json::to_string_pretty(&statuses)?);
                 return Ok(Outcome::Success);

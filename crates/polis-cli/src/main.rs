@@ -7,6 +7,7 @@
 mod contracts;
 mod input;
 mod plugin;
+mod plugin_dirs;
 mod rebalance;
 mod replay;
 mod service;

@@ -15,6 +15,7 @@ use polis_runtime::RunRecord;
 
 use crate::Outcome;
 use crate::input::{ContextFields, LoadedInput};
+use crate::plugin_dirs::PluginDirs;
 use crate::table::{Align, render, thousands};
 
 #[derive(Debug, Subcommand)]
@@ -143,6 +144,8 @@ pub struct RunArgs {
     at: Option<String>,
     #[command(flatten)]
     shape: ShapeArgs,
+    #[command(flatten)]
+    plugins: PluginDirs,
 }
 
 #[derive(Debug, Args)]
@@ -250,7 +253,7 @@ fn run_policy(args: RunArgs, json: bool) -> anyhow::Result<Outcome> {
         (None, Some(gbfs)) => from_gbfs(gbfs, args.at.as_deref(), &args.shape)?,
         (None, None) => anyhow::bail!("give `--input FILE` or `--gbfs DIR|CSV`"),
     };
-    let host = Host::builtin();
+    let host = Host::new(args.plugins.registry(true)?, polis_runtime::HostLimits::default());
     let record = decide(&host, &args.policy, &loaded)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&record.output)?);

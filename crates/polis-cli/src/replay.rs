@@ -15,6 +15,7 @@ use polis_runtime::HostLimits;
 use serde::{Deserialize, Serialize};
 
 use crate::Outcome;
+use crate::plugin_dirs::PluginDirs;
 use crate::rebalance::ShapeArgs;
 use crate::table::{Align, render, thousands};
 
@@ -77,6 +78,8 @@ pub struct ReplayArgs {
     /// hash that drifted.
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     verify: Option<PathBuf>,
+    #[command(flatten)]
+    plugins: PluginDirs,
 }
 
 /// `replay.json`: where the data came from and the configuration.
@@ -105,18 +108,18 @@ fn bar(total: u64) -> Bar {
     Bar(bar)
 }
 
-fn host() -> Host {
-    Host::new(replay::with_noop(polis_rebalance::builtins::registry()), HostLimits::default())
+fn host(plugins: &PluginDirs) -> anyhow::Result<Host> {
+    Ok(Host::new(replay::with_noop(plugins.registry(true)?), HostLimits::default()))
 }
 
 pub fn run(args: ReplayArgs, json: bool) -> anyhow::Result<Outcome> {
     if let Some(dir) = &args.verify {
-        return verify(dir, args.data.as_deref(), json);
+        return verify(dir, args.data.as_deref(), &args.plugins, json);
     }
     let data = args.data.clone().context("give `--data DIR|CSV`")?;
     let feed = Feed::open(&data)?;
     let config = config_of(&args, &feed)?;
-    let host = host();
+    let host = host(&args.plugins)?;
     let progress = bar(replay::decision_count(&feed, &host, &config)?);
     let result = replay::run(&feed, &host, &config, &progress)?;
     progress.0.finish_and_clear();
@@ -179,7 +182,7 @@ fn write(out: &Path, data: &Path, replay: &Replay) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn verify(dir: &Path, data: Option<&Path>, json: bool) -> anyhow::Result<Outcome> {
+fn verify(dir: &Path, data: Option<&Path>, plugins: &PluginDirs, json: bool) -> anyhow::Result<Outcome> {
     let read = |name: &str| -> anyhow::Result<String> {
         let path = dir.join(name);
         std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))
@@ -189,7 +192,7 @@ fn verify(dir: &Path, data: Option<&Path>, json: bool) -> anyhow::Result<Outcome
     let records = output::parse_runs(&read("runs.jsonl")?)?;
     let data = data.map_or(stored.data.clone(), Path::to_path_buf);
     let feed = Feed::open(&data)?;
-    let host = host();
+    let host = host(plugins)?;
     let progress = bar(replay::decision_count(&feed, &host, &stored.config)?);
     let report = output::verify(&feed, &host, &stored.config, &records, &progress)?;
     progress.0.finish_and_clear();
@@ -332,7 +335,7 @@ mod tests {
             return;
         };
         let feed = Feed::open(&dir).unwrap();
-        let host = host();
+        let host = host(&PluginDirs::default()).unwrap();
         let mut config = ReplayConfig::new(1_678_147_200, 1_678_233_600);
         let flow = replay::run(&feed, &host, &config, &()).unwrap();
         config.demand = DemandModel::Stochastic { replications: 3 };

@@ -15,6 +15,7 @@ use polis_store::{Store, StoreConfig};
 use tokio::sync::watch;
 
 use crate::Outcome;
+use crate::plugin_dirs::PluginDirs;
 
 /// Where the store is.
 #[derive(Debug, Args)]
@@ -42,9 +43,18 @@ pub struct WorkerArgs {
     /// after each claim, as a slow plugin would.
     #[arg(long, default_value_t = 0, hide = true)]
     pub hold_after_claim_ms: u64,
+    /// Plugins the workers may run besides the built-ins.
+    #[command(flatten)]
+    pub plugins: PluginDirs,
 }
 
 impl WorkerArgs {
+    /// The host the workers decide with: the built-ins and the plugins.
+    fn host(&self) -> anyhow::Result<std::sync::Arc<polis_rebalance::host::Host>> {
+        let registry = self.plugins.registry(true)?;
+        Ok(std::sync::Arc::new(polis_rebalance::host::Host::new(registry, polis_runtime::HostLimits::default())))
+    }
+
     fn configs(&self, prefix: &str) -> anyhow::Result<Vec<WorkerConfig>> {
         let lease = Duration::try_from_secs_f64(self.lease_seconds).context("invalid `--lease-seconds`")?;
         let timeout = Duration::try_from_secs_f64(self.timeout_seconds).context("invalid `--timeout-seconds`")?;
@@ -173,7 +183,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<Outcome> {
             );
         }
         let config = ServiceConfig { body_limit: args.body_limit, ..ServiceConfig::default() };
-        let state = AppState::new(store.clone(), auth, config).await.context("cannot prepare the service")?;
+        let host = args.workers.host()?;
+        let state =
+            AppState::with_host(store.clone(), auth, config, host).await.context("cannot prepare the service")?;
         let shutdown = shutdown_signal();
         let mut tasks = Vec::new();
         let ctx = WorkerContext {
@@ -212,7 +224,7 @@ pub fn worker(args: WorkerCommand) -> anyhow::Result<Outcome> {
     init_logs();
     runtime()?.block_on(async move {
         let store = open(&args.db).await?;
-        let host = std::sync::Arc::new(polis_rebalance::host::Host::builtin());
+        let host = args.workers.host()?;
         polis_server::sync_registry(&store, &host).await.context("cannot sync the plugin registry")?;
         let ctx = WorkerContext {
             store: store.clone(),

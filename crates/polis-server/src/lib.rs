@@ -97,7 +97,17 @@ impl AppState {
     /// State over the built-in rebalancing policies, with the plugin cache
     /// synchronised to the registry.
     pub async fn new(store: Store, auth: Auth, config: ServiceConfig) -> Result<AppState, StoreError> {
-        let host = Arc::new(Host::builtin());
+        AppState::with_host(store, auth, config, Arc::new(Host::builtin())).await
+    }
+
+    /// State over `host`'s registry (built-ins plus loaded plugins), with
+    /// the plugin cache synchronised to it.
+    pub async fn with_host(
+        store: Store,
+        auth: Auth,
+        config: ServiceConfig,
+        host: Arc<Host>,
+    ) -> Result<AppState, StoreError> {
         sync_registry(&store, &host).await?;
         Ok(AppState {
             store,

@@ -1,0 +1,45 @@
+//! `--plugin-dir`: the allowlisted plugin roots a command loads, shared by
+//! every command that runs policies.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use polis_core::registry::Registry;
+use polis_rebalance::Rebalance;
+
+/// Plugin roots to load besides the built-ins.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PluginDirs {
+    /// Load plugins from every subdirectory of DIR holding a
+    /// `manifest.json` (repeatable). Their policy versions become
+    /// available beside the built-ins; a plugin that fails to load is
+    /// disabled with its reason (`polis plugins list --plugin-dir DIR`).
+    #[arg(long = "plugin-dir", value_name = "DIR")]
+    pub plugin_dirs: Vec<PathBuf>,
+}
+
+impl PluginDirs {
+    /// The built-ins plus every plugin under the roots. Failed loads are
+    /// kept in the registry as disabled and, with `warn`, reported on
+    /// stderr.
+    pub fn registry(&self, warn: bool) -> anyhow::Result<Registry<Rebalance>> {
+        let builtins = polis_rebalance::builtins::registry();
+        if self.plugin_dirs.is_empty() {
+            return Ok(builtins);
+        }
+        for dir in &self.plugin_dirs {
+            if !dir.is_dir() {
+                anyhow::bail!("`--plugin-dir {}` is not a directory", dir.display());
+            }
+        }
+        let tiers = polis_plugins::Tiers::new()?;
+        let roots: Vec<&std::path::Path> = self.plugin_dirs.iter().map(PathBuf::as_path).collect();
+        let (registry, reports) = polis_plugins::load_roots(builtins, &roots, &tiers);
+        for report in &reports {
+            if let (true, Err(reason)) = (warn, &report.outcome) {
+                eprintln!("warning: plugin in `{}` disabled: {reason}", report.source.display());
+            }
+        }
+        Ok(registry)
+    }
+}
