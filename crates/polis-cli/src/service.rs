@@ -80,6 +80,12 @@ pub struct ServeArgs {
     /// Largest request body, bytes.
     #[arg(long, default_value_t = 64 * 1024)]
     body_limit: usize,
+    /// Seconds an allow-list or snapshot lookup is reused before the store
+    /// is asked again. Changes this process makes are seen at once; changes
+    /// other processes make are seen at most this late. 0 turns the lookup
+    /// caches off. Affects only freshness, never what a policy decides.
+    #[arg(long, default_value_t = 2.0)]
+    lookup_ttl_seconds: f64,
     #[command(flatten)]
     workers: WorkerArgs,
 }
@@ -172,7 +178,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<Outcome> {
                 "no tokens configured and --insecure-local not set: every API call will be refused with 401"
             );
         }
-        let config = ServiceConfig { body_limit: args.body_limit, ..ServiceConfig::default() };
+        let lookup_ttl =
+            Duration::try_from_secs_f64(args.lookup_ttl_seconds).context("invalid `--lookup-ttl-seconds`")?;
+        let config = ServiceConfig { body_limit: args.body_limit, lookup_ttl, ..ServiceConfig::default() };
         let state = AppState::new(store.clone(), auth, config).await.context("cannot prepare the service")?;
         let shutdown = shutdown_signal();
         let mut tasks = Vec::new();

@@ -104,9 +104,12 @@ async fn ingest(
         .await
         .map_err(|e| AppError::internal("ingest.join", e))?
         .map_err(|e| AppError::unprocessable(e.code(), "path", e.to_string()))?;
-    let counts = crate::ingest::ingest_feed(&state.store, &feed, SnapshotOptions::default(), now_ms())
-        .await
-        .map_err(|e| AppError::internal(e.code(), e))?;
+    let ingested = crate::ingest::ingest_feed(&state.store, &feed, SnapshotOptions::default(), now_ms()).await;
+    // Batches are committed one by one, so even a failed ingest may have
+    // stored snapshots: forget cached snapshot lookups either way, so this
+    // process sees them at once.
+    state.lookups.invalidate_snapshots();
+    let counts = ingested.map_err(|e| AppError::internal(e.code(), e))?;
     tracing::info!(system_id = %feed.system_id, inserted = counts.inserted, skipped = counts.skipped, "ingested");
     Ok(Json(IngestResponse {
         system_id: feed.system_id,

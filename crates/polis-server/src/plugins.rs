@@ -149,7 +149,12 @@ async fn set_system(
     Path((plugin_id, system_id)): Path<(String, String)>,
     ApiJson(request): ApiJson<SetSystemRequest>,
 ) -> Result<Json<SystemRule>, AppError> {
-    if !state.store.set_plugin_system(&plugin_id, &system_id, request.enabled, now_ms()).await? {
+    let known = state.store.set_plugin_system(&plugin_id, &system_id, request.enabled, now_ms()).await;
+    // Forget cached allow-list answers before answering, so the next
+    // request in this process sees the change (even if the write failed
+    // half-way, re-reading is always safe).
+    state.lookups.invalidate_allow();
+    if !known? {
         return Err(AppError::not_found("plugin.not_found", "plugin_id", format!("no plugin `{plugin_id}`")));
     }
     tracing::info!(plugin_id = %plugin_id, system_id = %system_id, enabled = request.enabled, "plugin allowlist changed");

@@ -73,6 +73,8 @@ on_both_backends!(
     moves_page_by_run_id_or_run_key,
     bad_requests_get_4xx_naming_the_field,
     a_plugin_disabled_for_a_system_is_refused_there_only,
+    a_snapshot_ingested_here_is_visible_at_once,
+    another_process_change_is_seen_within_the_lookup_ttl,
     tokens_grant_roles_and_no_token_gets_401,
     cancel_stops_a_pending_run,
     metrics_and_probes_answer,
@@ -242,6 +244,10 @@ async fn bad_requests_get_4xx_naming_the_field(api: Api) {
 }
 
 async fn a_plugin_disabled_for_a_system_is_refused_there_only(api: Api) {
+    // Asking first fills the allow-list cache; the admin call must still
+    // take effect for the very next request.
+    let (status, body) = api.post("/api/policy/run", api.run_body("rebal.greedy.v1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let uri = format!("/api/admin/plugins/polis.rebal.greedy.v1/systems/{}", api.system);
     let (status, body) = api.call("POST", &uri, Some(ADMIN), Some(json!({"enabled": false}).to_string())).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -264,6 +270,52 @@ async fn a_plugin_disabled_for_a_system_is_refused_there_only(api: Api) {
         .call("POST", "/api/admin/plugins/nope/systems/x", Some(ADMIN), Some(json!({"enabled": true}).to_string()))
         .await;
     assert_eq!((status, field(&body)), (StatusCode::NOT_FOUND, "plugin_id"));
+    let (status, _) = api.call("POST", &uri, Some(ADMIN), Some(json!({"enabled": true}).to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api.post("/api/policy/run", api.run_body("rebal.greedy.v1")).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("pending")), "re-enabled at once: {body}");
+}
+
+async fn a_snapshot_ingested_here_is_visible_at_once(api: Api) {
+    let dir = std::env::temp_dir()
+        .join(format!("polis-api-ingest-{}-{:?}", std::process::id(), api.state.store.backend()))
+        .join("elsewhere");
+    synth::write(&synth::generate(CityOptions { stations: 12, days: 1, seed: 5 }), &dir).unwrap();
+    let body = json!({"system_id": "elsewhere", "decision_bucket_ts": BUCKET, "policy_version": "rebal.global.v1"});
+    // The miss is cached; the ingest below must forget it.
+    let (status, missing) = api.post("/api/policy/run", body.clone()).await;
+    assert_eq!((status, field(&missing)), (StatusCode::NOT_FOUND, "decision_bucket_ts"), "{missing}");
+    let (status, ingested) = api
+        .call("POST", "/api/ingest/gbfs", Some(ADMIN), Some(json!({"path": dir.display().to_string()}).to_string()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ingested}");
+    assert!(ingested["inserted"].as_u64().unwrap() > 0, "{ingested}");
+    let (status, found) = api.post("/api/policy/run", body).await;
+    assert_eq!((status, found["status"].as_str()), (StatusCode::OK, Some("pending")), "{found}");
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+}
+
+async fn another_process_change_is_seen_within_the_lookup_ttl(api: Api) {
+    let ttl = std::time::Duration::from_millis(200);
+    let auth = Auth { read_tokens: vec![READ.into()], admin_tokens: vec![ADMIN.into()], insecure_local: false };
+    let other = Api {
+        state: AppState::new(
+            api.state.store.clone(),
+            auth,
+            ServiceConfig { lookup_ttl: ttl, ..ServiceConfig::default() },
+        )
+        .await
+        .unwrap(),
+        system: api.system.clone(),
+    };
+    let (status, _) = other.post("/api/policy/run", other.run_body("rebal.greedy.v1")).await;
+    assert_eq!(status, StatusCode::OK);
+    let uri = format!("/api/admin/plugins/polis.rebal.greedy.v1/systems/{}", api.system);
+    let (status, _) = api.call("POST", &uri, Some(ADMIN), Some(json!({"enabled": false}).to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(50)).await;
+    let (status, refused) = other.post("/api/policy/run", other.run_body("rebal.greedy.v1")).await;
+    assert_eq!((status, field(&refused)), (StatusCode::UNPROCESSABLE_ENTITY, "system_id"), "{refused}");
 }
 
 async fn tokens_grant_roles_and_no_token_gets_401(api: Api) {
