@@ -162,3 +162,36 @@ impl FromRequestParts<AppState> for AdminAccess {
         }
     }
 }
+
+/// Integers that JSON writes with a zero fraction, such as `1704101400.0`:
+/// JSON Schema's `integer` admits them, so the API does too.
+pub mod integral {
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    fn to_i64<E: Error>(n: &serde_json::Number) -> Result<i64, E> {
+        if let Some(i) = n.as_i64() {
+            return Ok(i);
+        }
+        match n.as_f64() {
+            // Bounds are exclusive above: i64::MAX is not representable as f64.
+            Some(f) if f.fract() == 0.0 && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) => {
+                Ok(f as i64)
+            }
+            _ => Err(E::custom(format!("invalid value: `{n}`, expected an integer"))),
+        }
+    }
+
+    /// An `i64`, from an integer or an integral number.
+    pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        to_i64(&serde_json::Number::deserialize(d)?)
+    }
+
+    /// An optional `u32`, from an integer or an integral number.
+    pub fn option_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let i = to_i64(&n)?;
+        u32::try_from(i).map(Some).map_err(|_| D::Error::custom(format!("invalid value: `{n}`, expected a u32")))
+    }
+}

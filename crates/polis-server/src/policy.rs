@@ -140,9 +140,12 @@ async fn config(
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
-    /// The system, such as `baywheels-2023-03-06`.
+    /// The system, such as `baywheels-2023-03-06`; neither empty nor `*`.
+    #[schema(min_length = 1, pattern = r"^(?:[^*]|\*[\s\S])")]
     pub system_id: String,
     /// The decision time, epoch seconds; floored to the bucket start.
+    #[schema(minimum = 0)]
+    #[serde(deserialize_with = "crate::extract::integral::i64")]
     pub decision_bucket_ts: i64,
     /// The policy version, such as `rebal.global.v1`.
     pub policy_version: String,
@@ -150,7 +153,7 @@ pub struct RunRequest {
     #[serde(default)]
     pub sv: Option<String>,
     /// The horizon; 0 by default.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::integral::option_u32")]
     pub horizon_steps: Option<u32>,
     /// Host params; the defaults when absent.
     #[serde(default)]

@@ -182,6 +182,12 @@ async fn a_run_is_pending_then_ready_with_the_same_run_id(api: Api) {
     assert_eq!(status_body["result"], ready["result"]);
 
     // Within a bucket any time maps to the same run.
+    // JSON Schema's `integer` admits an integral float, and so does the API.
+    let mut integral = api.run_body("rebal.global.v1");
+    integral["decision_bucket_ts"] = json!(BUCKET as f64);
+    integral["horizon_steps"] = json!(0.0);
+    let (_, same) = api.post("/api/policy/run", integral).await;
+    assert_eq!(same["run_id"], run_id.as_str(), "{same}");
     let mut inside = api.run_body("rebal.global.v1");
     inside["decision_bucket_ts"] = json!(BUCKET + 299);
     let (_, same) = api.post("/api/policy/run", inside).await;
@@ -290,6 +296,9 @@ async fn a_snapshot_ingested_here_is_visible_at_once(api: Api) {
         .await;
     assert_eq!(status, StatusCode::OK, "{ingested}");
     assert!(ingested["inserted"].as_u64().unwrap() > 0, "{ingested}");
+    let (status, nothing) =
+        api.call("POST", "/api/ingest/gbfs", Some(ADMIN), Some(json!({"path": "/nonexistent/feed"}).to_string())).await;
+    assert_eq!((status, field(&nothing)), (StatusCode::NOT_FOUND, "path"), "{nothing}");
     let (status, found) = api.post("/api/policy/run", body).await;
     assert_eq!((status, found["status"].as_str()), (StatusCode::OK, Some("pending")), "{found}");
     std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
@@ -378,5 +387,20 @@ async fn metrics_and_probes_answer(api: Api) {
         "/api/plugins",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    // The document admits only what the handlers accept.
+    let run = &doc["components"]["schemas"]["RunRequest"]["properties"];
+    assert_eq!(run["system_id"]["minLength"], 1);
+    assert_eq!(run["decision_bucket_ts"]["minimum"], 0);
+    assert_eq!(run["policy_version"]["enum"], json!(["rebal.global.v1", "rebal.greedy.v1"]));
+    assert_eq!(run["params"]["oneOf"][1]["additionalProperties"], false, "{}", run["params"]);
+    for path in ["/api/policy/moves", "/api/policy/status"] {
+        let names: Vec<&str> = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert!(names.contains(&"selector") && !names.contains(&"run_id"), "{path}: {names:?}");
     }
 }
