@@ -365,6 +365,19 @@ async fn metrics_and_probes_answer(api: Api) {
     api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
     api.post("/api/policy/run", api.run_body("rebal.greedy.v1")).await;
     api.work().await.unwrap();
+    // Plugin health carries each plugin's breaker and counters.
+    let (status, plugins) = api.get("/api/plugins").await;
+    assert_eq!(status, StatusCode::OK, "{plugins}");
+    let runtime = |id: &str| {
+        plugins["plugins"].as_array().unwrap().iter().find(|p| p["plugin_id"] == id).unwrap()["runtime"].clone()
+    };
+    let global = runtime("polis.rebal.global.v1");
+    assert_eq!(
+        (global["breaker"].as_str(), global["calls"].as_u64(), global["successes"].as_u64()),
+        (Some("closed"), Some(1), Some(1)),
+        "{global}"
+    );
+    assert_eq!(runtime("polis.rebal.greedy.v1")["calls"], 0);
     let (status, text) = api.get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().unwrap();
