@@ -95,6 +95,11 @@ pub struct ServeArgs {
 pub struct WorkerCommand {
     #[command(flatten)]
     db: DbArgs,
+    /// Serve Prometheus `/metrics` (this process's runs and plugin
+    /// latencies, and the store's run counts and queue depth) and `/healthz`
+    /// on this address, without a token. By default no listener.
+    #[arg(long, env = "POLIS_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     workers: WorkerArgs,
 }
@@ -222,20 +227,47 @@ pub fn worker(args: WorkerCommand) -> anyhow::Result<Outcome> {
         let store = open(&args.db).await?;
         let host = std::sync::Arc::new(polis_rebalance::host::Host::builtin());
         polis_server::sync_registry(&store, &host).await.context("cannot sync the plugin registry")?;
+        let metrics = std::sync::Arc::new(polis_server::metrics::Metrics::new());
         let ctx = WorkerContext {
             store: store.clone(),
             host,
-            metrics: std::sync::Arc::new(polis_server::metrics::Metrics::new()),
+            metrics: metrics.clone(),
             work_available: std::sync::Arc::new(tokio::sync::Notify::new()),
         };
         let shutdown = shutdown_signal();
         let configs = args.workers.configs("worker")?;
+        let listener = match args.metrics_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} for metrics"))?,
+            ),
+            None => None,
+        };
         tracing::info!(workers = configs.len(), "polis worker started");
         println!("worker started");
-        let tasks: Vec<_> = configs
+        let mut tasks: Vec<_> = configs
             .into_iter()
             .map(|c| tokio::spawn(polis_server::worker::run(ctx.clone(), c, shutdown.clone())))
             .collect();
+        if let Some(listener) = listener {
+            let local = listener.local_addr()?;
+            tracing::info!(addr = %local, "worker metrics listening");
+            // Scripts read this line to learn the port.
+            println!("metrics listening on http://{local}");
+            let app = polis_server::ops::worker_metrics_router(store.clone(), metrics);
+            let mut stop = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "worker metrics server failed");
+                }
+            }));
+        }
         for task in tasks {
             let _ = task.await;
         }

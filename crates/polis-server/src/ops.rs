@@ -31,6 +31,22 @@ pub fn router() -> Router<AppState> {
         .route("/api/ingest/gbfs", post(ingest))
 }
 
+/// The routes of a process that runs workers but no API (`polis worker
+/// --metrics-listen`): `/metrics` for that process and `/healthz`. They need
+/// no token: they expose counts and latencies, never runs or data, and the
+/// operator chooses the address they listen on.
+pub fn worker_metrics_router(store: polis_store::Store, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Router {
+    Router::new().route("/healthz", get(healthz)).route(
+        "/metrics",
+        get(move || async move {
+            match metrics.render(&store).await {
+                Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+                Err(e) => AppError::from(e).into_response(),
+            }
+        }),
+    )
+}
+
 /// A probe's answer.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Health {
