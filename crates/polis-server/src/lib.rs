@@ -68,9 +68,9 @@ pub struct ServiceConfig {
     /// store is asked again (see [`lookup`]). Changes this process makes
     /// are seen at once whatever the TTL; changes made by other processes
     /// sharing the store are seen at most this late. Zero disables the
-    /// lookup caches. This is the only clock read on the request path; it
-    /// bounds how fresh a lookup is and never affects what a policy
-    /// decides. By default 2 s.
+    /// lookup caches. Checking it against the monotonic clock is the only
+    /// clock read the caches make; it bounds how fresh a lookup is and never
+    /// affects what a policy decides. By default 2 s.
     pub lookup_ttl: Duration,
     /// Entries per lookup table; a full table is emptied. By default
     /// 10,000.
