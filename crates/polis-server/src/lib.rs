@@ -114,7 +114,17 @@ impl AppState {
     /// State over the built-in rebalancing policies, with the plugin cache
     /// synchronised to the registry.
     pub async fn new(store: Store, auth: Auth, config: ServiceConfig) -> Result<AppState, StoreError> {
-        let host = Arc::new(Host::builtin());
+        AppState::with_host(store, Arc::new(Host::builtin()), auth, config).await
+    }
+
+    /// State over `host` (its registry, limits and breakers), with the
+    /// plugin cache synchronised to its registry.
+    pub async fn with_host(
+        store: Store,
+        host: Arc<Host>,
+        auth: Auth,
+        config: ServiceConfig,
+    ) -> Result<AppState, StoreError> {
         sync_registry(&store, &host).await?;
         Ok(AppState {
             store,

@@ -75,6 +75,7 @@ on_both_backends!(
     a_plugin_disabled_for_a_system_is_refused_there_only,
     a_snapshot_ingested_here_is_visible_at_once,
     another_process_change_is_seen_within_the_lookup_ttl,
+    a_failing_plugin_opens_its_breaker_in_plugin_health,
     tokens_grant_roles_and_no_token_gets_401,
     cancel_stops_a_pending_run,
     metrics_and_probes_answer,
@@ -416,4 +417,36 @@ async fn metrics_and_probes_answer(api: Api) {
             .collect();
         assert!(names.contains(&"selector") && !names.contains(&"run_id"), "{path}: {names:?}");
     }
+}
+
+async fn a_failing_plugin_opens_its_breaker_in_plugin_health(api: Api) {
+    // A guard whose output cap every plan breaks and whose breaker opens
+    // at the first failure: the run fails and the breaker shows open.
+    let host = polis_rebalance::host::Host::with_breaker(
+        polis_rebalance::builtins::registry(),
+        polis_runtime::HostLimits { max_output_items: 10_000, max_output_bytes: 16 },
+        polis_runtime::BreakerConfig { error_budget: 1, ..polis_runtime::BreakerConfig::default() },
+    );
+    let auth = Auth { read_tokens: vec![READ.into()], admin_tokens: vec![ADMIN.into()], insecure_local: false };
+    let failing = Api {
+        state: AppState::with_host(api.state.store.clone(), std::sync::Arc::new(host), auth, ServiceConfig::default())
+            .await
+            .unwrap(),
+        system: api.system.clone(),
+    };
+    let (_, pending) = failing.post("/api/policy/run", failing.run_body("rebal.global.v1")).await;
+    assert_eq!(failing.work().await, Some(Outcome::Stored(RunStatus::Error)));
+    let (_, failed) = failing.get(&format!("/api/policy/status?run_id={}", pending["run_id"].as_str().unwrap())).await;
+    let code = failed["error"]["code"].as_str().unwrap().to_owned();
+    let (status, plugins) = failing.get("/api/plugins").await;
+    assert_eq!(status, StatusCode::OK, "{plugins}");
+    let global =
+        plugins["plugins"].as_array().unwrap().iter().find(|p| p["plugin_id"] == "polis.rebal.global.v1").unwrap();
+    let runtime = &global["runtime"];
+    assert_eq!((runtime["breaker"].as_str(), runtime["breaker_opened"].as_u64()), (Some("open"), Some(1)), "{global}");
+    assert_eq!(runtime["errors"][code.as_str()], 1, "{global}");
+    assert_eq!(global["recent_errors"][0]["code"], code.as_str(), "{global}");
+    let (status, page) = failing.call("GET", "/console", Some(READ), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.as_str().unwrap().contains("breaker-open"), "the console shows the open breaker");
 }
