@@ -90,6 +90,12 @@ pub struct ServeArgs {
     /// Largest request body, bytes.
     #[arg(long, default_value_t = 64 * 1024)]
     body_limit: usize,
+    /// Seconds an allow-list or snapshot lookup is reused before the store
+    /// is asked again. Changes this process makes are seen at once; changes
+    /// other processes make are seen at most this late. 0 turns the lookup
+    /// caches off. Affects only freshness, never what a policy decides.
+    #[arg(long, default_value_t = 2.0)]
+    lookup_ttl_seconds: f64,
     #[command(flatten)]
     workers: WorkerArgs,
 }
@@ -99,6 +105,11 @@ pub struct ServeArgs {
 pub struct WorkerCommand {
     #[command(flatten)]
     db: DbArgs,
+    /// Serve Prometheus `/metrics` (this process's runs and plugin
+    /// latencies, and the store's run counts and queue depth) and `/healthz`
+    /// on this address, without a token. By default no listener.
+    #[arg(long, env = "POLIS_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     workers: WorkerArgs,
 }
@@ -182,10 +193,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<Outcome> {
                 "no tokens configured and --insecure-local not set: every API call will be refused with 401"
             );
         }
-        let config = ServiceConfig { body_limit: args.body_limit, ..ServiceConfig::default() };
+        let lookup_ttl =
+            Duration::try_from_secs_f64(args.lookup_ttl_seconds).context("invalid `--lookup-ttl-seconds`")?;
+        let config = ServiceConfig { body_limit: args.body_limit, lookup_ttl, ..ServiceConfig::default() };
         let host = args.workers.host()?;
         let state =
-            AppState::with_host(store.clone(), auth, config, host).await.context("cannot prepare the service")?;
+            AppState::with_host(store.clone(), host, auth, config).await.context("cannot prepare the service")?;
         let shutdown = shutdown_signal();
         let mut tasks = Vec::new();
         let ctx = WorkerContext {
@@ -226,20 +239,47 @@ pub fn worker(args: WorkerCommand) -> anyhow::Result<Outcome> {
         let store = open(&args.db).await?;
         let host = args.workers.host()?;
         polis_server::sync_registry(&store, &host).await.context("cannot sync the plugin registry")?;
+        let metrics = std::sync::Arc::new(polis_server::metrics::Metrics::new());
         let ctx = WorkerContext {
             store: store.clone(),
             host,
-            metrics: std::sync::Arc::new(polis_server::metrics::Metrics::new()),
+            metrics: metrics.clone(),
             work_available: std::sync::Arc::new(tokio::sync::Notify::new()),
         };
         let shutdown = shutdown_signal();
         let configs = args.workers.configs("worker")?;
+        let listener = match args.metrics_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} for metrics"))?,
+            ),
+            None => None,
+        };
         tracing::info!(workers = configs.len(), "polis worker started");
         println!("worker started");
-        let tasks: Vec<_> = configs
+        let mut tasks: Vec<_> = configs
             .into_iter()
             .map(|c| tokio::spawn(polis_server::worker::run(ctx.clone(), c, shutdown.clone())))
             .collect();
+        if let Some(listener) = listener {
+            let local = listener.local_addr()?;
+            tracing::info!(addr = %local, "worker metrics listening");
+            // Scripts read this line to learn the port.
+            println!("metrics listening on http://{local}");
+            let app = polis_server::ops::worker_metrics_router(store.clone(), metrics);
+            let mut stop = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "worker metrics server failed");
+                }
+            }));
+        }
         for task in tasks {
             let _ = task.await;
         }

@@ -320,3 +320,47 @@ fn a_run_of_a_killed_worker_completes_on_another_after_the_lease() {
     assert_eq!(done["status"], "ready", "{done}");
     assert_eq!(done["timings"]["attempts"], 2, "claimed by the killed worker, then by the rescuer");
 }
+
+#[test]
+fn a_worker_serves_its_own_metrics() {
+    let dir = scratch_dir("worker-metrics");
+    let url = format!("sqlite://{}", dir.join("polis.db").display());
+    let system = synthetic_city(&url);
+    let server = Server::start(&url, &["--workers", "0"]);
+    let mut child = polis()
+        .args(["worker", "--database-url", &url, "--workers", "1", "--metrics-listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let _worker = Proc(child);
+    let mut lines = [String::new(), String::new()];
+    for line in &mut lines {
+        stdout.read_line(line).unwrap();
+    }
+    assert_eq!(lines[0].trim(), "worker started");
+    let addr = lines[1]
+        .trim()
+        .strip_prefix("metrics listening on http://")
+        .unwrap_or_else(|| panic!("unexpected: {}", lines[1]))
+        .to_owned();
+
+    let body = json!({"system_id": system, "decision_bucket_ts": 1_704_067_200 + 9 * 3600, "policy_version": "rebal.global.v1"});
+    let (_, pending) = server.post("/api/policy/run", &body);
+    let done = server.wait_final(pending["run_id"].as_str().unwrap());
+    assert_eq!(done["status"], "ready", "{done}");
+
+    let (code, health) = http(&addr, "GET", "/healthz", None, None);
+    assert_eq!((code, &health["status"]), (200, &json!("ok")));
+    let (code, text) = http(&addr, "GET", "/metrics", None, None);
+    assert_eq!(code, 200);
+    let text = text.as_str().unwrap();
+    for expected in [
+        r#"polis_runs_processed_total{policy_version="rebal.global.v1",status="ready"} 1"#,
+        r#"polis_plugin_latency_seconds_count{plugin_id="polis.rebal.global.v1"} 1"#,
+        r#"polis_runs{policy_version="rebal.global.v1",status="ready"} 1"#,
+        "polis_queue_depth 0",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+}

@@ -56,7 +56,7 @@ pub fn escape(text: &str) -> String {
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0 24px}\
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f3f3f3}.num{text-align:right}\
-.active{color:#176f2c}.disabled{color:#a11}a{color:#1450a3}#map{border:1px solid #ccc;background:#fbfbf8}";
+.active,.breaker-closed{color:#176f2c}.disabled,.breaker-open{color:#a11}.breaker-half-open{color:#a60}a{color:#1450a3}#map{border:1px solid #ccc;background:#fbfbf8}";
 
 fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
@@ -69,8 +69,9 @@ fn page(title: &str, body: &str) -> Html<String> {
 async fn index(_: ReadAccess, State(state): State<AppState>) -> Result<Html<String>, AppError> {
     let mut body = String::from(
         "<h2>Plugins</h2><table id=\"plugins\"><tr><th>plugin</th><th>policy version</th><th>tier</th>\
-        <th>activation</th><th>systems</th><th>recent errors</th></tr>",
+        <th>activation</th><th>systems</th><th>breaker</th><th>calls</th><th>errors by code</th><th>recent errors</th></tr>",
     );
+    let mut runtime = state.host.guard().all_metrics();
     for p in state.store.plugins().await? {
         let systems: Vec<String> = state
             .store
@@ -80,9 +81,17 @@ async fn index(_: ReadAccess, State(state): State<AppState>) -> Result<Html<Stri
             .map(|o| format!("{}{}", if o.enabled { "" } else { "not " }, o.system_id))
             .collect();
         let errors = state.store.recent_errors(&p.plugin_id, 5).await?.len();
+        let health = crate::plugins::PluginRuntime::from(runtime.remove(&p.plugin_id).unwrap_or_default());
+        let breaker = match health.breaker {
+            crate::plugins::BreakerStateBody::Closed => "closed",
+            crate::plugins::BreakerStateBody::Open => "open",
+            crate::plugins::BreakerStateBody::HalfOpen => "half-open",
+        };
+        let by_code: Vec<String> = health.errors.iter().map(|(code, n)| format!("{code} {n}")).collect();
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}{}</td><td>{}</td><td class=\"breaker-{breaker}\">{breaker}{}</td>\
+             <td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
             escape(&p.plugin_id),
             escape(&p.policy_version),
             escape(&p.tier),
@@ -90,6 +99,9 @@ async fn index(_: ReadAccess, State(state): State<AppState>) -> Result<Html<Stri
             escape(&p.activation),
             p.disabled_reason.as_deref().map(|r| format!(": {}", escape(r))).unwrap_or_default(),
             escape(&systems.join(", ")),
+            if health.breaker_opened > 0 { format!(" (opened {}×)", health.breaker_opened) } else { String::new() },
+            health.calls,
+            escape(&by_code.join(", ")),
             errors
         );
     }

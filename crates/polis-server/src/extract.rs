@@ -1,6 +1,8 @@
 //! Request extractors that fail with [`AppError`]s naming the field: JSON
 //! bodies, query strings, and the bearer-token roles.
 
+use std::borrow::Cow;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -36,6 +38,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 /// Decodes JSON, reporting the path of the offending field.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    // Most bodies are valid: decode them directly, and decode again with
+    // path tracking only to name the field of an invalid one.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -117,16 +124,16 @@ fn same(expected: &str, given: &str) -> bool {
 
 /// The `Authorization` header, or a bearer token from the `polis_token`
 /// cookie (so that a browser can open the console).
-fn header(parts: &Parts) -> Option<String> {
+fn header(parts: &Parts) -> Option<Cow<'_, str>> {
     if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        return Some(value.to_owned());
+        return Some(Cow::Borrowed(value));
     }
     let cookies = parts.headers.get(axum::http::header::COOKIE).and_then(|v| v.to_str().ok())?;
     cookies
         .split(';')
         .filter_map(|c| c.trim().split_once('='))
         .find(|(name, _)| *name == "polis_token")
-        .map(|(_, token)| format!("Bearer {token}"))
+        .map(|(_, token)| Cow::Owned(format!("Bearer {token}")))
 }
 
 /// Proof the caller may read.
@@ -153,5 +160,38 @@ impl FromRequestParts<AppState> for AdminAccess {
             Role::Admin => Ok(AdminAccess),
             Role::Read => Err(AppError::forbidden("this call needs an admin token")),
         }
+    }
+}
+
+/// Integers that JSON writes with a zero fraction, such as `1704101400.0`:
+/// JSON Schema's `integer` admits them, so the API does too.
+pub mod integral {
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    fn to_i64<E: Error>(n: &serde_json::Number) -> Result<i64, E> {
+        if let Some(i) = n.as_i64() {
+            return Ok(i);
+        }
+        match n.as_f64() {
+            // Bounds are exclusive above: i64::MAX is not representable as f64.
+            Some(f) if f.fract() == 0.0 && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) => {
+                Ok(f as i64)
+            }
+            _ => Err(E::custom(format!("invalid value: `{n}`, expected an integer"))),
+        }
+    }
+
+    /// An `i64`, from an integer or an integral number.
+    pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        to_i64(&serde_json::Number::deserialize(d)?)
+    }
+
+    /// An optional `u32`, from an integer or an integral number.
+    pub fn option_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let i = to_i64(&n)?;
+        u32::try_from(i).map(Some).map_err(|_| D::Error::custom(format!("invalid value: `{n}`, expected a u32")))
     }
 }

@@ -32,6 +32,7 @@ pub mod console;
 pub mod error;
 pub mod extract;
 pub mod ingest;
+pub mod lookup;
 pub mod metrics;
 pub mod ops;
 pub mod plugins;
@@ -40,7 +41,7 @@ pub mod worker;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -50,6 +51,7 @@ use polis_store::{PluginRecord, Store, StoreError};
 use tokio::sync::Notify;
 
 use crate::extract::Auth;
+use crate::lookup::Lookups;
 use crate::metrics::Metrics;
 
 /// Settings of the service.
@@ -62,6 +64,17 @@ pub struct ServiceConfig {
     pub default_policy_version: String,
     /// Ready answers kept in memory. By default 10,000.
     pub ready_cache_entries: usize,
+    /// How long an allow-list or snapshot lookup is reused before the
+    /// store is asked again (see [`lookup`]). Changes this process makes
+    /// are seen at once whatever the TTL; changes made by other processes
+    /// sharing the store are seen at most this late. Zero disables the
+    /// lookup caches. Checking it against the monotonic clock is the only
+    /// clock read the caches make; it bounds how fresh a lookup is and never
+    /// affects what a policy decides. By default 2 s.
+    pub lookup_ttl: Duration,
+    /// Entries per lookup table; a full table is emptied. By default
+    /// 10,000.
+    pub lookup_cache_entries: usize,
 }
 
 impl Default for ServiceConfig {
@@ -70,6 +83,8 @@ impl Default for ServiceConfig {
             body_limit: 64 << 10,
             default_policy_version: "rebal.global.v1".to_owned(),
             ready_cache_entries: 10_000,
+            lookup_ttl: Duration::from_secs(2),
+            lookup_cache_entries: 10_000,
         }
     }
 }
@@ -89,6 +104,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Encoded answers of ready runs, which never change.
     pub ready_cache: Arc<ReadyCache>,
+    /// Allow-list and snapshot lookups, reused for a short TTL.
+    pub lookups: Arc<Lookups>,
     /// Wakes in-process workers when a run is enqueued.
     pub work_available: Arc<Notify>,
 }
@@ -97,16 +114,16 @@ impl AppState {
     /// State over the built-in rebalancing policies, with the plugin cache
     /// synchronised to the registry.
     pub async fn new(store: Store, auth: Auth, config: ServiceConfig) -> Result<AppState, StoreError> {
-        AppState::with_host(store, auth, config, Arc::new(Host::builtin())).await
+        AppState::with_host(store, Arc::new(Host::builtin()), auth, config).await
     }
 
-    /// State over `host`'s registry (built-ins plus loaded plugins), with
-    /// the plugin cache synchronised to it.
+    /// State over `host` (its registry, limits and breakers), with the
+    /// plugin cache synchronised to its registry.
     pub async fn with_host(
         store: Store,
+        host: Arc<Host>,
         auth: Auth,
         config: ServiceConfig,
-        host: Arc<Host>,
     ) -> Result<AppState, StoreError> {
         sync_registry(&store, &host).await?;
         Ok(AppState {
@@ -114,10 +131,47 @@ impl AppState {
             host,
             auth: Arc::new(auth),
             ready_cache: Arc::new(ReadyCache::new(config.ready_cache_entries)),
+            lookups: Arc::new(Lookups::new(config.lookup_ttl, config.lookup_cache_entries)),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
             work_available: Arc::new(Notify::new()),
         })
+    }
+
+    /// Whether `plugin_id` may run for `system_id`, from the lookup cache
+    /// or the store.
+    pub async fn plugin_enabled_for(&self, plugin_id: &str, system_id: &str) -> Result<bool, StoreError> {
+        let ticket = match self.lookups.allowed(plugin_id, system_id) {
+            Ok(enabled) => return Ok(enabled),
+            Err(ticket) => ticket,
+        };
+        let enabled = self.store.plugin_enabled_for(plugin_id, system_id).await?;
+        self.lookups.keep_allowed(plugin_id, system_id, enabled, ticket);
+        Ok(enabled)
+    }
+
+    /// The snapshot a request names, from the lookup cache or the store.
+    pub async fn snapshot(&self, key: lookup::SnapshotKey) -> Result<lookup::SnapshotAnswer, StoreError> {
+        let ticket = match self.lookups.snapshot(&key) {
+            Ok(answer) => return Ok(answer),
+            Err(ticket) => ticket,
+        };
+        let record = match &key {
+            lookup::SnapshotKey::Bucket { system_id, bucket_ts } => {
+                self.store
+                    .snapshot_for_bucket(
+                        system_id,
+                        *bucket_ts,
+                        polis_rebalance::snapshot::BUCKET_SECONDS,
+                        polis_rebalance::snapshot::DEGRADED_AFTER_S,
+                    )
+                    .await?
+            }
+            lookup::SnapshotKey::Sv { system_id, sv } => self.store.snapshot_by_sv(system_id, sv).await?,
+        };
+        let answer = record.map(|r| Arc::new(lookup::SnapshotIdentity::from(r)));
+        self.lookups.keep_snapshot(key, answer.clone(), ticket);
+        Ok(answer)
     }
 }
 

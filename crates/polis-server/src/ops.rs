@@ -8,9 +8,12 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use polis_rebalance::contract::RebalanceParams;
 use polis_rebalance::gbfs::Feed;
+use polis_rebalance::host::Host;
 use polis_rebalance::snapshot::SnapshotOptions;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -26,6 +29,22 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/api/ingest/gbfs", post(ingest))
+}
+
+/// The routes of a process that runs workers but no API (`polis worker
+/// --metrics-listen`): `/metrics` for that process and `/healthz`. They need
+/// no token: they expose counts and latencies, never runs or data, and the
+/// operator chooses the address they listen on.
+pub fn worker_metrics_router(store: polis_store::Store, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Router {
+    Router::new().route("/healthz", get(healthz)).route(
+        "/metrics",
+        get(move || async move {
+            match metrics.render(&store).await {
+                Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+                Err(e) => AppError::from(e).into_response(),
+            }
+        }),
+    )
 }
 
 /// A probe's answer.
@@ -73,7 +92,9 @@ async fn metrics(_: ReadAccess, State(state): State<AppState>) -> Result<axum::r
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IngestRequest {
-    /// A GBFS feed directory or archive, as `polis ingest gbfs` takes.
+    /// A GBFS feed directory or archive on the server's disk, as `polis
+    /// ingest gbfs` takes.
+    #[schema(min_length = 1)]
     pub path: String,
 }
 
@@ -92,7 +113,8 @@ pub struct IngestResponse {
 
 #[utoipa::path(post, path = "/api/ingest/gbfs", request_body = IngestRequest,
     responses((status = 200, body = IngestResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 404, description = "no feed at `path`", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, description = "the feed at `path` is malformed", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn ingest(
     _: AdminAccess,
@@ -103,10 +125,17 @@ async fn ingest(
     let feed = tokio::task::spawn_blocking(move || Feed::open(&path))
         .await
         .map_err(|e| AppError::internal("ingest.join", e))?
-        .map_err(|e| AppError::unprocessable(e.code(), "path", e.to_string()))?;
-    let counts = crate::ingest::ingest_feed(&state.store, &feed, SnapshotOptions::default(), now_ms())
-        .await
-        .map_err(|e| AppError::internal(e.code(), e))?;
+        .map_err(|e| match e {
+            // Nothing to ingest there: the feed the request names does not exist.
+            polis_rebalance::gbfs::GbfsError::NotAFeed(_) => AppError::not_found(e.code(), "path", e.to_string()),
+            e => AppError::unprocessable(e.code(), "path", e.to_string()),
+        })?;
+    let ingested = crate::ingest::ingest_feed(&state.store, &feed, SnapshotOptions::default(), now_ms()).await;
+    // Batches are committed one by one, so even a failed ingest may have
+    // stored snapshots: forget cached snapshot lookups either way, so this
+    // process sees them at once.
+    state.lookups.invalidate_snapshots();
+    let counts = ingested.map_err(|e| AppError::internal(e.code(), e))?;
     tracing::info!(system_id = %feed.system_id, inserted = counts.inserted, skipped = counts.skipped, "ingested");
     Ok(Json(IngestResponse {
         system_id: feed.system_id,
@@ -142,6 +171,82 @@ impl Modify for BearerAuth {
 pub struct ApiDoc;
 
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "this document")))]
-async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    Json(document(&state.host))
+}
+
+/// The OpenAPI document as served: utoipa's, then tightened where the
+/// derive cannot say what the handlers check, so that a request the
+/// document admits is one the server accepts (or answers 404 for data it
+/// does not hold).
+///
+/// - `RunRequest.policy_version` lists the policy versions of the active
+///   plugins of this server's registry.
+/// - `RunRequest.params` is the JSON Schema of the params type itself
+///   (schemars, the same schema the contract uses), not a bare object.
+/// - `/api/policy/moves` and `/api/policy/status` take exactly one of
+///   `run_id` and `run_key`. Separate query parameters cannot say "exactly
+///   one", so both are properties of one exploded form-style object
+///   parameter whose schema is `oneOf` the two; on the wire that is still
+///   `?run_id=…` or `?run_key=…`.
+pub fn document(host: &Host) -> Value {
+    let Ok(mut doc) = serde_json::to_value(ApiDoc::openapi()) else {
+        return Value::Null;
+    };
+    let versions: Vec<Value> =
+        host.registry().entries().map(|e| Value::String(e.manifest.policy_version.clone())).collect();
+    if let Some(property) = doc.pointer_mut("/components/schemas/RunRequest/properties/policy_version") {
+        property["enum"] = Value::Array(versions);
+    }
+    let mut params = polis_core::contract::schema_value::<RebalanceParams>();
+    if let Some(object) = params.as_object_mut() {
+        object.remove("$schema");
+        object.remove("title");
+        if let Some(Value::Object(defs)) = object.remove("$defs")
+            && let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas")
+        {
+            // Not reached for today's params, which have no sub-schemas;
+            // kept so that a richer params type stays valid.
+            for (name, schema) in defs {
+                schemas.entry(name).or_insert(schema);
+            }
+        }
+    }
+    let params_text = params.to_string().replace("#/$defs/", "#/components/schemas/");
+    if let (Ok(params), Some(property)) = (
+        serde_json::from_str::<Value>(&params_text),
+        doc.pointer_mut("/components/schemas/RunRequest/properties/params"),
+    ) {
+        *property = json!({"oneOf": [{"type": "null"}, params]});
+    }
+    for path in ["/api/policy/moves", "/api/policy/status"] {
+        let pointer = format!("/paths/{}/get/parameters", path.replace('/', "~1"));
+        if let Some(Value::Array(parameters)) = doc.pointer_mut(&pointer) {
+            parameters.retain(|p| p["name"] != "run_id" && p["name"] != "run_key");
+            parameters.insert(0, run_selector());
+        }
+    }
+    doc
+}
+
+/// The `run_id` / `run_key` query parameters as one object parameter.
+fn run_selector() -> Value {
+    json!({
+        "name": "selector",
+        "in": "query",
+        "required": true,
+        "style": "form",
+        "explode": true,
+        "description": "exactly one of `run_id` (the run id) and `run_key` (the run key's SHA-256, hex), \
+            as query parameters: `?run_id=…` or `?run_key=…`; neither or both is a 400",
+        "schema": {
+            "type": "object",
+            "properties": {
+                "run_id": {"type": "string", "minLength": 1, "description": "the run id"},
+                "run_key": {"type": "string", "minLength": 1, "description": "the run key's SHA-256, hex"}
+            },
+            "oneOf": [{"required": ["run_id"]}, {"required": ["run_key"]}],
+            "additionalProperties": false
+        }
+    })
 }

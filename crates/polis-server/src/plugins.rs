@@ -1,9 +1,12 @@
 //! Plugin health and the admin call that enables or disables a plugin for
 //! a system.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use polis_runtime::{BreakerState, PluginMetrics};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -43,6 +46,63 @@ pub struct RecentError {
     pub finished_at_ms: Option<i64>,
 }
 
+/// Where a plugin's circuit breaker stands in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerStateBody {
+    /// Calls go through.
+    Closed,
+    /// Calls are refused (`run.circuit_open`) until the cooldown ends.
+    Open,
+    /// The cooldown ended; the next call is a trial.
+    HalfOpen,
+}
+
+impl From<BreakerState> for BreakerStateBody {
+    fn from(state: BreakerState) -> Self {
+        match state {
+            BreakerState::Closed => BreakerStateBody::Closed,
+            BreakerState::Open => BreakerStateBody::Open,
+            BreakerState::HalfOpen => BreakerStateBody::HalfOpen,
+        }
+    }
+}
+
+/// A plugin's circuit breaker and call counters, as the runtime's guard in
+/// this process has seen them (each `polis worker` process keeps its own).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PluginRuntime {
+    /// The breaker's state now; `closed` for a plugin not yet called here.
+    pub breaker: BreakerStateBody,
+    /// How many times the breaker has opened.
+    pub breaker_opened: u64,
+    /// Calls that reached the guard, including refused ones.
+    pub calls: u64,
+    /// Successful runs.
+    pub successes: u64,
+    /// Failed calls by error code, such as `run.timeout` or
+    /// `run.circuit_open`.
+    pub errors: BTreeMap<String, u64>,
+    /// Mean time in the plugin per call, microseconds.
+    pub latency_mean_us: u64,
+    /// Slowest call, microseconds.
+    pub latency_max_us: u64,
+}
+
+impl From<PluginMetrics> for PluginRuntime {
+    fn from(m: PluginMetrics) -> Self {
+        PluginRuntime {
+            breaker: m.breaker.map_or(BreakerStateBody::Closed, BreakerStateBody::from),
+            breaker_opened: m.breaker_opened,
+            latency_mean_us: m.latency_total_us.checked_div(m.calls).unwrap_or(0),
+            calls: m.calls,
+            successes: m.successes,
+            errors: m.errors,
+            latency_max_us: m.latency_max_us,
+        }
+    }
+}
+
 /// One plugin's health.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PluginHealth {
@@ -68,8 +128,11 @@ pub struct PluginHealth {
     pub permissions: Vec<String>,
     /// Its system allowlist.
     pub systems: Vec<SystemRule>,
-    /// Its latest failures.
+    /// Its latest failed runs, from the store (so the same from any
+    /// process), newest first.
     pub recent_errors: Vec<RecentError>,
+    /// Its circuit breaker and call counters in this process.
+    pub runtime: PluginRuntime,
 }
 
 /// `GET /api/plugins`.
@@ -83,6 +146,7 @@ pub struct PluginsResponse {
     responses((status = 200, body = PluginsResponse), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list(_: ReadAccess, State(state): State<AppState>) -> Result<Json<PluginsResponse>, AppError> {
+    let mut runtime = state.host.guard().all_metrics();
     let mut plugins = Vec::new();
     for p in state.store.plugins().await? {
         let permissions: Vec<String> = state
@@ -111,6 +175,7 @@ async fn list(_: ReadAccess, State(state): State<AppState>) -> Result<Json<Plugi
                 finished_at_ms: r.finished_at_ms,
             })
             .collect();
+        let health = runtime.remove(&p.plugin_id).unwrap_or_default();
         plugins.push(PluginHealth {
             plugin_id: p.plugin_id,
             contract: p.contract,
@@ -124,6 +189,7 @@ async fn list(_: ReadAccess, State(state): State<AppState>) -> Result<Json<Plugi
             permissions,
             systems,
             recent_errors,
+            runtime: health.into(),
         });
     }
     Ok(Json(PluginsResponse { plugins }))
@@ -149,7 +215,12 @@ async fn set_system(
     Path((plugin_id, system_id)): Path<(String, String)>,
     ApiJson(request): ApiJson<SetSystemRequest>,
 ) -> Result<Json<SystemRule>, AppError> {
-    if !state.store.set_plugin_system(&plugin_id, &system_id, request.enabled, now_ms()).await? {
+    let known = state.store.set_plugin_system(&plugin_id, &system_id, request.enabled, now_ms()).await;
+    // Forget cached allow-list answers before answering, so the next
+    // request in this process sees the change (even if the write failed
+    // half-way, re-reading is always safe).
+    state.lookups.invalidate_allow();
+    if !known? {
         return Err(AppError::not_found("plugin.not_found", "plugin_id", format!("no plugin `{plugin_id}`")));
     }
     tracing::info!(plugin_id = %plugin_id, system_id = %system_id, enabled = request.enabled, "plugin allowlist changed");

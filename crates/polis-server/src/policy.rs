@@ -10,10 +10,8 @@
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use polis_core::canonical;
 use polis_core::run::RunKey;
 use polis_rebalance::contract::RebalanceParams;
-use polis_rebalance::host::Host;
 use polis_rebalance::snapshot::{BUCKET_SECONDS, DEGRADED_AFTER_S};
 use polis_store::{MoveRow, NewRun, RunRow, RunStatus};
 use serde::{Deserialize, Serialize};
@@ -21,6 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{AppError, ErrorBody, ErrorDetail};
 use crate::extract::{ApiJson, ApiQuery, ReadAccess};
+use crate::lookup::{SnapshotKey, spec_text};
 use crate::{AppState, now_ms};
 
 /// Most moves per page.
@@ -103,7 +102,7 @@ async fn config(
         .collect();
     for (plugin_id, version, strategy) in active {
         if let Some(system) = &query.system_id
-            && !state.store.plugin_enabled_for(&plugin_id, system).await?
+            && !state.plugin_enabled_for(&plugin_id, system).await?
         {
             continue;
         }
@@ -141,9 +140,12 @@ async fn config(
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
-    /// The system, such as `baywheels-2023-03-06`.
+    /// The system, such as `baywheels-2023-03-06`; neither empty nor `*`.
+    #[schema(min_length = 1, pattern = r"^(?:[^*]|\*[\s\S])")]
     pub system_id: String,
     /// The decision time, epoch seconds; floored to the bucket start.
+    #[schema(minimum = 0)]
+    #[serde(deserialize_with = "crate::extract::integral::i64")]
     pub decision_bucket_ts: i64,
     /// The policy version, such as `rebal.global.v1`.
     pub policy_version: String,
@@ -151,7 +153,7 @@ pub struct RunRequest {
     #[serde(default)]
     pub sv: Option<String>,
     /// The horizon; 0 by default.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::integral::option_u32")]
     pub horizon_steps: Option<u32>,
     /// Host params; the defaults when absent.
     #[serde(default)]
@@ -330,7 +332,7 @@ async fn run(
                 e.to_string(),
             )
         })?;
-    if !state.store.plugin_enabled_for(&plugin_id, &request.system_id).await? {
+    if !state.plugin_enabled_for(&plugin_id, &request.system_id).await? {
         return Err(AppError::unprocessable(
             "policy.not_enabled",
             "system_id",
@@ -339,16 +341,18 @@ async fn run(
     }
     let bucket = request.decision_bucket_ts - request.decision_bucket_ts.rem_euclid(BUCKET_SECONDS);
     let snapshot = match &request.sv {
-        Some(sv) => state.store.snapshot_by_sv(&request.system_id, sv).await?.ok_or_else(|| {
-            AppError::not_found(
-                "snapshot.not_found",
-                "sv",
-                format!("system `{}` has no snapshot with sv `{sv}`", request.system_id),
-            )
-        })?,
+        Some(sv) => state
+            .snapshot(SnapshotKey::Sv { system_id: request.system_id.clone(), sv: sv.clone() })
+            .await?
+            .ok_or_else(|| {
+                AppError::not_found(
+                    "snapshot.not_found",
+                    "sv",
+                    format!("system `{}` has no snapshot with sv `{sv}`", request.system_id),
+                )
+            })?,
         None => state
-            .store
-            .snapshot_for_bucket(&request.system_id, bucket, BUCKET_SECONDS, DEGRADED_AFTER_S)
+            .snapshot(SnapshotKey::Bucket { system_id: request.system_id.clone(), bucket_ts: bucket })
             .await?
             .ok_or_else(|| {
                 AppError::not_found(
@@ -363,18 +367,19 @@ async fn run(
                 )
             })?,
     };
-    let params = request.params.clone().unwrap_or_default();
-    let spec = Host::spec(&request.policy_version, &params);
-    let spec_json = canonical::to_canonical_vec(&spec)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| AppError::unprocessable("request.invalid_field", "params", "params do not canonicalise"))?;
+    // The spec of a request without params is canonicalised once per
+    // policy version; any other is canonicalised here.
+    let spec = match &request.params {
+        None => state.lookups.default_spec(&request.policy_version),
+        Some(params) => spec_text(&request.policy_version, params),
+    }
+    .ok_or_else(|| AppError::unprocessable("request.invalid_field", "params", "params do not canonicalise"))?;
     let key = RunKey {
         system_id: request.system_id.clone(),
         sv: snapshot.sv.clone(),
         decision_bucket_ts: bucket,
         policy_version: request.policy_version.clone(),
-        policy_spec_sha256: polis_core::canonical::Digest::of_bytes(spec_json.as_bytes()),
+        policy_spec_sha256: spec.sha256,
         horizon_steps: request.horizon_steps.unwrap_or(0),
     };
     let key_sha = key.digest().to_hex();
@@ -391,7 +396,7 @@ async fn run(
         policy_version: key.policy_version.clone(),
         policy_spec_sha256: key.policy_spec_sha256.to_hex(),
         horizon_steps: i64::from(key.horizon_steps),
-        policy_spec_json: spec_json,
+        policy_spec_json: spec.json.to_string(),
         view_snapshot_id: snapshot.view_snapshot_id.clone(),
         view_snapshot_sha256: snapshot.view_snapshot_sha256.clone(),
     };

@@ -73,6 +73,9 @@ on_both_backends!(
     moves_page_by_run_id_or_run_key,
     bad_requests_get_4xx_naming_the_field,
     a_plugin_disabled_for_a_system_is_refused_there_only,
+    a_snapshot_ingested_here_is_visible_at_once,
+    another_process_change_is_seen_within_the_lookup_ttl,
+    a_failing_plugin_opens_its_breaker_in_plugin_health,
     tokens_grant_roles_and_no_token_gets_401,
     cancel_stops_a_pending_run,
     metrics_and_probes_answer,
@@ -180,6 +183,12 @@ async fn a_run_is_pending_then_ready_with_the_same_run_id(api: Api) {
     assert_eq!(status_body["result"], ready["result"]);
 
     // Within a bucket any time maps to the same run.
+    // JSON Schema's `integer` admits an integral float, and so does the API.
+    let mut integral = api.run_body("rebal.global.v1");
+    integral["decision_bucket_ts"] = json!(BUCKET as f64);
+    integral["horizon_steps"] = json!(0.0);
+    let (_, same) = api.post("/api/policy/run", integral).await;
+    assert_eq!(same["run_id"], run_id.as_str(), "{same}");
     let mut inside = api.run_body("rebal.global.v1");
     inside["decision_bucket_ts"] = json!(BUCKET + 299);
     let (_, same) = api.post("/api/policy/run", inside).await;
@@ -242,6 +251,10 @@ async fn bad_requests_get_4xx_naming_the_field(api: Api) {
 }
 
 async fn a_plugin_disabled_for_a_system_is_refused_there_only(api: Api) {
+    // Asking first fills the allow-list cache; the admin call must still
+    // take effect for the very next request.
+    let (status, body) = api.post("/api/policy/run", api.run_body("rebal.greedy.v1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let uri = format!("/api/admin/plugins/polis.rebal.greedy.v1/systems/{}", api.system);
     let (status, body) = api.call("POST", &uri, Some(ADMIN), Some(json!({"enabled": false}).to_string())).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -264,6 +277,55 @@ async fn a_plugin_disabled_for_a_system_is_refused_there_only(api: Api) {
         .call("POST", "/api/admin/plugins/nope/systems/x", Some(ADMIN), Some(json!({"enabled": true}).to_string()))
         .await;
     assert_eq!((status, field(&body)), (StatusCode::NOT_FOUND, "plugin_id"));
+    let (status, _) = api.call("POST", &uri, Some(ADMIN), Some(json!({"enabled": true}).to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api.post("/api/policy/run", api.run_body("rebal.greedy.v1")).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("pending")), "re-enabled at once: {body}");
+}
+
+async fn a_snapshot_ingested_here_is_visible_at_once(api: Api) {
+    let dir = std::env::temp_dir()
+        .join(format!("polis-api-ingest-{}-{:?}", std::process::id(), api.state.store.backend()))
+        .join("elsewhere");
+    synth::write(&synth::generate(CityOptions { stations: 12, days: 1, seed: 5 }), &dir).unwrap();
+    let body = json!({"system_id": "elsewhere", "decision_bucket_ts": BUCKET, "policy_version": "rebal.global.v1"});
+    // The miss is cached; the ingest below must forget it.
+    let (status, missing) = api.post("/api/policy/run", body.clone()).await;
+    assert_eq!((status, field(&missing)), (StatusCode::NOT_FOUND, "decision_bucket_ts"), "{missing}");
+    let (status, ingested) = api
+        .call("POST", "/api/ingest/gbfs", Some(ADMIN), Some(json!({"path": dir.display().to_string()}).to_string()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ingested}");
+    assert!(ingested["inserted"].as_u64().unwrap() > 0, "{ingested}");
+    let (status, nothing) =
+        api.call("POST", "/api/ingest/gbfs", Some(ADMIN), Some(json!({"path": "/nonexistent/feed"}).to_string())).await;
+    assert_eq!((status, field(&nothing)), (StatusCode::NOT_FOUND, "path"), "{nothing}");
+    let (status, found) = api.post("/api/policy/run", body).await;
+    assert_eq!((status, found["status"].as_str()), (StatusCode::OK, Some("pending")), "{found}");
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+}
+
+async fn another_process_change_is_seen_within_the_lookup_ttl(api: Api) {
+    let ttl = std::time::Duration::from_millis(200);
+    let auth = Auth { read_tokens: vec![READ.into()], admin_tokens: vec![ADMIN.into()], insecure_local: false };
+    let other = Api {
+        state: AppState::new(
+            api.state.store.clone(),
+            auth,
+            ServiceConfig { lookup_ttl: ttl, ..ServiceConfig::default() },
+        )
+        .await
+        .unwrap(),
+        system: api.system.clone(),
+    };
+    let (status, _) = other.post("/api/policy/run", other.run_body("rebal.greedy.v1")).await;
+    assert_eq!(status, StatusCode::OK);
+    let uri = format!("/api/admin/plugins/polis.rebal.greedy.v1/systems/{}", api.system);
+    let (status, _) = api.call("POST", &uri, Some(ADMIN), Some(json!({"enabled": false}).to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(50)).await;
+    let (status, refused) = other.post("/api/policy/run", other.run_body("rebal.greedy.v1")).await;
+    assert_eq!((status, field(&refused)), (StatusCode::UNPROCESSABLE_ENTITY, "system_id"), "{refused}");
 }
 
 async fn tokens_grant_roles_and_no_token_gets_401(api: Api) {
@@ -304,6 +366,19 @@ async fn metrics_and_probes_answer(api: Api) {
     api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
     api.post("/api/policy/run", api.run_body("rebal.greedy.v1")).await;
     api.work().await.unwrap();
+    // Plugin health carries each plugin's breaker and counters.
+    let (status, plugins) = api.get("/api/plugins").await;
+    assert_eq!(status, StatusCode::OK, "{plugins}");
+    let runtime = |id: &str| {
+        plugins["plugins"].as_array().unwrap().iter().find(|p| p["plugin_id"] == id).unwrap()["runtime"].clone()
+    };
+    let global = runtime("polis.rebal.global.v1");
+    assert_eq!(
+        (global["breaker"].as_str(), global["calls"].as_u64(), global["successes"].as_u64()),
+        (Some("closed"), Some(1), Some(1)),
+        "{global}"
+    );
+    assert_eq!(runtime("polis.rebal.greedy.v1")["calls"], 0);
     let (status, text) = api.get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().unwrap();
@@ -327,4 +402,51 @@ async fn metrics_and_probes_answer(api: Api) {
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
+    // The document admits only what the handlers accept.
+    let run = &doc["components"]["schemas"]["RunRequest"]["properties"];
+    assert_eq!(run["system_id"]["minLength"], 1);
+    assert_eq!(run["decision_bucket_ts"]["minimum"], 0);
+    assert_eq!(run["policy_version"]["enum"], json!(["rebal.global.v1", "rebal.greedy.v1"]));
+    assert_eq!(run["params"]["oneOf"][1]["additionalProperties"], false, "{}", run["params"]);
+    for path in ["/api/policy/moves", "/api/policy/status"] {
+        let names: Vec<&str> = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert!(names.contains(&"selector") && !names.contains(&"run_id"), "{path}: {names:?}");
+    }
+}
+
+async fn a_failing_plugin_opens_its_breaker_in_plugin_health(api: Api) {
+    // A guard whose output cap every plan breaks and whose breaker opens
+    // at the first failure: the run fails and the breaker shows open.
+    let host = polis_rebalance::host::Host::with_breaker(
+        polis_rebalance::builtins::registry(),
+        polis_runtime::HostLimits { max_output_items: 10_000, max_output_bytes: 16 },
+        polis_runtime::BreakerConfig { error_budget: 1, ..polis_runtime::BreakerConfig::default() },
+    );
+    let auth = Auth { read_tokens: vec![READ.into()], admin_tokens: vec![ADMIN.into()], insecure_local: false };
+    let failing = Api {
+        state: AppState::with_host(api.state.store.clone(), std::sync::Arc::new(host), auth, ServiceConfig::default())
+            .await
+            .unwrap(),
+        system: api.system.clone(),
+    };
+    let (_, pending) = failing.post("/api/policy/run", failing.run_body("rebal.global.v1")).await;
+    assert_eq!(failing.work().await, Some(Outcome::Stored(RunStatus::Error)));
+    let (_, failed) = failing.get(&format!("/api/policy/status?run_id={}", pending["run_id"].as_str().unwrap())).await;
+    let code = failed["error"]["code"].as_str().unwrap().to_owned();
+    let (status, plugins) = failing.get("/api/plugins").await;
+    assert_eq!(status, StatusCode::OK, "{plugins}");
+    let global =
+        plugins["plugins"].as_array().unwrap().iter().find(|p| p["plugin_id"] == "polis.rebal.global.v1").unwrap();
+    let runtime = &global["runtime"];
+    assert_eq!((runtime["breaker"].as_str(), runtime["breaker_opened"].as_u64()), (Some("open"), Some(1)), "{global}");
+    assert_eq!(runtime["errors"][code.as_str()], 1, "{global}");
+    assert_eq!(global["recent_errors"][0]["code"], code.as_str(), "{global}");
+    let (status, page) = failing.call("GET", "/console", Some(READ), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.as_str().unwrap().contains("breaker-open"), "the console shows the open breaker");
 }
