@@ -176,6 +176,8 @@ impl<C: Contract> Guard<C> {
                 let mut metrics = metrics.clone();
                 metrics.breaker = Some(breaker.state(now));
                 metrics.breaker_opened = breaker.times_opened();
+                metrics.breaker_retry_after_ms =
+                    breaker.retry_after(now).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
                 (id.clone(), metrics)
             })
             .collect()

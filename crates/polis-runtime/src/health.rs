@@ -64,6 +64,11 @@ impl Breaker {
         Breaker { config, failures: VecDeque::new(), open_until: None, half_open: false, opened: 0 }
     }
 
+    /// While open at `now`, how long until the cooldown ends.
+    pub fn retry_after(&self, now: Instant) -> Option<Duration> {
+        self.open_until.filter(|&until| now < until).map(|until| until - now)
+    }
+
     /// The state at `now`.
     pub fn state(&self, now: Instant) -> BreakerState {
         match self.open_until {
@@ -150,6 +155,9 @@ pub struct PluginMetrics {
     pub breaker_opened: u64,
     /// The breaker's state when the metrics were read.
     pub breaker: Option<BreakerState>,
+    /// While the breaker is open: how long until it half-opens and lets a
+    /// trial call through, in milliseconds.
+    pub breaker_retry_after_ms: Option<u64>,
 }
 
 #[cfg(test)]

@@ -99,7 +99,11 @@ async fn index(_: ReadAccess, State(state): State<AppState>) -> Result<Html<Stri
             escape(&p.activation),
             p.disabled_reason.as_deref().map(|r| format!(": {}", escape(r))).unwrap_or_default(),
             escape(&systems.join(", ")),
-            if health.breaker_opened > 0 { format!(" (opened {}×)", health.breaker_opened) } else { String::new() },
+            match (health.breaker_opened, health.breaker_retry_after_ms) {
+                (0, _) => String::new(),
+                (n, Some(ms)) => format!(" (opened {n}×; trial call in {} s)", ms.div_ceil(1000)),
+                (n, None) => format!(" (opened {n}×)"),
+            },
             health.calls,
             escape(&by_code.join(", ")),
             errors

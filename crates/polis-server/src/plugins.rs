@@ -76,6 +76,10 @@ pub struct PluginRuntime {
     pub breaker: BreakerStateBody,
     /// How many times the breaker has opened.
     pub breaker_opened: u64,
+    /// While the breaker is open: milliseconds until it half-opens and
+    /// lets a trial call through; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker_retry_after_ms: Option<u64>,
     /// Calls that reached the guard, including refused ones.
     pub calls: u64,
     /// Successful runs.
@@ -94,6 +98,7 @@ impl From<PluginMetrics> for PluginRuntime {
         PluginRuntime {
             breaker: m.breaker.map_or(BreakerStateBody::Closed, BreakerStateBody::from),
             breaker_opened: m.breaker_opened,
+            breaker_retry_after_ms: m.breaker_retry_after_ms,
             latency_mean_us: m.latency_total_us.checked_div(m.calls).unwrap_or(0),
             calls: m.calls,
             successes: m.successes,

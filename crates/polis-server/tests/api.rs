@@ -444,6 +444,9 @@ async fn a_failing_plugin_opens_its_breaker_in_plugin_health(api: Api) {
         plugins["plugins"].as_array().unwrap().iter().find(|p| p["plugin_id"] == "polis.rebal.global.v1").unwrap();
     let runtime = &global["runtime"];
     assert_eq!((runtime["breaker"].as_str(), runtime["breaker_opened"].as_u64()), (Some("open"), Some(1)), "{global}");
+    // Open for the default 30 s cooldown, so a trial call is some seconds away.
+    let retry = runtime["breaker_retry_after_ms"].as_u64().unwrap();
+    assert!(retry > 0 && retry <= 30_000, "{global}");
     assert_eq!(runtime["errors"][code.as_str()], 1, "{global}");
     assert_eq!(global["recent_errors"][0]["code"], code.as_str(), "{global}");
     let (status, page) = failing.call("GET", "/console", Some(READ), None).await;
