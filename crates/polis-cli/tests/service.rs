@@ -364,3 +364,66 @@ fn a_worker_serves_its_own_metrics() {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
 }
+
+/// A plugin root holding the process tier's hostile Python fixture, with
+/// the SDK beside it as `polis plugin new` lays a plugin out.
+fn hostile_plugin_root() -> PathBuf {
+    let root = scratch_dir("plugins");
+    let dir = root.join("hostile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in ["manifest.json", "plugin.py"] {
+        std::fs::copy(crates.join("polis-process/tests/fixtures/hostile").join(file), dir.join(file)).unwrap();
+    }
+    std::fs::copy(crates.join("../sdk/python/polis_plugin.py"), dir.join("polis_plugin.py")).unwrap();
+    root
+}
+
+#[test]
+fn cancelling_a_run_stops_its_plugin_mid_call_and_frees_the_worker() {
+    let dir = scratch_dir("cancel");
+    let url = format!("sqlite://{}", dir.join("polis.db").display());
+    let system = synthetic_city(&url);
+    let root = hostile_plugin_root();
+    // One worker and a policy timeout far beyond the test: only the
+    // cancellation can free the worker from a plugin that sleeps an hour.
+    let server =
+        Server::start(&url, &["--workers", "1", "--timeout-seconds", "3600", "--plugin-dir", root.to_str().unwrap()]);
+    let plugin = "hostile.python.v1";
+    let (code, body) = server.call(
+        "POST",
+        &format!("/api/admin/plugins/{plugin}/systems/{system}"),
+        Some(ADMIN),
+        Some(&json!({"enabled": true})),
+    );
+    assert_eq!(code, 200, "{body}");
+    let ask = |quality: &[&str]| {
+        json!({"system_id": system, "decision_bucket_ts": 1_704_067_200 + 9 * 3600,
+            "policy_version": "rebal.hostile_python.v1", "params": {"allowed_bucket_quality": quality}})
+    };
+    let (code, hung) = server.post("/api/policy/run", &ask(&["ok", "degraded", "mode:hang_half"]));
+    assert_eq!((code, hung["status"].as_str()), (200, Some("pending")), "{hung}");
+
+    // Wait until the worker's call is inside the plugin.
+    let runtime = || {
+        let (_, plugins) = server.get("/api/plugins");
+        let row = plugins["plugins"].as_array().unwrap().iter().find(|p| p["plugin_id"] == plugin).cloned();
+        row.unwrap_or_else(|| panic!("{plugin} not listed: {plugins}"))["runtime"].clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while runtime()["calls"] != 1 {
+        assert!(Instant::now() < deadline, "the plugin was never called: {}", runtime());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, cancelled) = server.post("/api/policy/cancel", &json!({"run_id": hung["run_id"]}));
+    assert_eq!((code, cancelled["status"].as_str()), (200, Some("cancelled")), "{cancelled}");
+
+    // The single worker is free again: a normal run of the same plugin
+    // completes, and the hung call ended as a cancellation in the tier.
+    let (_, normal) = server.post("/api/policy/run", &ask(&["ok", "degraded"]));
+    let done = server.wait_final(normal["run_id"].as_str().unwrap());
+    assert_eq!(done["status"], "ready", "{done}");
+    let runtime = runtime();
+    assert_eq!(runtime["errors"]["policy.cancelled"], 1, "{runtime}");
+    assert_eq!(runtime["successes"], 1, "{runtime}");
+}
