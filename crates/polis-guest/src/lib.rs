@@ -6,8 +6,9 @@
 //! expects (`polis_abi_version`, `polis_alloc`, `polis_run`). The crate
 //! decodes the request JSON into your input and params types, encodes your
 //! output, and reports decoding problems as a rejection naming the field.
-//! It needs no `unsafe` of its own: the request buffer is a `Vec` the crate
-//! keeps between `polis_alloc` and `polis_run`.
+//! The request buffer is a `Vec` the crate keeps between `polis_alloc` and
+//! `polis_run`; the only `unsafe` is the declaration of the host's imports
+//! in [`host`] (`log`, `random_u64`), which plugins call as safe functions.
 //!
 //! # Example
 //!
@@ -155,6 +156,61 @@ where
 /// on other targets (native tests) the value is never used as an address.
 fn address(ptr: *const u8) -> i32 {
     ptr as usize as u32 as i32
+}
+
+/// Host functions, each usable only when the manifest holds its
+/// permission: a module that calls one without it fails at load with a
+/// message naming the permission, because the host links no such import.
+/// Outside wasm (native unit tests of a plugin) they are stand-ins.
+pub mod host {
+    #[cfg(target_arch = "wasm32")]
+    #[link(wasm_import_module = "polis")]
+    #[expect(unsafe_code, reason = "declaring the host's imports is an extern block")]
+    unsafe extern "C" {
+        // SAFETY: the host reads `len` bytes at `ptr` from this module's
+        // linear memory with bounds checks and writes nothing; it draws
+        // from a generator the guest never touches. Neither can break a
+        // guest invariant, so both are safe to call.
+        #[link_name = "log"]
+        safe fn host_log(ptr: i32, len: i32);
+        #[link_name = "random_u64"]
+        safe fn host_random_u64() -> i64;
+    }
+
+    /// Writes one log line, which polis tags with the plugin id
+    /// (`log:emit`).
+    #[cfg(target_arch = "wasm32")]
+    pub fn log(message: &str) {
+        host_log(super::address(message.as_ptr()), message.len() as i32);
+    }
+
+    /// The next number from a generator seeded by the run key, so a rerun
+    /// of the same run draws the same numbers (`random`).
+    #[cfg(target_arch = "wasm32")]
+    pub fn random_u64() -> u64 {
+        host_random_u64() as u64
+    }
+
+    /// Native stand-in: writes the line to stderr.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn log(message: &str) {
+        eprintln!("{message}");
+    }
+
+    /// Native stand-in: a fixed splitmix64 sequence per thread, for unit
+    /// tests; the host's numbers differ.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn random_u64() -> u64 {
+        thread_local!(static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) });
+        STATE.with(|state| {
+            let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            state.set(next);
+            let mut z = next;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        })
+    }
 }
 
 /// Exports a policy function `fn(Request<I, P>) -> Result<O, Error>` as

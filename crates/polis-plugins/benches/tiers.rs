@@ -62,8 +62,7 @@ fn tiers(c: &mut Criterion) {
     let control = RunControl::new();
     c.bench_function("wasm fresh instance + trivial call", |b| b.iter(|| trivial.call(b"{}", 1, &control)));
 
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo().join("target"), PathBuf::from);
-    let wasm = std::fs::read(target.join("wasm32-unknown-unknown/release/polis_example_greedy.wasm")).unwrap();
+    let wasm = polis_testdata::example_wasm("polis_example_greedy.wasm");
     let greedy =
         WasmPolicy::<Rebalance>::new(tiers.wasm.load(manifest("examples/plugins/greedy-rust"), &wasm).unwrap());
     c.bench_function("wasm greedy, full snapshot", |b| b.iter(|| greedy.run(&ctx, &built.input, &params)));

@@ -50,3 +50,22 @@ pub fn require(relative: &str) -> Option<PathBuf> {
     eprintln!("skipped: shared data not found at `{}`", where_.display());
     None
 }
+
+/// The bytes of an example plugin built for `wasm32-unknown-unknown` in
+/// release (`file` such as `polis_example_greedy.wasm`), from the target
+/// directory (`CARGO_TARGET_DIR` or the workspace's `target`).
+/// `scripts/test` builds the examples before testing; a missing module
+/// panics with the command that builds it.
+#[expect(clippy::panic, reason = "a test-support helper: a missing build step must fail loudly")]
+pub fn example_wasm(file: &str) -> Vec<u8> {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), PathBuf::from);
+    let path = target.join("wasm32-unknown-unknown/release").join(file);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        let package = file.trim_end_matches(".wasm").replace('_', "-");
+        panic!(
+            "cannot read `{}` ({e}); build it with `cargo build -p {package} --release --target wasm32-unknown-unknown` (scripts/test does)",
+            path.display()
+        )
+    })
+}

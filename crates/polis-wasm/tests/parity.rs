@@ -5,11 +5,6 @@
 //! `scripts/test` builds the example for `wasm32-unknown-unknown` before
 //! `cargo test`; run that command (or the `cargo build` it shows) first.
 
-#![expect(
-    clippy::panic,
-    reason = "test helpers fail loudly; clippy allows this in #[test] functions but not in the helpers they share"
-)]
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -26,18 +21,6 @@ fn example_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/plugins/greedy-rust")
 }
 
-fn example_wasm() -> Vec<u8> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"), PathBuf::from);
-    let path = target.join("wasm32-unknown-unknown/release/polis_example_greedy.wasm");
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read `{}` ({e}); build it with `cargo build -p polis-example-greedy --release --target wasm32-unknown-unknown` (scripts/test does)",
-            path.display()
-        )
-    })
-}
-
 #[test]
 fn wasm_greedy_matches_the_builtin_on_every_snapshot_of_a_day() {
     let Some(week) = polis_testdata::require("baywheels-2023-03-06") else {
@@ -45,7 +28,7 @@ fn wasm_greedy_matches_the_builtin_on_every_snapshot_of_a_day() {
     };
     let manifest = Manifest::from_json(&std::fs::read(example_dir().join("manifest.json")).unwrap()).unwrap();
     let runtime = WasmRuntime::new(WasmConfig::default()).unwrap();
-    let module = runtime.load(manifest, &example_wasm()).unwrap();
+    let module = runtime.load(manifest, &polis_testdata::example_wasm("polis_example_greedy.wasm")).unwrap();
     let digest = module.artifact_digest();
     let mut registry = builtins::registry();
     registry.register(Arc::new(WasmPolicy::<Rebalance>::new(module)), Some(digest)).unwrap();
