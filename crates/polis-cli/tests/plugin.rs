@@ -189,3 +189,35 @@ fn a_replay_runs_plugins_from_a_plugin_dir_beside_the_builtins() {
     let moved = kpis("rebal.greedy.v1").into_iter().find(|(k, _)| k == "bikes_moved").unwrap().1;
     assert!(moved.as_f64().unwrap() > 0.0, "{text}");
 }
+
+#[test]
+fn plugin_new_rust_creates_a_plugin_that_builds_to_wasm_passes_its_own_test_and_conformance() {
+    let into = std::env::temp_dir().join(format!("polis-new-rs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&into);
+    std::fs::create_dir_all(&into).unwrap();
+    let (code, out) =
+        polis(&["plugin", "new", "--lang", "rust", "--into", into.to_str().unwrap(), "research.rusty_idea.v1"]);
+    assert_eq!(code, 0, "{out}");
+    let dir = into.join("research-rusty_idea-v1");
+    // Offline: the workspace's own build has the dependencies in cargo's
+    // cache, and the scaffold needs nothing else.
+    let cargo = |args: &[&str]| {
+        let out = Command::new(env!("CARGO"))
+            .args(args)
+            .args(["--offline", "--quiet"])
+            .env("CARGO_TARGET_DIR", dir.join("target"))
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cargo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    cargo(&["test"]);
+    cargo(&["build", "--release", "--target", "wasm32-unknown-unknown"]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let entry = manifest["runtime"]["entry"].as_str().unwrap();
+    std::fs::copy(dir.join("target/wasm32-unknown-unknown/release").join(entry), dir.join(entry)).unwrap();
+    let (code, out) = polis(&["plugin", "test", dir.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&into);
+    assert_eq!(code, 0, "{out}");
+}
