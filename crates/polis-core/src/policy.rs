@@ -101,3 +101,43 @@ impl PolicyError {
         }
     }
 }
+
+#[derive(serde::Serialize)]
+struct Request<'a, I, P> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<&'a RunContext>,
+    input: &'a I,
+    params: &'a P,
+}
+
+/// The JSON request every sandboxed tier sends a plugin:
+/// `{"context"?, "input", "params"}`, with the context only when the
+/// plugin holds `context:read` (`with_context`).
+pub fn encode_request<C: Contract>(
+    ctx: &RunContext,
+    input: &C::Input,
+    params: &C::Params,
+    with_context: bool,
+) -> Result<Vec<u8>, PolicyError> {
+    let context = with_context.then_some(ctx);
+    serde_json::to_vec(&Request { context, input, params })
+        .map_err(|e| PolicyError::Failed(format!("request could not be encoded: {e}")))
+}
+
+/// Decodes a plugin's reply of type `T` (the contract's output, or a tier's
+/// envelope around it), naming the JSON path of the first mismatch against
+/// `schema_version`.
+pub fn decode_reply<T: serde::de::DeserializeOwned>(reply: &[u8], schema_version: &str) -> Result<T, PolicyError> {
+    let mut de = serde_json::Deserializer::from_slice(reply);
+    let decoded = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        PolicyError::Failed(if inner.is_syntax() || inner.is_eof() {
+            format!("reply is not valid JSON: {inner}")
+        } else {
+            format!("reply does not match `{schema_version}` at `{path}`: {inner}")
+        })
+    })?;
+    de.end().map_err(|e| PolicyError::Failed(format!("reply is not valid JSON: {e}")))?;
+    Ok(decoded)
+}

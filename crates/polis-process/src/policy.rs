@@ -5,19 +5,10 @@ use std::marker::PhantomData;
 use polis_core::contract::Contract;
 use polis_core::manifest::Manifest;
 use polis_core::permission::{Grants, Permission};
-use polis_core::policy::{Policy, PolicyError, RunControl};
+use polis_core::policy::{Policy, PolicyError, RunControl, decode_reply, encode_request};
 use polis_core::run::RunContext;
-use serde::Serialize;
 
 use crate::worker::ProcessPlugin;
-
-#[derive(Serialize)]
-struct Request<'a, I, P> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    context: Option<&'a RunContext>,
-    input: &'a I,
-    params: &'a P,
-}
 
 /// A process plugin of contract `C`: sends the context (with
 /// `context:read`), input and params as the `run` request's params and
@@ -58,18 +49,8 @@ impl<C: Contract> Policy<C> for ProcessPolicy<C> {
         params: &C::Params,
         control: &RunControl,
     ) -> Result<C::Output, PolicyError> {
-        let context = self.context_read.then_some(ctx);
-        let request = serde_json::to_vec(&Request { context, input, params })
-            .map_err(|e| PolicyError::Failed(format!("request could not be encoded: {e}")))?;
+        let request = encode_request::<C>(ctx, input, params, self.context_read)?;
         let result = self.plugin.call_controlled(&request, control)?;
-        let mut de = serde_json::Deserializer::from_slice(&result);
-        serde_path_to_error::deserialize::<_, C::Output>(&mut de).map_err(|e| {
-            PolicyError::Failed(format!(
-                "result does not match `{}` at `{}`: {}",
-                C::OUTPUT_SCHEMA_VERSION,
-                e.path(),
-                e.inner()
-            ))
-        })
+        decode_reply(&result, C::OUTPUT_SCHEMA_VERSION)
     }
 }

@@ -17,7 +17,7 @@ use polis_core::policy::{PolicyError, RunControl};
 use polis_core::registry::Registry;
 use polis_process::{LayerState, ProcessConfig, ProcessPlugin, ProcessPolicy, ProcessSpec, SandboxConfig};
 use polis_rebalance::builtins;
-use polis_rebalance::contract::{Neighbor, PolicyInput, Rebalance, RebalanceParams, Station};
+use polis_rebalance::contract::{Rebalance, RebalanceParams};
 use polis_rebalance::gbfs::Feed;
 use polis_rebalance::host::{Decision, Host, HostError};
 use polis_rebalance::parity;
@@ -64,22 +64,6 @@ fn host_with(plugin: ProcessPlugin) -> Host {
     Host::new(registry, HostLimits::default())
 }
 
-fn tiny_input() -> PolicyInput {
-    let station = |key: &str, bikes| Station {
-        station_key: key.into(),
-        capacity: 10,
-        bikes,
-        docks: 10 - bikes,
-        bucket_quality: "ok".into(),
-    };
-    PolicyInput {
-        stations: vec![station("a", 10), station("b", 0)],
-        neighbors: vec![Neighbor { from_station_key: "a".into(), to_station_key: "b".into(), dist_m: 250.0, rank: 1 }],
-        effort: polis_rebalance::contract::DEFAULT_EFFORT,
-        targets: polis_rebalance::contract::default_targets(),
-    }
-}
-
 fn decide(host: &Host, version: &str, mode: Option<&str>) -> Result<RunRecord<Rebalance>, HostError> {
     decide_controlled(host, version, mode, None)
 }
@@ -90,7 +74,7 @@ fn decide_controlled(
     mode: Option<&str>,
     control: Option<&RunControl>,
 ) -> Result<RunRecord<Rebalance>, HostError> {
-    let input = tiny_input();
+    let input = polis_rebalance::synth::tiny_input();
     let mut params = RebalanceParams::default();
     params.allowed_bucket_quality.extend(mode.map(|m| format!("mode:{m}")));
     let decision = Decision {

@@ -329,3 +329,24 @@ pub fn write(city: &City, dir: &Path) -> std::io::Result<()> {
     gz.finish()?.flush()?;
     Ok(())
 }
+
+/// The smallest input with a decision to make: station `a` is full (10 of
+/// 10 bikes) and has one edge, 250 m, to station `b`, which is empty. Any
+/// sensible policy moves bikes `a → b`; tests of the tiers use it to show a
+/// plugin was really called.
+pub fn tiny_input() -> crate::contract::PolicyInput {
+    use crate::contract::{DEFAULT_EFFORT, Neighbor, PolicyInput, Station, default_targets};
+    let station = |key: &str, bikes| Station {
+        station_key: key.into(),
+        capacity: 10,
+        bikes,
+        docks: 10 - bikes,
+        bucket_quality: "ok".into(),
+    };
+    PolicyInput {
+        stations: vec![station("a", 10), station("b", 0)],
+        neighbors: vec![Neighbor { from_station_key: "a".into(), to_station_key: "b".into(), dist_m: 250.0, rank: 1 }],
+        effort: DEFAULT_EFFORT,
+        targets: default_targets(),
+    }
+}

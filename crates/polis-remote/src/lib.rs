@@ -41,9 +41,8 @@ use std::time::Duration;
 use polis_core::contract::Contract;
 use polis_core::manifest::{Manifest, TierKind};
 use polis_core::permission::{Grants, Permission};
-use polis_core::policy::{Policy, PolicyError, RunControl};
+use polis_core::policy::{Policy, PolicyError, RunControl, decode_reply, encode_request};
 use polis_core::run::RunContext;
-use serde::Serialize;
 
 /// How the remote tier calls endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,14 +98,6 @@ impl<C: Contract> std::fmt::Debug for RemotePolicy<C> {
     }
 }
 
-#[derive(Serialize)]
-struct Request<'a, I, P> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    context: Option<&'a RunContext>,
-    input: &'a I,
-    params: &'a P,
-}
-
 impl<C: Contract> RemotePolicy<C> {
     /// A remote policy for `manifest`, whose `runtime.entry` is the URL.
     pub fn new(manifest: Manifest, config: &RemoteConfig) -> Result<Self, RemoteError> {
@@ -154,9 +145,7 @@ impl<C: Contract> RemotePolicy<C> {
     /// The body sent for a run: input and params, and the context only
     /// with `context:read`.
     pub fn request_body(&self, ctx: &RunContext, input: &C::Input, params: &C::Params) -> Result<Vec<u8>, PolicyError> {
-        let context = self.context_read.then_some(ctx);
-        serde_json::to_vec(&Request { context, input, params })
-            .map_err(|e| PolicyError::Failed(format!("request could not be encoded: {e}")))
+        encode_request::<C>(ctx, input, params, self.context_read)
     }
 
     /// One exchange: POST the body, read a capped reply.
@@ -166,18 +155,7 @@ impl<C: Contract> RemotePolicy<C> {
 
     fn decode(&self, status: u16, reply: &[u8]) -> Result<C::Output, PolicyError> {
         match status {
-            200 => {
-                let mut de = serde_json::Deserializer::from_slice(reply);
-                serde_path_to_error::deserialize::<_, C::Output>(&mut de).map_err(|e| {
-                    let path = e.path().to_string();
-                    let inner = e.into_inner();
-                    PolicyError::Failed(if inner.is_syntax() || inner.is_eof() {
-                        format!("reply is not valid JSON: {inner}")
-                    } else {
-                        format!("reply does not match `{}` at `{path}`: {inner}", C::OUTPUT_SCHEMA_VERSION)
-                    })
-                })
-            }
+            200 => decode_reply(reply, C::OUTPUT_SCHEMA_VERSION),
             422 => Err(PolicyError::Rejected(error_text(reply))),
             other => Err(PolicyError::Failed(format!("endpoint answered HTTP {other}: {}", error_text(reply)))),
         }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use polis_core::manifest::Manifest;
 use polis_core::policy::{PolicyError, RunControl};
 use polis_rebalance::builtins::{self, Builtin};
-use polis_rebalance::contract::{Neighbor, PolicyInput, PolicyOutput, Rebalance, RebalanceParams, Station};
+use polis_rebalance::contract::{PolicyInput, PolicyOutput, Rebalance, RebalanceParams};
 use polis_rebalance::gbfs::Feed;
 use polis_rebalance::host::{Decision, Host, HostError};
 use polis_rebalance::network::Network;
@@ -169,24 +169,8 @@ fn host(base: &str, paths: &[&str]) -> Host {
     Host::new(registry, HostLimits::default())
 }
 
-fn tiny_input() -> PolicyInput {
-    let station = |key: &str, bikes| Station {
-        station_key: key.into(),
-        capacity: 10,
-        bikes,
-        docks: 10 - bikes,
-        bucket_quality: "ok".into(),
-    };
-    PolicyInput {
-        stations: vec![station("a", 10), station("b", 0)],
-        neighbors: vec![Neighbor { from_station_key: "a".into(), to_station_key: "b".into(), dist_m: 250.0, rank: 1 }],
-        effort: polis_rebalance::contract::DEFAULT_EFFORT,
-        targets: polis_rebalance::contract::default_targets(),
-    }
-}
-
 fn decide(host: &Host, id: &str, control: Option<&RunControl>) -> Result<RunRecord<Rebalance>, HostError> {
-    let input = tiny_input();
+    let input = polis_rebalance::synth::tiny_input();
     let params = RebalanceParams::default();
     let decision = Decision {
         system_id: "test",

@@ -5,20 +5,11 @@ use std::marker::PhantomData;
 use polis_core::contract::Contract;
 use polis_core::manifest::Manifest;
 use polis_core::permission::Permission;
-use polis_core::policy::{Policy, PolicyError};
+use polis_core::policy::{Policy, PolicyError, decode_reply, encode_request};
 use polis_core::run::RunContext;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::module::{RunControl, WasmModule};
-
-/// The request document of the ABI.
-#[derive(Serialize)]
-struct Request<'a, I, P> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    context: Option<&'a RunContext>,
-    input: &'a I,
-    params: &'a P,
-}
 
 /// The reply document of the ABI.
 #[derive(Deserialize)]
@@ -64,9 +55,8 @@ impl<C: Contract> WasmPolicy<C> {
         params: &C::Params,
         control: &RunControl,
     ) -> Result<C::Output, PolicyError> {
-        let context = self.module.grants().allows(Permission::ContextRead).then_some(ctx);
-        let request = serde_json::to_vec(&Request { context, input, params })
-            .map_err(|e| PolicyError::Failed(format!("request could not be encoded: {e}")))?;
+        let with_context = self.module.grants().allows(Permission::ContextRead);
+        let request = encode_request::<C>(ctx, input, params, with_context)?;
         let reply = self.module.call(&request, ctx.seed, control)?;
         decode::<C::Output>(&reply, C::OUTPUT_SCHEMA_VERSION)
     }
@@ -74,21 +64,7 @@ impl<C: Contract> WasmPolicy<C> {
 
 /// Decodes a reply, naming the JSON path of the first problem.
 fn decode<O: serde::de::DeserializeOwned>(reply: &[u8], output_version: &str) -> Result<O, PolicyError> {
-    let mut de = serde_json::Deserializer::from_slice(reply);
-    let decoded: Result<Reply<O>, _> = serde_path_to_error::deserialize(&mut de);
-    let reply = match decoded {
-        Ok(reply) => reply,
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            return Err(PolicyError::Failed(if inner.is_syntax() || inner.is_eof() {
-                format!("reply is not valid JSON: {inner}")
-            } else {
-                format!("reply does not match `{output_version}` at `{path}`: {inner}")
-            }));
-        }
-    };
-    de.end().map_err(|e| PolicyError::Failed(format!("reply is not valid JSON: {e}")))?;
+    let reply: Reply<O> = decode_reply(reply, output_version)?;
     match (reply.ok, reply.error) {
         (Some(output), None) => Ok(output),
         (None, Some(error)) if error.kind == "rejected" => Err(PolicyError::Rejected(error.message)),

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use polis_core::manifest::Manifest;
 use polis_rebalance::builtins;
-use polis_rebalance::contract::{PolicyInput, Rebalance, RebalanceParams, Station};
+use polis_rebalance::contract::{Rebalance, RebalanceParams};
 use polis_rebalance::host::{Decision, Host};
 use polis_runtime::HostLimits;
 use polis_wasm::{LogLine, WasmConfig, WasmPolicy, WasmRuntime};
@@ -40,14 +40,7 @@ fn host() -> (Host, Arc<Mutex<Vec<LogLine>>>) {
 
 /// The example's draws for a decision at `bucket`.
 fn draws(host: &Host, bucket: i64) -> Value {
-    let station =
-        |key: &str| Station { station_key: key.into(), capacity: 10, bikes: 5, docks: 5, bucket_quality: "ok".into() };
-    let input = PolicyInput {
-        stations: vec![station("a"), station("b")],
-        neighbors: vec![],
-        effort: polis_rebalance::contract::DEFAULT_EFFORT,
-        targets: polis_rebalance::contract::default_targets(),
-    };
+    let input = polis_rebalance::synth::tiny_input();
     let params = RebalanceParams::default();
     let decision = Decision {
         system_id: "test",

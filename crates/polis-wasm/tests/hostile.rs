@@ -13,7 +13,7 @@ use std::time::Duration;
 use polis_core::manifest::Manifest;
 use polis_core::policy::PolicyError;
 use polis_core::registry::Registry;
-use polis_rebalance::contract::{Neighbor, PolicyInput, Rebalance, RebalanceParams, Station};
+use polis_rebalance::contract::{PolicyInput, Rebalance, RebalanceParams};
 use polis_rebalance::host::{Decision, Host, HostError};
 use polis_runtime::{HostLimits, RunError};
 use polis_wasm::abi::pack;
@@ -62,20 +62,13 @@ fn replying(reply: &str) -> Vec<u8> {
     module("", &format!("(i64.const {})", pack(REPLY_AT, reply.len() as u32)), reply)
 }
 
+/// The tiny input plus station `c`, which no edge reaches.
 fn input() -> PolicyInput {
-    let station = |key: &str, bikes| Station {
-        station_key: key.into(),
-        capacity: 10,
-        bikes,
-        docks: 10 - bikes,
-        bucket_quality: "ok".into(),
-    };
-    PolicyInput {
-        stations: vec![station("a", 10), station("b", 0), station("c", 0)],
-        neighbors: vec![Neighbor { from_station_key: "a".into(), to_station_key: "b".into(), dist_m: 250.0, rank: 1 }],
-        effort: polis_rebalance::contract::DEFAULT_EFFORT,
-        targets: polis_rebalance::contract::default_targets(),
-    }
+    let mut input = polis_rebalance::synth::tiny_input();
+    let mut c = input.stations[1].clone();
+    c.station_key = "c".into();
+    input.stations.push(c);
+    input
 }
 
 const GOOD: &str = r#"{"ok":{"moves":[{"move_rank":1,"from_station_key":"a","to_station_key":"b","bikes_moved":2,"dist_m":250.0,"budget_exhausted":false,"neighbor_exhausted":true,"reason_codes":["test"]}],"summary":{"bikes_moved_total":2,"stations_touched":2,"no_op":false}}}"#;
