@@ -1,23 +1,161 @@
-//! `polis plugins`, `polis contract` and `polis manifest`: what polis
-//! knows about plugins and contracts.
+//! The contracts this build knows, and the commands that work for every
+//! one of them: `polis plugins list`, `polis contract`, `polis manifest
+//! validate` and `polis run`.
+//!
+//! [`all`] is the registration list. Each entry is a [`ContractCli`]: the
+//! object-safe face of one contract's built-ins, plugins, conformance
+//! fixtures and scaffolds. Adding a contract adds one line there.
 
-use crate::plugin_dirs::PluginDirs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Subcommand, ValueEnum};
-use polis_core::contract::{Contract, schemas};
-use polis_core::manifest::Manifest;
-use polis_core::registry::Activation;
-use polis_rebalance::Rebalance;
+use clap::{Args, Subcommand, ValueEnum};
+use polis_core::contract::{Contract, ContractInfo, permission_catalog};
+use polis_core::manifest::{FieldProblem, Manifest};
+use polis_core::permission::Grants;
+use polis_core::registry::{Activation, PluginStatus, Registry};
+use polis_plugins::LoadReport;
+use polis_runtime::conformance::{Conformance, FixtureResult, Scaffold};
+use polis_runtime::{Decision, Host, HostLimits};
 
 use crate::Outcome;
+use crate::plugin_dirs::PluginDirs;
 use crate::table::{Align, render};
+
+/// Every contract this build knows, in listing order.
+pub fn all() -> Vec<Box<dyn ContractCli>> {
+    vec![
+        Box::new(Entry::<polis_rebalance::Rebalance>::new(polis_rebalance::builtins::registry)),
+        Box::new(Entry::<polis_echo::Echo>::new(polis_echo::builtins::registry)),
+    ]
+}
+
+/// The contract with this id, or an error listing the known ones.
+pub fn find(id: &str) -> anyhow::Result<Box<dyn ContractCli>> {
+    let known: Vec<String> = all().iter().map(|c| format!("`{}`", c.info().id)).collect();
+    all()
+        .into_iter()
+        .find(|c| c.info().id == id)
+        .with_context(|| format!("unknown contract `{id}`; known: {}", known.join(", ")))
+}
+
+/// One plugin directory loaded for inspection.
+pub struct Inspected {
+    /// What the loader reported.
+    pub report: LoadReport,
+    /// The permissions the plugin was granted.
+    pub granted: Vec<String>,
+    /// Its normalised manifest, when it registered.
+    pub manifest: Option<Manifest>,
+}
+
+/// A conformance run.
+pub struct Conformed {
+    /// What the loader reported.
+    pub report: LoadReport,
+    /// Each fixture's result.
+    pub fixtures: Vec<FixtureResult>,
+}
+
+/// What the generic commands need of one contract.
+pub trait ContractCli {
+    /// The contract.
+    fn info(&self) -> ContractInfo;
+    /// The built-ins plus every plugin under `dirs`, as listed rows.
+    fn statuses(&self, dirs: &PluginDirs) -> anyhow::Result<Vec<PluginStatus>>;
+    /// Loads one plugin directory; `None` when the contract does not claim
+    /// it.
+    fn inspect(&self, dir: &Path, tiers: &polis_plugins::Tiers) -> Option<Inspected>;
+    /// Loads one plugin directory and runs the conformance fixtures.
+    fn conformance(&self, dir: &Path, tiers: &polis_plugins::Tiers) -> Option<Conformed>;
+    /// How new plugins of the contract start.
+    fn scaffold(&self) -> Scaffold;
+    /// Decides one input with a policy of the built-ins or `dirs`, and
+    /// returns the run record as JSON.
+    fn run(&self, dirs: &PluginDirs, policy: &str, document: &RunDocument) -> anyhow::Result<serde_json::Value>;
+}
+
+struct Entry<C: Contract> {
+    builtins: fn() -> Registry<C>,
+}
+
+impl<C: Contract> Entry<C> {
+    fn new(builtins: fn() -> Registry<C>) -> Self {
+        Entry { builtins }
+    }
+
+    fn load_one(&self, dir: &Path, tiers: &polis_plugins::Tiers) -> Option<(Registry<C>, LoadReport)> {
+        let mut registry = Registry::<C>::new();
+        let report = polis_plugins::register_dir::<C>(dir, tiers, &mut registry)?;
+        Some((registry, report))
+    }
+}
+
+impl<C: Conformance> ContractCli for Entry<C> {
+    fn info(&self) -> ContractInfo {
+        ContractInfo::of::<C>()
+    }
+
+    fn statuses(&self, dirs: &PluginDirs) -> anyhow::Result<Vec<PluginStatus>> {
+        Ok(dirs.registry((self.builtins)(), false)?.statuses())
+    }
+
+    fn inspect(&self, dir: &Path, tiers: &polis_plugins::Tiers) -> Option<Inspected> {
+        let (registry, report) = self.load_one(dir, tiers)?;
+        let entry = report.plugin_id.as_ref().and_then(|id| registry.entries().find(|e| &e.manifest.plugin_id == id));
+        let catalog = permission_catalog::<C>();
+        let granted = entry
+            .map(|e| Grants::resolve(&e.manifest.permissions, &catalog).granted().map(str::to_owned).collect())
+            .unwrap_or_default();
+        Some(Inspected { report, granted, manifest: entry.map(|e| e.manifest.clone()) })
+    }
+
+    fn conformance(&self, dir: &Path, tiers: &polis_plugins::Tiers) -> Option<Conformed> {
+        let (registry, report) = self.load_one(dir, tiers)?;
+        let version = registry.versions().into_iter().next();
+        let fixtures = match (version, Host::new(registry, HostLimits::default())) {
+            (Some(version), Ok(host)) => polis_runtime::conformance::check(&host, &version, dir),
+            (_, Err(e)) => {
+                vec![FixtureResult { fixture: "schema".to_owned(), output_sha256: None, problems: vec![e.to_string()] }]
+            }
+            (None, _) => Vec::new(),
+        };
+        Some(Conformed { report, fixtures })
+    }
+
+    fn scaffold(&self) -> Scaffold {
+        C::scaffold()
+    }
+
+    fn run(&self, dirs: &PluginDirs, policy: &str, document: &RunDocument) -> anyhow::Result<serde_json::Value> {
+        let subject: C::Subject = serde_path_to_error::deserialize(document.subject.clone())
+            .context("`subject` does not match the contract")?;
+        let input: C::Input =
+            serde_path_to_error::deserialize(document.input.clone()).context("`input` does not match the contract")?;
+        let params: C::Params = serde_path_to_error::deserialize(document.params.clone())
+            .context("`params` does not match the contract")?;
+        let host = Host::new(dirs.registry((self.builtins)(), true)?, HostLimits::default())?;
+        let record = host.decide(policy, &Decision::new(&subject, &input, &params))?;
+        Ok(serde_json::to_value(&record)?)
+    }
+}
+
+/// What `polis run` decides: a contract's subject, input and params.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunDocument {
+    /// The run subject.
+    pub subject: serde_json::Value,
+    /// The input.
+    pub input: serde_json::Value,
+    /// The params.
+    pub params: serde_json::Value,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
-    /// List every plugin with its policy version, tier, manifest hash and
-    /// status; disabled plugins show why.
+    /// List every plugin of every contract with its policy version, tier,
+    /// manifest hash and status; disabled plugins show why.
     List {
         #[command(flatten)]
         plugins: PluginDirs,
@@ -35,14 +173,15 @@ pub enum ContractCommand {
         #[arg(long, value_enum)]
         part: Option<Part>,
     },
-    /// List the contracts this build knows.
+    /// List the contracts this build knows, with their permissions and the
+    /// host methods (capabilities) their plugins may call.
     List,
 }
 
 /// A part of a contract.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Part {
-    /// The run context.
+    /// The run context a plugin sees.
     Context,
     /// The input document.
     Input,
@@ -50,101 +189,137 @@ pub enum Part {
     Output,
     /// The params.
     Params,
+    /// The run subject (with the policy version and spec hash, the run key).
+    Subject,
+    /// The contract's own manifest fields.
+    Manifest,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ManifestCommand {
     /// Validate a `policy.plugin.v1` manifest file: every problem is
-    /// reported with its field, and the contract it names must be known.
-    /// Exits 1 when the manifest is invalid.
+    /// reported with its field, and the contract it names (or claims it by
+    /// its fields) must be known and accept its fields. Exits 1 when the
+    /// manifest is invalid.
     Validate {
         /// The manifest (JSON).
         file: PathBuf,
     },
 }
 
-/// A contract this build knows: `(id, input version, output version)`.
-pub const CONTRACTS: &[(&str, &str, &str)] =
-    &[(Rebalance::ID, Rebalance::INPUT_SCHEMA_VERSION, Rebalance::OUTPUT_SCHEMA_VERSION)];
+/// `polis run`: one decision of any contract.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The contract, such as `echo.v1`.
+    #[arg(long)]
+    contract: String,
+    /// The policy version to run.
+    #[arg(long)]
+    policy: String,
+    /// A JSON file (`-` for stdin) holding `{"subject", "input", "params"}`.
+    #[arg(long, value_name = "FILE")]
+    input: PathBuf,
+    #[command(flatten)]
+    plugins: PluginDirs,
+}
 
 pub fn plugins(command: PluginsCommand, json: bool) -> anyhow::Result<Outcome> {
-    match command {
-        PluginsCommand::List { plugins } => {
-            // Failed loads are rows of the listing, not warnings.
-            let statuses = plugins.registry(false)?.statuses();
-            if json {
-                println!("{}", serde_json::to_string_pretty(&statuses)?);
-                return Ok(Outcome::Success);
-            }
-            let rows: Vec<Vec<String>> = statuses
-                .iter()
-                .map(|s| {
-                    let (status, reason) = match &s.activation {
-                        Activation::Active => ("active".to_owned(), String::new()),
-                        Activation::Disabled { reason } => ("disabled".to_owned(), reason.clone()),
-                    };
-                    vec![
-                        s.policy_version.clone(),
-                        s.plugin_id.clone(),
-                        s.contract.to_owned(),
-                        s.tier.to_string(),
-                        s.manifest_sha256.map(|d| d.to_hex()[..12].to_owned()).unwrap_or_default(),
-                        status,
-                        reason,
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                render(
-                    &[
-                        ("policy_version", Align::Left),
-                        ("plugin_id", Align::Left),
-                        ("contract", Align::Left),
-                        ("tier", Align::Left),
-                        ("manifest", Align::Left),
-                        ("status", Align::Left),
-                        ("reason", Align::Left),
-                    ],
-                    &rows,
-                    80,
-                )
-            );
-            Ok(Outcome::Success)
-        }
+    let PluginsCommand::List { plugins } = command;
+    let mut statuses = Vec::new();
+    for contract in all() {
+        statuses.extend(contract.statuses(&plugins)?);
     }
+    // A manifest no contract could read is reported by every contract's
+    // loader; list it once.
+    let mut seen = std::collections::BTreeSet::new();
+    statuses.retain(|s| s.manifest_sha256.is_some() || seen.insert(s.plugin_id.clone()));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+        return Ok(Outcome::Success);
+    }
+    let rows: Vec<Vec<String>> = statuses
+        .iter()
+        .map(|s| {
+            let (status, reason) = match &s.activation {
+                Activation::Active => ("active".to_owned(), String::new()),
+                Activation::Disabled { reason } => ("disabled".to_owned(), reason.clone()),
+            };
+            vec![
+                s.policy_version.clone(),
+                s.plugin_id.clone(),
+                s.contract.to_owned(),
+                s.tier.to_string(),
+                s.manifest_sha256.map(|d| d.to_hex()[..12].to_owned()).unwrap_or_default(),
+                status,
+                reason,
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        render(
+            &[
+                ("policy_version", Align::Left),
+                ("plugin_id", Align::Left),
+                ("contract", Align::Left),
+                ("tier", Align::Left),
+                ("manifest", Align::Left),
+                ("status", Align::Left),
+                ("reason", Align::Left),
+            ],
+            &rows,
+            80,
+        )
+    );
+    Ok(Outcome::Success)
 }
 
 pub fn contract(command: ContractCommand, json: bool) -> anyhow::Result<Outcome> {
     match command {
         ContractCommand::List => {
+            let infos: Vec<ContractInfo> = all().iter().map(|c| c.info()).collect();
             if json {
-                let list: Vec<_> = CONTRACTS
+                let list: Vec<_> = infos
                     .iter()
-                    .map(|(id, i, o)| serde_json::json!({"contract": id, "input_schema_version": i, "output_schema_version": o}))
+                    .map(|info| {
+                        let catalog = (info.permissions)();
+                        serde_json::json!({
+                            "contract": info.id,
+                            "permissions": catalog.permissions().iter().map(|p| serde_json::json!({"name": p.name, "doc": p.doc})).collect::<Vec<_>>(),
+                            "groups": catalog.groups().iter().map(|g| serde_json::json!({"name": g.name, "members": g.members, "doc": g.doc})).collect::<Vec<_>>(),
+                            "capabilities": catalog.capabilities().iter().map(|c| serde_json::json!({"method": c.method, "permission": c.permission, "wasm_import": c.wasm_import(), "doc": c.doc})).collect::<Vec<_>>(),
+                        })
+                    })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                for (id, input, output) in CONTRACTS {
-                    println!("{id}  input {input}  output {output}");
+                for info in &infos {
+                    let catalog = (info.permissions)();
+                    let permissions: Vec<&str> = catalog.permissions().iter().map(|p| p.name).collect();
+                    println!("{}  permissions: {}", info.id, permissions.join(", "));
+                    for c in catalog.capabilities() {
+                        println!(
+                            "    host method `{}` (wasm import `polis.{}`) needs `{}`: {}",
+                            c.method,
+                            c.wasm_import(),
+                            c.permission,
+                            c.doc
+                        );
+                    }
                 }
             }
             Ok(Outcome::Success)
         }
         ContractCommand::Schema { contract, part } => {
-            let all = match contract.as_str() {
-                Rebalance::ID => schemas::<Rebalance>(),
-                other => {
-                    let known: Vec<&str> = CONTRACTS.iter().map(|c| c.0).collect();
-                    anyhow::bail!("unknown contract `{other}`; known: {}", known.join(", "))
-                }
-            };
+            let all = (find(&contract)?.info().schemas)();
             let document = match part {
                 None => serde_json::to_value(&all)?,
                 Some(Part::Context) => all.context,
                 Some(Part::Input) => all.input,
                 Some(Part::Output) => all.output,
                 Some(Part::Params) => all.params,
+                Some(Part::Subject) => all.subject,
+                Some(Part::Manifest) => all.manifest_fields,
             };
             println!("{}", serde_json::to_string_pretty(&document)?);
             Ok(Outcome::Success)
@@ -152,25 +327,44 @@ pub fn contract(command: ContractCommand, json: bool) -> anyhow::Result<Outcome>
     }
 }
 
+/// Checks a manifest's common fields and the fields of the contract that
+/// claims it, reporting every problem of both in one pass; the normalised
+/// manifest and the contract id.
+pub fn check_manifest(bytes: &[u8]) -> Result<(Manifest, &'static str), (&'static str, Vec<FieldProblem>)> {
+    let manifest = Manifest::parse(bytes).map_err(|e| (e.code(), e.problems()))?;
+    let mut problems = match manifest.validate() {
+        Ok(()) => Vec::new(),
+        Err(e) => e.problems(),
+    };
+    let infos: Vec<ContractInfo> = all().iter().map(|c| c.info()).collect();
+    let info = match ContractInfo::claiming(&infos, &manifest) {
+        Ok(info) => info,
+        Err(problem) => {
+            problems.push(problem);
+            return Err(("manifest.unknown_contract", problems));
+        }
+    };
+    let fields = match (info.check_manifest)(&manifest) {
+        Ok(fields) if problems.is_empty() => fields,
+        Ok(_) => return Err(("manifest.invalid", problems)),
+        Err(more) => {
+            problems.extend(more);
+            return Err(("manifest.invalid", problems));
+        }
+    };
+    let fields: serde_json::Map<String, serde_json::Value> = match fields {
+        serde_json::Value::Object(object) => object,
+        _ => serde_json::Map::new(),
+    };
+    let mut normalised = manifest;
+    normalised.extensions = fields.into_iter().collect();
+    Ok((normalised, info.id))
+}
+
 pub fn manifest(command: ManifestCommand, json: bool) -> anyhow::Result<Outcome> {
     let ManifestCommand::Validate { file } = command;
     let bytes = std::fs::read(&file).with_context(|| format!("cannot read `{}`", file.display()))?;
-    let result = Manifest::from_json(&bytes).map_err(|e| (e.code(), e.problems())).and_then(|m| {
-        match CONTRACTS.iter().find(|(_, i, o)| *i == m.input_schema_version && *o == m.output_schema_version) {
-            Some((id, _, _)) => Ok((m, *id)),
-            None => Err((
-                "manifest.unknown_contract",
-                vec![polis_core::manifest::FieldProblem {
-                    field: "input_schema_version".to_owned(),
-                    message: format!(
-                        "no known contract takes `{}` and returns `{}`",
-                        m.input_schema_version, m.output_schema_version
-                    ),
-                }],
-            )),
-        }
-    });
-    match result {
+    match check_manifest(&bytes) {
         Ok((m, contract)) => {
             let digest = m.digest()?.to_hex();
             if json {
@@ -201,4 +395,18 @@ pub fn manifest(command: ManifestCommand, json: bool) -> anyhow::Result<Outcome>
             Ok(Outcome::Findings)
         }
     }
+}
+
+/// `polis run`: decides `{"subject", "input", "params"}` with a policy of
+/// any contract and prints the run record (key, hashes, output) as JSON.
+pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
+    let contract = find(&args.contract)?;
+    let bytes = crate::input::read_capped(&args.input)?;
+    let document: RunDocument = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&bytes))
+        .with_context(|| {
+            format!("`{}` is not a `{{\"subject\", \"input\", \"params\"}}` document", args.input.display())
+        })?;
+    let record = contract.run(&args.plugins, &args.policy, &document)?;
+    println!("{}", serde_json::to_string_pretty(&record)?);
+    Ok(Outcome::Success)
 }

@@ -72,6 +72,12 @@ struct Envelope {
 /// Reads a file (or `-` for stdin) holding a bare `policy.input.v1` or an
 /// envelope `{"context": …, "input": …, "params": …}`.
 pub fn load(path: &Path) -> anyhow::Result<LoadedInput> {
+    let bytes = read_capped(path)?;
+    parse(&bytes).with_context(|| format!("`{}` is not a valid policy input", path.display()))
+}
+
+/// Reads a file (or `-` for stdin) of at most the input limit.
+pub fn read_capped(path: &Path) -> anyhow::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let reader: Box<dyn Read> = if path == Path::new("-") {
         Box::new(std::io::stdin())
@@ -85,7 +91,7 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedInput> {
     if bytes.len() as u64 > MAX_INPUT_BYTES {
         bail!("`{}` is larger than the {MAX_INPUT_BYTES}-byte input limit", path.display());
     }
-    parse(&bytes).with_context(|| format!("`{}` is not a valid policy input", path.display()))
+    Ok(bytes)
 }
 
 /// Parses input bytes; see [`load`].

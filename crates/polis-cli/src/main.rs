@@ -11,11 +11,12 @@ mod plugin_dirs;
 mod rebalance;
 mod replay;
 mod service;
+mod settings;
 mod table;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// polis runs decision policies as plugins: deterministically, under hard
 /// limits, with every output validated and every run hashed so it replays
@@ -29,6 +30,13 @@ struct Cli {
     /// Print results, and errors, as JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
+
+    /// Read settings from FILE (TOML; keys are the `POLIS_*` variables in
+    /// lower case without the prefix, such as `database_url`). By default
+    /// `polis.toml` in the working directory, when it exists. Flags win over
+    /// the environment, the environment over the file.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -49,9 +57,12 @@ enum Command {
     #[command(subcommand)]
     Manifest(contracts::ManifestCommand),
     /// Work with one plugin directory: inspect what it is and how it is
-    /// sandboxed.
+    /// sandboxed, run its contract's conformance suite, or start a new one.
     #[command(subcommand)]
     Plugin(plugin::Command),
+    /// Decide one `{"subject", "input", "params"}` document with a policy of
+    /// any contract and print the run record (run key, hashes, output).
+    Run(contracts::RunArgs),
     /// Store data for the service: `polis ingest gbfs DIR|CSV`.
     #[command(subcommand)]
     Ingest(service::IngestCommand),
@@ -71,7 +82,18 @@ pub enum Outcome {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<String> = std::env::args().collect();
+    let command = match settings::apply(&args, Cli::command()) {
+        Ok(command) => command,
+        Err(error) => {
+            report(&error, args.iter().any(|a| a == "--json"));
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match Cli::from_arg_matches(&command.get_matches_from(&args)) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let json = cli.json;
     let result = match cli.command {
         Command::Rebalance(command) => rebalance::run(command, json),
@@ -79,6 +101,7 @@ fn main() -> ExitCode {
         Command::Contract(command) => contracts::contract(command, json),
         Command::Manifest(command) => contracts::manifest(command, json),
         Command::Plugin(command) => plugin::run(command, json),
+        Command::Run(args) => contracts::run(args),
         Command::Ingest(command) => service::ingest(command, json),
         Command::Serve(args) => service::serve(args),
         Command::Worker(args) => service::worker(args),

@@ -1,29 +1,32 @@
-//! `polis plugin`: look at one plugin directory.
+//! `polis plugin`: look at, test and start one plugin directory, for any
+//! contract this build knows.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use polis_core::permission::Grants;
 use polis_process::LayerState;
-use polis_rebalance::Rebalance;
+use polis_runtime::conformance::Language;
 
 use crate::Outcome;
+use crate::contracts::{ContractCli, all, find};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load a plugin directory (manifest + artifact) and show its identity,
-    /// hashes, permissions, limits and, for process plugins, which sandbox
-    /// layers are active on this kernel. Exits 1 when it does not load.
+    /// Load a plugin directory (manifest + artifact) and show its contract,
+    /// identity, hashes, permissions, limits and, for process plugins,
+    /// which sandbox layers are active on this kernel. Exits 1 when it does
+    /// not load.
     Inspect {
         /// The plugin directory.
         dir: PathBuf,
     },
-    /// Run the conformance suite on a plugin directory: the manifest loads,
-    /// every fixture (a synthetic city, and Bay Wheels snapshots when the
-    /// shared data is present) passes schema and semantic validation within
-    /// the plugin's limits, each fixture run twice gives the same output
-    /// hash, and outputs match `expected/<fixture>.sha256` where given.
-    /// Prints a report; exits 1 on any failure.
+    /// Run the conformance suite of the plugin's contract on a plugin
+    /// directory: the manifest loads, every fixture (for rebalancing a
+    /// synthetic city, and Bay Wheels snapshots when the shared data is
+    /// present) passes schema and semantic validation within the plugin's
+    /// limits, each fixture run twice gives the same output hash, and
+    /// outputs match `expected/<fixture>.sha256` where given. Prints a
+    /// report; exits 1 on any failure.
     Test {
         /// The plugin directory.
         dir: PathBuf,
@@ -36,7 +39,7 @@ pub enum Command {
         /// The language.
         #[arg(long, value_enum)]
         lang: Lang,
-        /// The contract.
+        /// The contract (`polis contract list`).
         #[arg(long, default_value = "rebalance.v1")]
         contract: String,
         /// Where to create the directory.
@@ -56,6 +59,16 @@ pub enum Lang {
     Typescript,
 }
 
+impl Lang {
+    fn language(self) -> Language {
+        match self {
+            Lang::Rust => Language::Rust,
+            Lang::Python => Language::Python,
+            Lang::Typescript => Language::Typescript,
+        }
+    }
+}
+
 pub fn run(command: Command, json: bool) -> anyhow::Result<Outcome> {
     match command {
         Command::Inspect { dir } => inspect(dir, json),
@@ -64,25 +77,38 @@ pub fn run(command: Command, json: bool) -> anyhow::Result<Outcome> {
     }
 }
 
+/// The contract that claims the plugin in `dir`, by its manifest.
+fn claiming(dir: &Path) -> anyhow::Result<Box<dyn ContractCli>> {
+    let path = dir.join(polis_plugins::MANIFEST_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
+    let manifest = polis_core::Manifest::from_json(&bytes).map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))?;
+    let contracts = all();
+    let infos: Vec<_> = contracts.iter().map(|c| c.info()).collect();
+    let info = polis_core::ContractInfo::claiming(&infos, &manifest)
+        .map_err(|p| anyhow::anyhow!("`{}`: {p}", path.display()))?;
+    find(info.id)
+}
+
 fn inspect(dir: PathBuf, json: bool) -> anyhow::Result<Outcome> {
     let tiers = polis_plugins::Tiers::new()?;
-    let mut registry = polis_core::registry::Registry::<Rebalance>::new();
-    let Some(report) = polis_plugins::load_dir(&dir, &tiers, &mut registry) else {
+    let contract = claiming(&dir)?;
+    let Some(inspected) = contract.inspect(&dir, &tiers) else {
         anyhow::bail!("`{}` is not a plugin of a contract this build knows", dir.display());
     };
-    let entry = report.plugin_id.as_ref().and_then(|id| registry.entries().find(|e| &e.manifest.plugin_id == id));
-    let granted: Vec<&str> = entry
-        .map(|e| Grants::resolve(&e.manifest.permissions).granted().map(|p| p.name()).collect())
-        .unwrap_or_default();
+    let report = &inspected.report;
+    let granted = &inspected.granted;
+    let entry = inspected.manifest.as_ref();
     if json {
         let body = serde_json::json!({
-            "report": &report,
+            "contract": contract.info().id,
+            "report": report,
             "granted_permissions": granted,
-            "manifest": entry.map(|e| &e.manifest),
+            "manifest": entry,
         });
         println!("{}", serde_json::to_string_pretty(&body)?);
     } else {
         println!("plugin      {}", report.plugin_id.as_deref().unwrap_or("(unreadable manifest)"));
+        println!("contract    {}", contract.info().id);
         println!("source      {}", report.source.display());
         if let Some(tier) = report.tier {
             println!("tier        {tier}");
@@ -94,7 +120,7 @@ fn inspect(dir: PathBuf, json: bool) -> anyhow::Result<Outcome> {
             println!("artifact    sha256:{}", digest.to_hex());
         }
         if let Some(e) = entry {
-            println!("policy      {} ({})", e.manifest.policy_version, e.manifest.strategy);
+            println!("policy      {} ({})", e.policy_version, e.strategy);
             println!("granted     {}", if granted.is_empty() { "(none)".to_owned() } else { granted.join(", ") });
         }
         if !report.unknown_permissions.is_empty() {
@@ -118,109 +144,23 @@ fn inspect(dir: PathBuf, json: bool) -> anyhow::Result<Outcome> {
     Ok(if report.outcome.is_ok() { Outcome::Success } else { Outcome::Findings })
 }
 
-/// One conformance fixture.
-struct Fixture {
-    name: String,
-    built: polis_rebalance::snapshot::BuiltSnapshot,
-}
-
-fn fixtures() -> Vec<Fixture> {
-    use polis_rebalance::snapshot::{SnapshotBuilder, SnapshotOptions};
-    use polis_rebalance::synth::{self, CityOptions};
-
-    let mut fixtures = Vec::new();
-    let city = synth::generate(CityOptions { stations: 60, days: 1, seed: 7 });
-    let mut builder = SnapshotBuilder::new(SnapshotOptions::default());
-    for (name, hours) in [("synth-0800", 8), ("synth-0930", 9), ("synth-1800", 18)] {
-        let at = synth::START_TS + hours * 3600 + if name.ends_with("30") { 1800 } else { 0 };
-        if let Ok(snapshot) = city.feed.snapshot_at(Some(at)) {
-            fixtures.push(Fixture { name: name.to_owned(), built: builder.build(&city.feed, snapshot, Some(at)) });
-        }
-    }
-    let week = std::env::var_os("POLIS_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared/data"))
-        .join("baywheels-2023-03-06");
-    if let Ok(feed) = polis_rebalance::gbfs::Feed::open(&week) {
-        let first = feed.snapshots.first().map_or(0, |s| s.ts);
-        for hour in [0, 6, 9, 12, 15, 18, 21] {
-            let at = first + hour * 3600;
-            if let Ok(snapshot) = feed.snapshot_at(Some(at)) {
-                let built = builder.build(&feed, snapshot, Some(at));
-                fixtures.push(Fixture { name: format!("baywheels-{}", built.decision_bucket_ts), built });
-            }
-        }
-    }
-    fixtures
-}
-
-#[derive(serde::Serialize)]
-struct FixtureResult {
-    fixture: String,
-    output_sha256: Option<String>,
-    problems: Vec<String>,
-}
-
 fn conformance(dir: PathBuf, json: bool) -> anyhow::Result<Outcome> {
-    use polis_rebalance::host::{Decision, Host};
-
     let tiers = polis_plugins::Tiers::new()?;
-    let mut registry = polis_core::registry::Registry::<Rebalance>::new();
-    let Some(report) = polis_plugins::load_dir(&dir, &tiers, &mut registry) else {
+    let contract = claiming(&dir)?;
+    let Some(conformed) = contract.conformance(&dir, &tiers) else {
         anyhow::bail!("`{}` is not a plugin of a contract this build knows", dir.display());
     };
+    let report = &conformed.report;
     let mut results = Vec::new();
-    let mut failed = false;
     if let Err(reason) = &report.outcome {
-        failed = true;
-        results.push(FixtureResult { fixture: "load".to_owned(), output_sha256: None, problems: vec![reason.clone()] });
+        results.push(polis_runtime::conformance::FixtureResult {
+            fixture: "load".to_owned(),
+            output_sha256: None,
+            problems: vec![reason.clone()],
+        });
     }
-    let version = registry.versions().into_iter().next();
-    let host = Host::new(registry, polis_runtime::HostLimits::default());
-    let params = polis_rebalance::RebalanceParams::default();
-    for fixture in version.as_ref().map(|_| fixtures()).unwrap_or_default() {
-        let Some(version) = &version else { break };
-        let built = &fixture.built;
-        let decision = Decision {
-            system_id: &built.system_id,
-            sv: &built.sv,
-            decision_bucket_ts: built.decision_bucket_ts,
-            horizon_steps: 0,
-            request_id: None,
-            input: &built.input,
-            params: &params,
-            control: None,
-        };
-        let mut problems = Vec::new();
-        let first = host.decide(version, &decision);
-        let second = host.decide(version, &decision);
-        let mut output_sha256 = None;
-        match (first, second) {
-            (Ok(a), Ok(b)) => {
-                output_sha256 = Some(a.output_sha256.to_hex());
-                if a.output_sha256 != b.output_sha256 {
-                    problems.push(format!(
-                        "nondeterministic: two runs gave outputs {} and {}",
-                        a.output_sha256.to_hex(),
-                        b.output_sha256.to_hex()
-                    ));
-                }
-                let expected = dir.join("expected").join(format!("{}.sha256", fixture.name));
-                if let Ok(text) = std::fs::read_to_string(&expected)
-                    && text.trim() != a.output_sha256.to_hex()
-                {
-                    problems.push(format!(
-                        "output {} differs from the expected {}",
-                        a.output_sha256.to_hex(),
-                        text.trim()
-                    ));
-                }
-            }
-            (Err(e), _) | (_, Err(e)) => problems.push(format!("{e} [{}]", e.code())),
-        }
-        failed |= !problems.is_empty();
-        results.push(FixtureResult { fixture: fixture.name, output_sha256, problems });
-    }
+    results.extend(conformed.fixtures);
+    let failed = results.iter().any(|r| !r.problems.is_empty());
     if json {
         println!(
             "{}",
@@ -248,17 +188,17 @@ fn conformance(dir: PathBuf, json: bool) -> anyhow::Result<Outcome> {
 const PYTHON_SDK: &str = include_str!("../../../sdk/python/polis_plugin.py");
 /// The TypeScript SDK, likewise.
 const TYPESCRIPT_SDK: &str = include_str!("../../../sdk/typescript/polis_plugin.ts");
+/// The Rust guest SDK's source, likewise: a Rust scaffold builds from its
+/// own copy, so an installed `polis` needs no checkout of polis.
+const GUEST_LIB: &str = include_str!("../../polis-guest/src/lib.rs");
 
-fn scaffold(name: &str, lang: Lang, contract: &str, into: &std::path::Path) -> anyhow::Result<Outcome> {
-    use polis_core::contract::Contract;
-
-    if contract != Rebalance::ID {
-        anyhow::bail!("unknown contract `{contract}`; known: {}", Rebalance::ID);
-    }
+fn scaffold(name: &str, lang: Lang, contract: &str, into: &Path) -> anyhow::Result<Outcome> {
+    let cli = find(contract)?;
+    let scaffold = cli.scaffold();
     polis_core::manifest::check_dotted_id(name)
         .map_err(|why| anyhow::anyhow!("malformed plugin id `{name}`: {why}"))?;
     let short = name.split('.').skip(1).collect::<Vec<_>>().join(".");
-    let policy_version = format!("rebal.{short}");
+    let policy_version = format!("{}{short}", scaffold.policy_version_prefix);
     let dir = into.join(name.replace('.', "-"));
     if dir.exists() {
         anyhow::bail!("`{}` already exists", dir.display());
@@ -273,7 +213,7 @@ fn scaffold(name: &str, lang: Lang, contract: &str, into: &std::path::Path) -> a
     // The address-space limit: V8 reserves far more than it uses, and Node
     // does not start below about 768 MiB.
     let memory_mb = if matches!(lang, Lang::Typescript) { 1024 } else { 256 };
-    let manifest = serde_json::json!({
+    let mut manifest = serde_json::json!({
         "contract_version": "policy.plugin.v1",
         "plugin_id": name,
         "plugin_version": "0.1.0",
@@ -281,25 +221,28 @@ fn scaffold(name: &str, lang: Lang, contract: &str, into: &std::path::Path) -> a
         "strategy": short,
         "display_name": name,
         "deterministic": true,
-        "requires_neighbor_graph": true,
-        "input_schema_version": Rebalance::INPUT_SCHEMA_VERSION,
-        "output_schema_version": Rebalance::OUTPUT_SCHEMA_VERSION,
+        "contract": contract,
         "runtime": {"tier": tier, "entry": entry},
         "limits": {"timeout_ms": 2000, "memory_mb": memory_mb},
     });
+    if let (Some(object), serde_json::Value::Object(fields)) =
+        (manifest.as_object_mut(), scaffold.manifest_fields.clone())
+    {
+        object.extend(fields);
+    }
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("manifest.json"), serde_json::to_string_pretty(&manifest)? + "\n")?;
-    match lang {
-        Lang::Python => {
-            std::fs::write(dir.join("polis_plugin.py"), PYTHON_SDK)?;
-            std::fs::write(dir.join("plugin.py"), PYTHON_PLUGIN)?;
-            std::fs::write(dir.join("test_plugin.py"), PYTHON_TEST)?;
+    for (path, text) in scaffold.files(lang.language()) {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
         }
+        std::fs::write(path, text)?;
+    }
+    match lang {
+        Lang::Python => std::fs::write(dir.join("polis_plugin.py"), PYTHON_SDK)?,
         Lang::Typescript => {
             std::fs::write(dir.join("polis_plugin.ts"), TYPESCRIPT_SDK)?;
-            std::fs::write(dir.join("decide.ts"), TYPESCRIPT_DECIDE)?;
-            std::fs::write(dir.join("plugin.ts"), TYPESCRIPT_PLUGIN)?;
-            std::fs::write(dir.join("decide.test.mjs"), TYPESCRIPT_TEST)?;
             std::fs::write(dir.join("tsconfig.json"), TYPESCRIPT_CONFIG)?;
             std::fs::write(dir.join(".gitignore"), "node_modules/\ndist/\n")?;
             let package = serde_json::json!({
@@ -313,17 +256,16 @@ fn scaffold(name: &str, lang: Lang, contract: &str, into: &std::path::Path) -> a
             std::fs::write(dir.join("package.json"), serde_json::to_string_pretty(&package)? + "\n")?;
         }
         Lang::Rust => {
-            let guest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../polis-guest");
             let crate_name = name.replace(['.', '_'], "-");
-            std::fs::create_dir_all(dir.join("src"))?;
+            std::fs::create_dir_all(dir.join("polis-guest/src"))?;
+            std::fs::write(dir.join("polis-guest/src/lib.rs"), GUEST_LIB)?;
+            std::fs::write(dir.join("polis-guest/Cargo.toml"), GUEST_MANIFEST)?;
             std::fs::write(
                 dir.join("Cargo.toml"),
                 format!(
-                    "[package]\nname = \"{crate_name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\npolis-guest = {{ path = \"{}\" }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\nserde_json = {{ version = \"1\", features = [\"float_roundtrip\"] }}\n\n[workspace]\n",
-                    guest.display()
+                    "[package]\nname = \"{crate_name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\npolis-guest = {{ path = \"polis-guest\" }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\nserde_json = {{ version = \"1\", features = [\"float_roundtrip\"] }}\n\n[workspace]\n"
                 ),
             )?;
-            std::fs::write(dir.join("src/lib.rs"), RUST_PLUGIN)?;
         }
     }
     let build = match lang {
@@ -331,91 +273,29 @@ fn scaffold(name: &str, lang: Lang, contract: &str, into: &std::path::Path) -> a
         Lang::Rust => "build it (see src/lib.rs); then ".to_owned(),
         Lang::Python => String::new(),
     };
-    println!("created {} ({tier} tier); next: {build}polis plugin test {}", dir.display(), dir.display());
+    println!(
+        "created {} ({tier} tier, contract {contract}); next: {build}polis plugin test {}",
+        dir.display(),
+        dir.display()
+    );
     Ok(Outcome::Success)
 }
 
-const PYTHON_PLUGIN: &str = r#""""A polis rebalancing policy (process tier). Edit `decide`."""
+/// The vendored guest SDK's manifest: the workspace's, made standalone.
+const GUEST_MANIFEST: &str = r#"[package]
+name = "polis-guest"
+description = "Write polis policies in Rust for wasm32-unknown-unknown: one typed function, the ABI hidden"
+version = "0.1.0"
+edition = "2024"
+license = "Apache-2.0"
+publish = false
 
-import polis_plugin
+[dependencies]
+serde = { version = "1", features = ["derive"] }
+serde_json = { version = "1", features = ["float_roundtrip"] }
 
-
-def decide(request):
-    """Returns policy.output.v1 for request["input"] (policy.input.v1)."""
-    stations = request["input"]["stations"]
-    return {
-        "moves": [],
-        "summary": {"bikes_moved_total": 0, "stations_touched": 0, "no_op": True},
-        "diagnostics": {"stations_seen": len(stations)},
-    }
-
-
-if __name__ == "__main__":
-    polis_plugin.serve(decide)
-"#;
-
-const PYTHON_TEST: &str = r#""""Run with `python3 -m unittest` here; `polis plugin test .` runs the conformance suite."""
-
-import unittest
-
-from plugin import decide
-
-
-class DecideTest(unittest.TestCase):
-    def test_an_empty_city_needs_no_moves(self):
-        request = {
-            "input": {
-                "stations": [],
-                "neighbors": [],
-                "effort": {"bike_move_budget_per_step": 60, "max_stations_touched": 30, "max_moves": 20},
-                "targets": {"alpha": 0.2, "beta": 0.8, "min_capacity_for_policy": 5},
-            },
-            "params": {"allowed_bucket_quality": ["ok", "degraded"]},
-        }
-        self.assertTrue(decide(request)["summary"]["no_op"])
-
-
-if __name__ == "__main__":
-    unittest.main()
-"#;
-
-const TYPESCRIPT_DECIDE: &str = r#"// A polis rebalancing policy (process tier). Edit `decide`.
-
-import { noOp, type PolicyInput, type PolicyOutput, type RebalanceParams } from "./polis_plugin.js";
-
-/** Returns policy.output.v1 for a policy.input.v1. */
-export function decide(input: PolicyInput, _params: RebalanceParams): PolicyOutput {
-  return noOp({ stations_seen: input.stations.length });
-}
-"#;
-
-const TYPESCRIPT_PLUGIN: &str = r#"// The worker polis starts (`node dist/plugin.js`, in this directory): it
-// answers JSON-RPC 2.0 on stdin and stdout with `decide`.
-
-import { decide } from "./decide.js";
-import { serve } from "./polis_plugin.js";
-
-void serve(decide);
-"#;
-
-const TYPESCRIPT_TEST: &str = r#"// Run with `npm test` here; `polis plugin test .` runs the conformance suite.
-
-import assert from "node:assert/strict";
-import { test } from "node:test";
-
-import { decide } from "./dist/decide.js";
-
-test("an empty city needs no moves", () => {
-  const input = {
-    stations: [],
-    neighbors: [],
-    effort: { bike_move_budget_per_step: 60, max_stations_touched: 30, max_moves: 20 },
-    targets: { alpha: 0.2, beta: 0.8, min_capacity_for_policy: 5 },
-  };
-  const output = decide(input, { allowed_bucket_quality: ["ok", "degraded"] });
-  assert.equal(output.summary.no_op, true);
-  assert.deepEqual(output.moves, []);
-});
+[lints.rust]
+unsafe_code = "deny"
 "#;
 
 const TYPESCRIPT_CONFIG: &str = r#"{
@@ -433,32 +313,3 @@ const TYPESCRIPT_CONFIG: &str = r#"{
   "files": ["plugin.ts", "decide.ts", "polis_plugin.ts"]
 }
 "#;
-
-const RUST_PLUGIN: &str = r##"//! A polis rebalancing policy (wasm tier). Edit `decide`; build with
-//! `cargo build --release --target wasm32-unknown-unknown` and copy the
-//! `.wasm` next to manifest.json under the name its `runtime.entry` gives.
-
-use polis_guest::{Error, Request};
-use serde_json::{Value, json};
-
-/// Returns policy.output.v1 for a policy.input.v1.
-pub fn decide(request: Request<Value, Value>) -> Result<Value, Error> {
-    let stations = request.input["stations"].as_array().map_or(0, Vec::len);
-    Ok(json!({
-        "moves": [],
-        "summary": {"bikes_moved_total": 0, "stations_touched": 0, "no_op": true},
-        "diagnostics": {"stations_seen": stations},
-    }))
-}
-
-polis_guest::export_policy!(decide);
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn an_empty_city_needs_no_moves() {
-        let reply = polis_guest::handle(br#"{"input":{"stations":[]},"params":{}}"#, super::decide);
-        assert!(String::from_utf8_lossy(&reply).contains(r#""no_op":true"#));
-    }
-}
-"##;

@@ -4,34 +4,40 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use polis_core::contract::Contract;
 use polis_core::registry::Registry;
-use polis_rebalance::Rebalance;
 
 /// Plugin roots to load besides the built-ins.
 #[derive(Debug, Clone, Default, Args)]
 pub struct PluginDirs {
     /// Load plugins from every subdirectory of DIR holding a
     /// `manifest.json` (repeatable). Their policy versions become
-    /// available beside the built-ins; a plugin that fails to load is
-    /// disabled with its reason (`polis plugins list --plugin-dir DIR`).
-    #[arg(long = "plugin-dir", value_name = "DIR")]
+    /// available beside the built-ins of the contract their manifest
+    /// names; a plugin that fails to load is disabled with its reason
+    /// (`polis plugins list --plugin-dir DIR`).
+    #[arg(long = "plugin-dir", value_name = "DIR", env = "POLIS_PLUGIN_DIR", value_delimiter = ',')]
     pub plugin_dirs: Vec<PathBuf>,
 }
 
 impl PluginDirs {
-    /// The built-ins plus every plugin under the roots. Failed loads are
-    /// kept in the registry as disabled and, with `warn`, reported on
-    /// stderr.
-    pub fn registry(&self, warn: bool) -> anyhow::Result<Registry<Rebalance>> {
-        let builtins = polis_rebalance::builtins::registry();
-        if self.plugin_dirs.is_empty() {
-            return Ok(builtins);
-        }
+    /// Fails when a root is not a directory.
+    pub fn check(&self) -> anyhow::Result<()> {
         for dir in &self.plugin_dirs {
             if !dir.is_dir() {
                 anyhow::bail!("`--plugin-dir {}` is not a directory", dir.display());
             }
         }
+        Ok(())
+    }
+
+    /// `builtins` plus every plugin of contract `C` under the roots. Failed
+    /// loads are kept in the registry as disabled and, with `warn`,
+    /// reported on stderr.
+    pub fn registry<C: Contract>(&self, builtins: Registry<C>, warn: bool) -> anyhow::Result<Registry<C>> {
+        if self.plugin_dirs.is_empty() {
+            return Ok(builtins);
+        }
+        self.check()?;
         let tiers = polis_plugins::Tiers::new()?;
         let roots: Vec<&std::path::Path> = self.plugin_dirs.iter().map(PathBuf::as_path).collect();
         let (registry, reports) = polis_plugins::load_roots(builtins, &roots, &tiers);
@@ -41,5 +47,10 @@ impl PluginDirs {
             }
         }
         Ok(registry)
+    }
+
+    /// The rebalancing registry: its built-ins plus the roots' plugins.
+    pub fn rebalance(&self, warn: bool) -> anyhow::Result<Registry<polis_rebalance::Rebalance>> {
+        self.registry(polis_rebalance::builtins::registry(), warn)
     }
 }

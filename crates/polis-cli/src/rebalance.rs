@@ -6,9 +6,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use polis_core::run::{parse_time, rfc3339};
 use polis_rebalance::Rebalance;
-use polis_rebalance::contract::{Effort, PolicyOutput, RebalanceParams, Targets};
+use polis_rebalance::contract::{DecisionSubject, Effort, PolicyOutput, RebalanceParams, Targets};
 use polis_rebalance::gbfs::Feed;
 use polis_rebalance::host::{Decision, Host};
+use polis_rebalance::snapshot::BuiltSnapshot;
 use polis_rebalance::snapshot::{SnapshotBuilder, SnapshotOptions};
 use polis_rebalance::synth::{self, CityOptions};
 use polis_runtime::RunRecord;
@@ -192,8 +193,13 @@ fn from_gbfs(path: &std::path::Path, at: Option<&str>, shape: &ShapeArgs) -> any
     let at = at.map(parse_time).transpose().map_err(anyhow::Error::msg).context("invalid `--at`")?;
     let feed = Feed::open(path)?;
     let snapshot = feed.snapshot_at(at)?;
-    let built = SnapshotBuilder::new(shape.options()).build(&feed, snapshot, at);
-    Ok(LoadedInput {
+    let built = SnapshotBuilder::new(shape.options()).build(&feed, snapshot, at)?;
+    Ok(loaded_from(built))
+}
+
+/// A built snapshot as a loaded input, with default params.
+fn loaded_from(built: BuiltSnapshot) -> LoadedInput {
+    LoadedInput {
         context: ContextFields {
             system_id: built.system_id,
             sv: built.sv,
@@ -207,7 +213,7 @@ fn from_gbfs(path: &std::path::Path, at: Option<&str>, shape: &ShapeArgs) -> any
         params: RebalanceParams::default(),
         names: built.names,
         snapshot: Some((built.view_snapshot_id, built.view_snapshot_sha256.to_hex())),
-    })
+    }
 }
 
 fn snapshot(args: SnapshotArgs) -> anyhow::Result<Outcome> {
@@ -234,15 +240,15 @@ fn snapshot(args: SnapshotArgs) -> anyhow::Result<Outcome> {
 
 /// Runs one policy on a loaded input through the host.
 pub fn decide(host: &Host, policy: &str, loaded: &LoadedInput) -> anyhow::Result<RunRecord<Rebalance>> {
-    let decision = Decision {
-        system_id: &loaded.context.system_id,
-        sv: &loaded.context.sv,
+    let subject = DecisionSubject {
+        system_id: loaded.context.system_id.clone(),
+        sv: loaded.context.sv.clone(),
         decision_bucket_ts: loaded.context.decision_bucket_ts,
         horizon_steps: loaded.context.horizon_steps,
+    };
+    let decision = Decision {
         request_id: loaded.context.request_id.as_deref(),
-        input: &loaded.input,
-        params: &loaded.params,
-        control: None,
+        ..Decision::new(&subject, &loaded.input, &loaded.params)
     };
     Ok(host.decide(policy, &decision)?)
 }
@@ -253,7 +259,7 @@ fn run_policy(args: RunArgs, json: bool) -> anyhow::Result<Outcome> {
         (None, Some(gbfs)) => from_gbfs(gbfs, args.at.as_deref(), &args.shape)?,
         (None, None) => anyhow::bail!("give `--input FILE` or `--gbfs DIR|CSV`"),
     };
-    let host = Host::new(args.plugins.registry(true)?, polis_runtime::HostLimits::default());
+    let host = Host::new(args.plugins.rebalance(true)?, polis_runtime::HostLimits::default())?;
     let record = decide(&host, &args.policy, &loaded)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&record.output)?);
@@ -272,8 +278,8 @@ pub fn describe(record: &RunRecord<Rebalance>, loaded: &LoadedInput) -> String {
     let mut text = format!(
         "{} on {} at {} ({} stations): {} moves, {} bikes, {} stations touched, {} bike-metres\n",
         key.policy_version,
-        key.system_id,
-        rfc3339(key.decision_bucket_ts),
+        key.subject.system_id,
+        rfc3339(key.subject.decision_bucket_ts),
         loaded.input.stations.len(),
         out.moves.len(),
         out.summary.bikes_moved_total,
@@ -368,23 +374,9 @@ fn demo(args: DemoArgs, json: bool) -> anyhow::Result<Outcome> {
     let city = synth::generate(CityOptions { stations: args.stations, days: 1, seed: args.seed });
     let at = synth::START_TS + hours * 3600 + minutes * 60;
     let snapshot = city.feed.snapshot_at(Some(at))?;
-    let built = SnapshotBuilder::new(SnapshotOptions::default()).build(&city.feed, snapshot, Some(at));
-    let loaded = LoadedInput {
-        context: ContextFields {
-            system_id: built.system_id,
-            sv: built.sv,
-            decision_bucket_ts: built.decision_bucket_ts,
-            horizon_steps: 0,
-            request_id: None,
-            now_iso: None,
-            seed: None,
-        },
-        input: built.input,
-        params: RebalanceParams::default(),
-        names: built.names,
-        snapshot: Some((built.view_snapshot_id, built.view_snapshot_sha256.to_hex())),
-    };
-    let host = Host::builtin();
+    let built = SnapshotBuilder::new(SnapshotOptions::default()).build(&city.feed, snapshot, Some(at))?;
+    let loaded = loaded_from(built);
+    let host = polis_rebalance::host::builtin()?;
     let mut outputs = serde_json::Map::new();
     for policy in ["rebal.greedy.v1", "rebal.global.v1"] {
         let record = decide(&host, policy, &loaded)?;

@@ -109,7 +109,7 @@ fn bar(total: u64) -> Bar {
 }
 
 fn host(plugins: &PluginDirs) -> anyhow::Result<Host> {
-    Ok(Host::new(replay::with_noop(plugins.registry(true)?), HostLimits::default()))
+    Ok(Host::new(replay::with_noop(plugins.rebalance(true)?), HostLimits::default())?)
 }
 
 pub fn run(args: ReplayArgs, json: bool) -> anyhow::Result<Outcome> {
@@ -211,9 +211,9 @@ fn verify(dir: &Path, data: Option<&Path>, plugins: &PluginDirs, json: bool) -> 
                 .iter()
                 .map(|d| {
                     vec![
-                        d.policy.clone(),
-                        d.replication.to_string(),
-                        rfc3339(d.decision_bucket_ts),
+                        d.key.policy.clone(),
+                        d.key.replication.to_string(),
+                        rfc3339(d.key.decision_bucket_ts),
                         d.field.to_owned(),
                         d.expected.clone(),
                         d.actual.clone(),

@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 use polis_rebalance::gbfs::Feed;
 use polis_rebalance::snapshot::SnapshotOptions;
 use polis_server::extract::Auth;
-use polis_server::worker::{WorkerConfig, WorkerContext};
-use polis_server::{AppState, ServiceConfig};
+use polis_server::worker::WorkerConfig;
+use polis_server::{AppState, Core, ServiceConfig};
 use polis_store::{Store, StoreConfig};
 use tokio::sync::watch;
 
@@ -30,14 +30,14 @@ pub struct DbArgs {
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// Worker tasks in this process.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, env = "POLIS_WORKERS", default_value_t = 2)]
     pub workers: usize,
     /// Seconds a claim lasts without a heartbeat; after that another worker
     /// may take the run over.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, env = "POLIS_LEASE_SECONDS", default_value_t = 30.0)]
     pub lease_seconds: f64,
     /// Seconds a policy may run before the run fails with `run.timeout`.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, env = "POLIS_TIMEOUT_SECONDS", default_value_t = 10.0)]
     pub timeout_seconds: f64,
     /// Fault injection for drills and tests: wait this many milliseconds
     /// after each claim, as a slow plugin would.
@@ -49,10 +49,13 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
-    /// The host the workers decide with: the built-ins and the plugins.
-    fn host(&self) -> anyhow::Result<std::sync::Arc<polis_rebalance::host::Host>> {
-        let registry = self.plugins.registry(true)?;
-        Ok(std::sync::Arc::new(polis_rebalance::host::Host::new(registry, polis_runtime::HostLimits::default())))
+    /// The domains' settings: the built-ins and the plugin directories.
+    fn domain_settings(
+        &self,
+        rebalance: polis_server::domains::rebalance::Settings,
+    ) -> anyhow::Result<polis_server::domains::Settings> {
+        self.plugins.check()?;
+        Ok(polis_server::domains::Settings { plugin_dirs: self.plugins.plugin_dirs.clone(), tiers: None, rebalance })
     }
 
     fn configs(&self, prefix: &str) -> anyhow::Result<Vec<WorkerConfig>> {
@@ -85,16 +88,16 @@ pub struct ServeArgs {
     #[arg(long, env = "POLIS_ADMIN_TOKENS", value_delimiter = ',')]
     admin_token: Vec<String>,
     /// Accept requests without a token, as admin. For a laptop only.
-    #[arg(long)]
+    #[arg(long, env = "POLIS_INSECURE_LOCAL")]
     insecure_local: bool,
     /// Largest request body, bytes.
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, env = "POLIS_BODY_LIMIT", default_value_t = 64 * 1024)]
     body_limit: usize,
     /// Seconds an allow-list or snapshot lookup is reused before the store
     /// is asked again. Changes this process makes are seen at once; changes
     /// other processes make are seen at most this late. 0 turns the lookup
     /// caches off. Affects only freshness, never what a policy decides.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, env = "POLIS_LOOKUP_TTL_SECONDS", default_value_t = 2.0)]
     lookup_ttl_seconds: f64,
     #[command(flatten)]
     workers: WorkerArgs,
@@ -195,20 +198,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<Outcome> {
         }
         let lookup_ttl =
             Duration::try_from_secs_f64(args.lookup_ttl_seconds).context("invalid `--lookup-ttl-seconds`")?;
-        let config = ServiceConfig { body_limit: args.body_limit, lookup_ttl, ..ServiceConfig::default() };
-        let host = args.workers.host()?;
-        let state =
-            AppState::with_host(store.clone(), host, auth, config).await.context("cannot prepare the service")?;
+        let config = ServiceConfig { body_limit: args.body_limit, ..ServiceConfig::default() };
+        let rebalance = polis_server::domains::rebalance::Settings { lookup_ttl, ..Default::default() };
+        let settings = args.workers.domain_settings(rebalance)?;
+        let core = Core::new(store.clone(), auth, config);
+        let domains = polis_server::domains::all(&core, &settings).context("cannot load the domains")?;
+        let state = AppState::start(core, domains).await.context("cannot prepare the service")?;
         let shutdown = shutdown_signal();
         let mut tasks = Vec::new();
-        let ctx = WorkerContext {
-            store: store.clone(),
-            host: state.host.clone(),
-            metrics: state.metrics.clone(),
-            work_available: state.work_available.clone(),
-        };
         for config in args.workers.configs("serve")? {
-            tasks.push(tokio::spawn(polis_server::worker::run(ctx.clone(), config, shutdown.clone())));
+            tasks.push(tokio::spawn(polis_server::worker::run(state.clone(), config, shutdown.clone())));
         }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -237,15 +236,12 @@ pub fn worker(args: WorkerCommand) -> anyhow::Result<Outcome> {
     init_logs();
     runtime()?.block_on(async move {
         let store = open(&args.db).await?;
-        let host = args.workers.host()?;
-        polis_server::sync_registry(&store, &host).await.context("cannot sync the plugin registry")?;
-        let metrics = std::sync::Arc::new(polis_server::metrics::Metrics::new());
-        let ctx = WorkerContext {
-            store: store.clone(),
-            host,
-            metrics: metrics.clone(),
-            work_available: std::sync::Arc::new(tokio::sync::Notify::new()),
-        };
+        let settings = args.workers.domain_settings(Default::default())?;
+        // A worker serves no API, so it accepts no tokens.
+        let core = Core::new(store.clone(), Auth::default(), ServiceConfig::default());
+        let domains = polis_server::domains::all(&core, &settings).context("cannot load the domains")?;
+        let state = AppState::start(core, domains).await.context("cannot sync the plugin registries")?;
+        let metrics = state.core.metrics.clone();
         let shutdown = shutdown_signal();
         let configs = args.workers.configs("worker")?;
         let listener = match args.metrics_listen {
@@ -260,7 +256,7 @@ pub fn worker(args: WorkerCommand) -> anyhow::Result<Outcome> {
         println!("worker started");
         let mut tasks: Vec<_> = configs
             .into_iter()
-            .map(|c| tokio::spawn(polis_server::worker::run(ctx.clone(), c, shutdown.clone())))
+            .map(|c| tokio::spawn(polis_server::worker::run(state.clone(), c, shutdown.clone())))
             .collect();
         if let Some(listener) = listener {
             let local = listener.local_addr()?;
@@ -294,7 +290,12 @@ pub fn ingest(command: IngestCommand, json: bool) -> anyhow::Result<Outcome> {
     let feed = Feed::open(&args.path)?;
     runtime()?.block_on(async move {
         let store = open(&args.db).await?;
-        let counts = polis_server::ingest::ingest_feed(&store, &feed, SnapshotOptions::default(), polis_server::now_ms())
+        let counts = polis_server::domains::rebalance::ingest::ingest_feed(
+            &store,
+            &feed,
+            SnapshotOptions::default(),
+            polis_server::now_ms(),
+        )
             .await
             .context("ingest failed")?;
         store.close().await;

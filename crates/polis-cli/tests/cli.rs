@@ -132,11 +132,11 @@ fn contract_schema_is_json_schema_2020_12() {
 }
 
 #[test]
-fn plugins_list_shows_both_builtins_active() {
+fn plugins_list_shows_every_contracts_builtins_active() {
     let out = polis(&["plugins", "list", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let versions: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["policy_version"].as_str().unwrap()).collect();
-    assert_eq!(versions, ["rebal.global.v1", "rebal.greedy.v1"]);
+    assert_eq!(versions, ["rebal.global.v1", "rebal.greedy.v1", "echo.scale.v1"], "every contract's built-ins");
     assert!(rows.as_array().unwrap().iter().all(|r| r["status"] == "active"));
 }
 
@@ -165,4 +165,50 @@ fn synth_writes_a_city_that_run_reads() {
     let out = polis(&["rebalance", "run", "--gbfs", &path, "--at", "2024-01-01T09:30:00Z"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("(60 stations)"), "{}", stdout(&out));
+}
+
+#[test]
+fn polis_run_decides_any_contract_and_prints_the_run_record() {
+    let document = r#"{"subject": {"label": "try"}, "input": {"values": [1, 2, 3]}, "params": {"scale": 2}}"#;
+    let out = run_with_stdin(&["run", "--contract", "echo.v1", "--policy", "echo.scale.v1", "--input", "-"], document);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["output"], serde_json::json!({"values": [2, 4, 6], "sum": 12, "notes": []}));
+    assert_eq!(record["run_key"]["label"], "try");
+    assert_eq!(record["plugin_id"], "polis.echo.scale.v1");
+    let bad = run_with_stdin(
+        &["run", "--contract", "echo.v1", "--policy", "echo.scale.v1", "--input", "-"],
+        r#"{"subject": {"label": "x"}, "input": {"values": ["one"]}, "params": {"scale": 2}}"#,
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("values[0]"), "{}", stderr(&bad));
+}
+
+#[test]
+fn contract_list_names_every_contract_with_its_permissions_and_host_methods() {
+    let out = polis(&["contract", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|c| c["contract"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["rebalance.v1", "echo.v1"]);
+    let echo = &list[1];
+    assert_eq!(echo["capabilities"][0]["method"], "echo.note");
+    assert_eq!(echo["capabilities"][0]["permission"], "echo:note");
+    assert_eq!(echo["capabilities"][0]["wasm_import"], "echo_note");
+}
+
+#[test]
+fn a_settings_file_with_an_unknown_key_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("polis.toml"), "workerz = 3\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(["plugins", "list"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown setting `workerz`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -87,20 +87,43 @@ fn plugins_list_shows_bad_plugins_disabled_with_their_reason() {
     assert_eq!(find("test.remote.v1")["status"], "active");
 }
 
-#[test]
-fn plugin_new_python_creates_a_plugin_that_passes_its_own_test_and_conformance() {
-    let into = std::env::temp_dir().join(format!("polis-new-{}", std::process::id()));
+/// `polis plugin new --lang python --contract CONTRACT`, then the
+/// scaffold's own unit test and the contract's conformance suite.
+fn python_scaffold_passes(contract: &str, name: &str) {
+    let into = std::env::temp_dir().join(format!("polis-new-{contract}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&into);
     std::fs::create_dir_all(&into).unwrap();
     let (code, out) =
-        polis(&["plugin", "new", "--lang", "python", "--into", into.to_str().unwrap(), "research.fresh_idea.v1"]);
+        polis(&["plugin", "new", "--lang", "python", "--contract", contract, "--into", into.to_str().unwrap(), name]);
     assert_eq!(code, 0, "{out}");
-    let dir = into.join("research-fresh_idea-v1");
+    let dir = into.join(name.replace('.', "-"));
     let unit = Command::new("python3").args(["-m", "unittest", "-q"]).current_dir(&dir).output().unwrap();
     assert!(unit.status.success(), "{}", String::from_utf8_lossy(&unit.stderr));
     let (code, out) = polis(&["plugin", "test", dir.to_str().unwrap()]);
     let _ = std::fs::remove_dir_all(&into);
     assert_eq!(code, 0, "{out}");
+    assert!(out.contains("passed"), "{out}");
+}
+
+#[test]
+fn plugin_new_python_creates_a_plugin_that_passes_its_own_test_and_conformance() {
+    python_scaffold_passes("rebalance.v1", "research.fresh_idea.v1");
+}
+
+#[test]
+fn plugin_new_python_for_another_contract_passes_that_contracts_conformance() {
+    python_scaffold_passes("echo.v1", "research.echo_idea.v1");
+}
+
+#[test]
+fn plugin_new_refuses_an_unknown_contract_naming_the_known_ones() {
+    let out = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(["plugin", "new", "--lang", "python", "--contract", "nope.v1", "research.x.v1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown contract `nope.v1`") && stderr.contains("`echo.v1`"), "{stderr}");
 }
 
 /// The TypeScript example, built by `scripts/test` (npm install, tsc).
@@ -199,6 +222,9 @@ fn plugin_new_rust_creates_a_plugin_that_builds_to_wasm_passes_its_own_test_and_
         polis(&["plugin", "new", "--lang", "rust", "--into", into.to_str().unwrap(), "research.rusty_idea.v1"]);
     assert_eq!(code, 0, "{out}");
     let dir = into.join("research-rusty_idea-v1");
+    let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(cargo_toml.contains(r#"polis-guest = { path = "polis-guest" }"#), "the SDK is vendored: {cargo_toml}");
+    assert!(dir.join("polis-guest/src/lib.rs").is_file());
     // Offline: the workspace's own build has the dependencies in cargo's
     // cache, and the scaffold needs nothing else.
     let cargo = |args: &[&str]| {

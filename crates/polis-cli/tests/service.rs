@@ -212,7 +212,26 @@ fn end_to_end(database_url: &str) {
 
     let (code, plugins) = server.get("/api/plugins");
     assert_eq!(code, 200);
-    assert_eq!(plugins["plugins"].as_array().unwrap().len(), 2);
+    let rebalancing = plugins["plugins"].as_array().unwrap().iter().filter(|p| p["contract"] == "rebalance.v1").count();
+    assert_eq!(rebalancing, 2, "{plugins}");
+
+    // A second contract, through the generic run path and the same
+    // workers: no route, table or job kind of its own.
+    let echo = serde_json::json!({"contract": "echo.v1", "policy_version": "echo.scale.v1",
+        "subject": {"label": "service"}, "input": {"values": [2, 4]}, "params": {"scale": 10}});
+    let (code, pending) = server.post("/api/runs", &echo);
+    assert_eq!(code, 200, "{pending}");
+    let job_id = pending["job_id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let done = loop {
+        let (_, job) = server.get(&format!("/api/jobs/{job_id}"));
+        if job["status"] != "pending" || std::time::Instant::now() > deadline {
+            break job;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(done["status"], "ready", "{done}");
+    assert_eq!(done["result"]["sum"], 60, "{done}");
     let (code, metrics) = server.get("/metrics");
     assert_eq!(code, 200);
     assert!(metrics.as_str().unwrap().contains(r#"polis_runs{policy_version="rebal.global.v1",status="ready"} 1"#));

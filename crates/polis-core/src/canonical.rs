@@ -15,6 +15,13 @@ use sha2::{Digest as _, Sha256};
 #[error("cannot canonicalise value: {0}")]
 pub struct CanonicalError(String);
 
+impl CanonicalError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        CanonicalError(message.into())
+    }
+}
+
 /// Serialises `value` as RFC 8785 canonical JSON.
 ///
 /// Object keys are sorted by their UTF-16 code units, numbers use the

@@ -1,22 +1,28 @@
 //! The vocabulary every polis crate shares: contracts, manifests, run keys,
-//! canonical hashing and the policy registry.
+//! canonical hashing, permissions and the policy registry.
 //!
 //! A *policy* is decision logic behind a versioned *contract*: it takes a
-//! [`RunContext`] and the contract's input and returns the contract's
-//! output. This crate defines those seams and nothing that does IO, so it
-//! cannot fail for IO reasons and never sees a wire format beyond JSON.
+//! context and the contract's input and returns the contract's output. This
+//! crate defines those seams and nothing that does IO, so it cannot fail for
+//! IO reasons and never sees a wire format beyond JSON. It knows no domain:
+//! each domain implements [`Contract`] in its own crate.
 //!
 //! - [`canonical`]: RFC 8785 canonical JSON and SHA-256 digests, used for
 //!   every hash polis records (manifests, specs, inputs, outputs, run keys).
-//! - [`manifest`]: the one plugin manifest format (`policy.plugin.v1`),
-//!   accepting seed manifests verbatim, with field-named validation errors.
+//! - [`manifest`]: the one plugin manifest format (`policy.plugin.v1`): the
+//!   fields every plugin has, with field-named validation errors; a
+//!   contract's own fields are kept aside for the contract to check.
 //! - [`contract`]: the [`Contract`] trait a domain implements (types, JSON
-//!   Schemas, semantic validation) and [`Violation`] reports.
-//! - [`run`]: the run key, the run context with its derived seed, and the
-//!   policy spec.
-//! - [`policy`]: the [`Policy`] trait every tier implements.
-//! - [`permission`]: permission names and groups, resolved into grants
-//!   that never include an unknown name.
+//!   Schemas, run subject and context, manifest fields, permissions,
+//!   semantic validation), [`Violation`] reports, and [`ContractInfo`], the
+//!   object-safe description binaries list contracts by.
+//! - [`run`]: the run key (a contract's subject plus the policy version and
+//!   spec hash), seeds derived from it, and the policy spec.
+//! - [`policy`]: the [`Policy`] trait built-ins implement, the
+//!   [`PluginEndpoint`] trait every sandboxed tier implements, and the
+//!   [`HostApi`] plugins call back on.
+//! - [`permission`]: open permission names, groups and capabilities,
+//!   resolved into grants that never include an unknown name.
 //! - [`registry`]: resolves a `policy_version` to a policy, failing closed.
 //!
 //! # Example
@@ -39,6 +45,8 @@
 //!     "output_schema_version": "policy.output.v1"
 //! }"#).unwrap();
 //! assert_eq!(manifest.policy_version, "rebal.research.shift.v1");
+//! // The seed's domain fields wait for the rebalancing contract to check them.
+//! assert!(manifest.extensions.contains_key("max_horizon_steps"));
 //! assert_eq!(manifest.digest().unwrap().to_hex().len(), 64);
 //! ```
 #![deny(missing_docs)]
@@ -53,8 +61,8 @@ pub mod registry;
 pub mod run;
 
 pub use canonical::Digest;
-pub use contract::{Contract, Violation, Violations};
+pub use contract::{Contract, ContractInfo, Violation, Violations};
 pub use manifest::Manifest;
-pub use policy::{Policy, PolicyError, RunControl};
+pub use policy::{Call, CallEnv, EndpointPolicy, HostApi, NoHost, PluginEndpoint, Policy, PolicyError, RunControl};
 pub use registry::{Registry, RegistryError};
-pub use run::{PolicySpec, RunContext, RunKey};
+pub use run::{PolicySpec, RunKey};

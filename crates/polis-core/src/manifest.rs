@@ -1,19 +1,24 @@
 //! The plugin manifest, `policy.plugin.v1`.
 //!
-//! One manifest format serves every plugin of every domain. It accepts the
-//! seed's `PolicyPluginManifestV1` documents verbatim and adds optional
-//! polis fields: how the plugin runs (`runtime`), what it may do
-//! (`permissions`), the limits it runs under (`limits`), the JSON Schema of
-//! its params (`params_schema`), and for stateful stream plugins their
-//! warm-up and required features.
+//! One manifest format serves every plugin of every domain. It holds the
+//! fields every plugin has (identity, determinism, how it runs, what it may
+//! do, its limits and params schema) and names its contract in `contract`.
+//! Fields that only one domain understands (seed 000's
+//! `supports_horizon_steps`, a strategy's `warmup_bars`) are kept, as
+//! given, in [`Manifest::extensions`]; the contract that claims the
+//! manifest checks them ([`crate::Contract::manifest_fields`]), so core
+//! never knows a domain. Seed manifests that predate `contract` are claimed
+//! by a field only their contract uses (seed 000's `input_schema_version`).
 //!
-//! [`Manifest::from_json`] parses and validates in one step and reports
-//! every problem with the field it concerns, so a researcher fixes a bad
-//! manifest in one pass.
+//! [`Manifest::from_json`] parses and validates the common fields in one
+//! step and reports every problem with the field it concerns, so a
+//! researcher fixes a bad manifest in one pass.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::{self, CanonicalError, Digest};
@@ -21,17 +26,11 @@ use crate::canonical::{self, CanonicalError, Digest};
 /// The only manifest format version this build understands.
 pub const MANIFEST_CONTRACT_VERSION: &str = "policy.plugin.v1";
 
-/// The largest `max_horizon_steps` a manifest may declare (one day of
-/// five-minute steps).
-pub const MAX_HORIZON_STEPS: i64 = 288;
-
 /// Manifests larger than this are rejected before parsing.
 pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
 
-/// A plugin manifest: the seed's `PolicyPluginManifestV1` plus polis's
-/// optional runtime fields.
+/// A plugin manifest: the fields every plugin has, plus its contract's own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Manifest format version; must be `policy.plugin.v1`.
     pub contract_version: String,
@@ -55,23 +54,10 @@ pub struct Manifest {
     pub author: Option<String>,
     /// Must be `true`: polis only runs deterministic policies.
     pub deterministic: bool,
-    /// Whether the policy plans over more than one step. By default `false`.
-    #[serde(default)]
-    pub supports_horizon_steps: bool,
-    /// Largest horizon the policy accepts, 0..=288; must be 0 when
-    /// `supports_horizon_steps` is false. By default 0.
-    #[serde(default)]
-    pub max_horizon_steps: i64,
-    /// Whether the policy needs the neighbour graph in its input. By default
-    /// `false`.
-    #[serde(default)]
-    pub requires_neighbor_graph: bool,
-    /// The input document version, which together with
-    /// `output_schema_version` names the contract (`policy.input.v1` is the
-    /// rebalancing contract).
-    pub input_schema_version: String,
-    /// The output document version.
-    pub output_schema_version: String,
+    /// The contract the plugin implements, such as `rebalance.v1`. Seed
+    /// manifests without it are claimed by their contract's own fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<String>,
     /// How the plugin runs. Absent means a built-in policy compiled into
     /// polis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,12 +72,10 @@ pub struct Manifest {
     /// JSON Schema (2020-12) the plugin's params must satisfy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params_schema: Option<serde_json::Value>,
-    /// For stream plugins: events consumed before the first decision.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warmup_bars: Option<u32>,
-    /// For stream plugins: feature names every event must carry.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub required_features: Vec<String>,
+    /// Every other field, kept as given for the contract to check: the
+    /// contract rejects the ones it does not know, by name.
+    #[serde(flatten)]
+    pub extensions: BTreeMap<String, serde_json::Value>,
 }
 
 /// Where and how a plugin's code runs.
@@ -212,6 +196,15 @@ fn list(problems: &[FieldProblem]) -> String {
 impl Manifest {
     /// Parses and validates a manifest from JSON bytes.
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let manifest = Manifest::parse(bytes)?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Parses a manifest without checking its rules, so a caller can report
+    /// the common fields' problems and its contract's fields' problems in
+    /// one pass; [`Manifest::validate`] checks the rules.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(ManifestError::TooLarge { size: bytes.len(), limit: MAX_MANIFEST_BYTES });
         }
@@ -224,7 +217,6 @@ impl Manifest {
             })
         })?;
         de.end().map_err(|e| ManifestError::Parse(FieldProblem { field: String::new(), message: e.to_string() }))?;
-        manifest.validate()?;
         Ok(manifest)
     }
 
@@ -261,8 +253,6 @@ impl Manifest {
             ("plugin_version", &self.plugin_version),
             ("strategy", &self.strategy),
             ("display_name", &self.display_name),
-            ("input_schema_version", &self.input_schema_version),
-            ("output_schema_version", &self.output_schema_version),
         ] {
             if value.trim().is_empty() {
                 problem(field, "must not be empty".to_owned());
@@ -277,13 +267,10 @@ impl Manifest {
                     .to_owned(),
             );
         }
-        if !(0..=MAX_HORIZON_STEPS).contains(&self.max_horizon_steps) {
-            problem("max_horizon_steps", format!("{} is outside 0..={MAX_HORIZON_STEPS}", self.max_horizon_steps));
-        } else if !self.supports_horizon_steps && self.max_horizon_steps != 0 {
-            problem(
-                "max_horizon_steps",
-                format!("is {} but `supports_horizon_steps` is false; it must then be 0", self.max_horizon_steps),
-            );
+        if let Some(contract) = &self.contract
+            && let Err(why) = check_dotted_id(contract)
+        {
+            problem("contract", format!("malformed contract id `{contract}`: {why}"));
         }
         if let Some(limits) = &self.limits {
             for (field, value) in [
@@ -325,6 +312,36 @@ impl Manifest {
     /// The tier this manifest asks for; no `runtime` means built-in.
     pub fn tier(&self) -> TierKind {
         self.runtime.as_ref().map_or(TierKind::Builtin, |r| r.tier)
+    }
+
+    /// Decodes the contract-specific fields ([`Manifest::extensions`]) into
+    /// `F`, naming the field of every problem. `F` decides what is unknown:
+    /// with `#[serde(deny_unknown_fields)]` a misspelt field is an error
+    /// that names it.
+    pub fn parse_fields<F: DeserializeOwned>(&self) -> Result<F, Vec<FieldProblem>> {
+        let object: serde_json::Map<String, serde_json::Value> =
+            self.extensions.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let value = serde_json::Value::Object(object);
+        serde_path_to_error::deserialize::<_, F>(value).map_err(|e| {
+            let path = e.path().to_string();
+            vec![FieldProblem {
+                field: if path == "." { String::new() } else { path },
+                message: e.into_inner().to_string(),
+            }]
+        })
+    }
+
+    /// Replaces the contract-specific fields by `fields` as JSON (an object),
+    /// so the manifest and its digest hold them normalised: defaults filled
+    /// in, whatever order and spelling they arrived in.
+    pub fn with_fields<F: Serialize>(mut self, fields: &F) -> Result<Manifest, FieldProblem> {
+        let value = serde_json::to_value(fields)
+            .map_err(|e| FieldProblem { field: String::new(), message: format!("fields do not serialise: {e}") })?;
+        let serde_json::Value::Object(object) = value else {
+            return Err(FieldProblem { field: String::new(), message: "contract fields must be a JSON object".into() });
+        };
+        self.extensions = object.into_iter().collect();
+        Ok(self)
     }
 }
 
@@ -395,21 +412,19 @@ mod tests {
     }
 
     #[test]
-    fn seed_example_loads_unchanged() {
+    fn seed_example_loads_with_its_domain_fields_kept_as_extensions() {
         let manifest = Manifest::from_value(seed_example()).unwrap();
         assert_eq!(manifest.plugin_id, "research.baseline.shift.v1");
         assert_eq!(manifest.tier(), TierKind::Builtin);
+        assert_eq!(manifest.contract, None);
+        assert_eq!(manifest.extensions["input_schema_version"], json!("policy.input.v1"));
+        assert_eq!(manifest.extensions.len(), 5);
     }
 
     #[test]
-    fn seed_manifest_with_optional_fields_loads() {
-        let problems = problems_for(|d| {
-            d["description"] = json!("shifts nothing");
-            d["author"] = json!("a researcher");
-            d["supports_horizon_steps"] = json!(true);
-            d["max_horizon_steps"] = json!(288);
-        });
-        assert!(problems.is_empty(), "{problems:?}");
+    fn serialising_keeps_every_field_of_the_document() {
+        let manifest = Manifest::from_value(seed_example()).unwrap();
+        assert_eq!(serde_json::to_value(&manifest).unwrap(), seed_example());
     }
 
     #[test]
@@ -417,23 +432,6 @@ mod tests {
         let problems = problems_for(|d| d["contract_version"] = json!("policy.plugin.v2"));
         assert_eq!(fields(&problems), ["contract_version"]);
         assert!(problems[0].message.contains("policy.plugin.v2"));
-    }
-
-    #[test]
-    fn max_horizon_steps_outside_range_names_the_field() {
-        for bad in [-1, 289, 10_000] {
-            let problems = problems_for(|d| {
-                d["supports_horizon_steps"] = json!(true);
-                d["max_horizon_steps"] = json!(bad);
-            });
-            assert_eq!(fields(&problems), ["max_horizon_steps"], "value {bad}");
-        }
-    }
-
-    #[test]
-    fn horizon_without_support_is_rejected() {
-        let problems = problems_for(|d| d["max_horizon_steps"] = json!(12));
-        assert_eq!(fields(&problems), ["max_horizon_steps"]);
     }
 
     #[test]
@@ -451,16 +449,17 @@ mod tests {
     }
 
     #[test]
-    fn wrong_type_names_the_field() {
-        let problems = problems_for(|d| d["max_horizon_steps"] = json!("twelve"));
-        assert_eq!(fields(&problems), ["max_horizon_steps"]);
+    fn malformed_contract_id_names_the_field() {
+        let problems = problems_for(|d| d["contract"] = json!("Rebalance"));
+        assert_eq!(fields(&problems), ["contract"]);
     }
 
     #[test]
-    fn unknown_field_is_rejected_by_name() {
-        let problems = problems_for(|d| d["determinstic"] = json!(true));
-        assert_eq!(problems.len(), 1);
-        assert!(problems[0].message.contains("determinstic"), "{problems:?}");
+    fn wrong_type_of_a_common_field_names_the_field() {
+        let problems = problems_for(|d| d["deterministic"] = json!("yes"));
+        assert_eq!(fields(&problems), ["deterministic"]);
+        let problems = problems_for(|d| d["limits"] = json!({"timeout_ms": "soon"}));
+        assert_eq!(fields(&problems), ["limits.timeout_ms"]);
     }
 
     #[test]
@@ -479,7 +478,33 @@ mod tests {
     }
 
     #[test]
-    fn digest_ignores_key_order_and_absent_defaults() {
+    fn parse_fields_names_the_domain_field_at_fault() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[expect(dead_code, reason = "only decoding is under test")]
+        struct Domain {
+            max_horizon_steps: i64,
+            #[serde(default)]
+            supports_horizon_steps: bool,
+            #[serde(default)]
+            requires_neighbor_graph: bool,
+            input_schema_version: String,
+            output_schema_version: String,
+        }
+        let manifest = Manifest::from_value(seed_example()).unwrap();
+        assert!(manifest.parse_fields::<Domain>().is_ok());
+        let mut doc = seed_example();
+        doc["max_horizon_steps"] = json!("twelve");
+        let problems = Manifest::from_value(doc).unwrap().parse_fields::<Domain>().unwrap_err();
+        assert_eq!(fields(&problems), ["max_horizon_steps"]);
+        let mut doc = seed_example();
+        doc["determinstic"] = json!(true);
+        let problems = Manifest::from_value(doc).unwrap().parse_fields::<Domain>().unwrap_err();
+        assert!(problems[0].message.contains("determinstic"), "{problems:?}");
+    }
+
+    #[test]
+    fn digest_ignores_key_order() {
         let a = Manifest::from_value(seed_example()).unwrap();
         let mut doc = seed_example();
         doc.as_object_mut().unwrap().remove("requires_neighbor_graph");

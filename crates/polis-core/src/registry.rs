@@ -19,8 +19,10 @@ use crate::policy::Policy;
 
 /// A registered, active policy.
 pub struct Entry<C: Contract> {
-    /// Its validated manifest.
+    /// Its validated manifest, with the contract's fields normalised.
     pub manifest: Manifest,
+    /// The contract's own manifest fields, decoded.
+    pub fields: C::ManifestFields,
     /// `SHA-256(JCS(manifest))`.
     pub manifest_digest: Digest,
     /// SHA-256 of the artifact (wasm module, script), when there is one.
@@ -33,6 +35,7 @@ impl<C: Contract> Clone for Entry<C> {
     fn clone(&self) -> Self {
         Entry {
             manifest: self.manifest.clone(),
+            fields: self.fields.clone(),
             manifest_digest: self.manifest_digest,
             artifact_digest: self.artifact_digest,
             policy: Arc::clone(&self.policy),
@@ -150,10 +153,10 @@ impl<C: Contract> Registry<C> {
     ) -> Result<(), RegistryError> {
         let manifest = policy.manifest().clone();
         match self.admit(&manifest) {
-            Ok(manifest_digest) => {
+            Ok((manifest, fields, manifest_digest)) => {
                 self.active.insert(
                     manifest.policy_version.clone(),
-                    Entry { manifest, manifest_digest, artifact_digest, policy },
+                    Entry { manifest, fields, manifest_digest, artifact_digest, policy },
                 );
                 Ok(())
             }
@@ -182,24 +185,21 @@ impl<C: Contract> Registry<C> {
         );
     }
 
-    fn admit(&self, manifest: &Manifest) -> Result<Digest, String> {
+    /// Checks a manifest for this contract and returns it normalised, with
+    /// its decoded fields and digest.
+    fn admit(&self, manifest: &Manifest) -> Result<(Manifest, C::ManifestFields, Digest), String> {
         manifest.validate().map_err(|e| e.to_string())?;
-        if manifest.input_schema_version != C::INPUT_SCHEMA_VERSION {
-            return Err(format!(
-                "`input_schema_version` is `{}`, but contract `{}` takes `{}`",
-                manifest.input_schema_version,
-                C::ID,
-                C::INPUT_SCHEMA_VERSION
-            ));
+        if !C::claims(manifest) {
+            return Err(match &manifest.contract {
+                Some(other) => format!("the manifest names contract `{other}`, not `{}`", C::ID),
+                None => format!("the manifest does not name contract `{}` (set `contract`)", C::ID),
+            });
         }
-        if manifest.output_schema_version != C::OUTPUT_SCHEMA_VERSION {
-            return Err(format!(
-                "`output_schema_version` is `{}`, but contract `{}` returns `{}`",
-                manifest.output_schema_version,
-                C::ID,
-                C::OUTPUT_SCHEMA_VERSION
-            ));
-        }
+        let fields = C::manifest_fields(manifest).map_err(|problems| {
+            let list = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            format!("manifest is invalid for `{}`: {list}", C::ID)
+        })?;
+        let manifest = manifest.clone().with_fields(&fields).map_err(|p| p.to_string())?;
         if let Some(existing) = self.active.get(&manifest.policy_version) {
             return Err(format!(
                 "policy version `{}` is already provided by plugin `{}`",
@@ -212,7 +212,8 @@ impl<C: Contract> Registry<C> {
                 manifest.plugin_id, existing.manifest.policy_version
             ));
         }
-        manifest.digest().map_err(|e| e.to_string())
+        let digest = manifest.digest().map_err(|e| e.to_string())?;
+        Ok((manifest, fields, digest))
     }
 
     fn record_disabled(&mut self, manifest: &Manifest, artifact: Option<Digest>, reason: String) {

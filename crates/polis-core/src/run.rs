@@ -1,8 +1,12 @@
-//! Run keys, run contexts and policy specs.
+//! Run keys, seeds and policy specs.
 //!
-//! A run is identified by its [`RunKey`], the seed's
-//! `(system_id, sv, decision_bucket_ts, policy_version, policy_spec_sha256,
-//! horizon_steps)`. Everything random in a run derives from the key's
+//! A run is identified by its [`RunKey`]: the contract's *subject* (what
+//! the run decides on besides its input: seed 000's `(system_id, sv,
+//! decision_bucket_ts, horizon_steps)`, a replay's window, a simulation's
+//! scenario) plus the policy version and the hash of the policy spec. The
+//! subject's fields sit beside `policy_version` and `policy_spec_sha256` in
+//! one flat JSON object, so rebalancing's key is exactly seed 000's
+//! six-field tuple. Everything random in a run derives from the key's
 //! digest, so the same key always yields the same seed and, for a
 //! deterministic policy, the same output.
 
@@ -15,77 +19,37 @@ use crate::canonical::{self, CanonicalError, Digest};
 /// numbers as doubles see the exact value.
 pub const SEED_MASK: u64 = (1 << 53) - 1;
 
-/// Identifies one decision: the same key must always produce the same
-/// output.
+/// Identifies one run: the same key must always produce the same output.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RunKey {
-    /// The system (city, desk, project) the decision is for.
-    pub system_id: String,
-    /// The serving view: a token derived from the data's watermarks.
-    pub sv: String,
-    /// Start of the decision bucket, epoch seconds UTC.
-    pub decision_bucket_ts: i64,
+pub struct RunKey<S> {
+    /// What the run decides on, besides its input; its fields are flattened
+    /// into the key object.
+    #[serde(flatten)]
+    pub subject: S,
     /// The policy version asked for.
     pub policy_version: String,
     /// Hash of the policy spec (version plus params).
     pub policy_spec_sha256: Digest,
-    /// Planning horizon in steps.
-    pub horizon_steps: u32,
 }
 
-impl RunKey {
-    /// `SHA-256(JCS(key))`, the key's stable identity.
-    pub fn digest(&self) -> Digest {
-        // A RunKey holds only strings and integers, which always canonicalise.
-        canonical::digest_of(self).unwrap_or_else(|_| Digest::of_bytes(b"unreachable"))
-    }
-
-    /// The deterministic seed for any randomness in this run: the first
-    /// eight bytes of the key digest, masked to 53 bits.
-    pub fn seed(&self) -> u64 {
-        self.digest().prefix_u64() & SEED_MASK
+impl<S: Serialize> RunKey<S> {
+    /// `SHA-256(JCS(key))`, the key's stable identity. Fails only when the
+    /// subject holds a value JSON cannot represent (a NaN).
+    pub fn digest(&self) -> Result<Digest, CanonicalError> {
+        canonical::digest_of(self)
     }
 }
 
-/// What a policy sees besides its input: the seed's `PolicyPluginContextV1`
-/// plus the run seed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RunContext {
-    /// The system the decision is for.
-    pub system_id: String,
-    /// The serving view token.
-    pub sv: String,
-    /// Start of the decision bucket, epoch seconds UTC.
-    pub decision_bucket_ts: i64,
-    /// Planning horizon in steps.
-    pub horizon_steps: u32,
-    /// Caller's request id, for correlating logs.
-    pub request_id: String,
-    /// The decision time in RFC 3339; polis sets it from
-    /// `decision_bucket_ts`, never from a clock, so reruns match.
-    pub now_iso: String,
-    /// Seed for any randomness, derived from the run key, below 2^53.
-    #[serde(default)]
-    pub seed: u64,
+/// A request id derived from a run key's digest, for a caller that gave
+/// none: `prefix`, a dash and the first 16 hex digits.
+pub fn request_id(prefix: &str, key: &Digest) -> String {
+    format!("{prefix}-{}", &key.to_hex()[..16])
 }
 
-impl RunContext {
-    /// Builds the context for a run key: `now_iso` is the bucket start,
-    /// `request_id` is `polis-` plus the first 16 hex digits of the key
-    /// digest unless one is given, and `seed` comes from the key.
-    pub fn for_key(key: &RunKey, request_id: Option<String>) -> RunContext {
-        RunContext {
-            system_id: key.system_id.clone(),
-            sv: key.sv.clone(),
-            decision_bucket_ts: key.decision_bucket_ts,
-            horizon_steps: key.horizon_steps,
-            request_id: request_id.unwrap_or_else(|| format!("polis-{}", &key.digest().to_hex()[..16])),
-            now_iso: rfc3339(key.decision_bucket_ts),
-            seed: key.seed(),
-        }
-    }
+/// The deterministic seed of a run whose key digest is `key`: the first
+/// eight bytes, masked to 53 bits.
+pub fn seed_of(key: &Digest) -> u64 {
+    key.prefix_u64() & SEED_MASK
 }
 
 /// The configuration a policy runs with: its version and its params. Its
@@ -100,6 +64,13 @@ pub struct PolicySpec {
 }
 
 impl PolicySpec {
+    /// The spec of `policy_version` run with `params`. Params that cannot
+    /// be represented as JSON are an error, never a null spec.
+    pub fn new<P: Serialize>(policy_version: &str, params: &P) -> Result<PolicySpec, CanonicalError> {
+        let params = serde_json::to_value(params).map_err(|e| CanonicalError::new(format!("params: {e}")))?;
+        Ok(PolicySpec { policy_version: policy_version.to_owned(), params })
+    }
+
     /// `SHA-256(JCS(spec))`.
     pub fn digest(&self) -> Result<Digest, CanonicalError> {
         canonical::digest_of(self)
@@ -132,39 +103,66 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
 mod tests {
     use super::*;
 
-    fn key() -> RunKey {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Subject {
+        system_id: String,
+        sv: String,
+        decision_bucket_ts: i64,
+        horizon_steps: u32,
+    }
+
+    fn key() -> RunKey<Subject> {
         RunKey {
-            system_id: "baywheels".into(),
-            sv: "sv1:abc".into(),
-            decision_bucket_ts: 1_678_090_200,
+            subject: Subject {
+                system_id: "baywheels".into(),
+                sv: "sv1:abc".into(),
+                decision_bucket_ts: 1_678_090_200,
+                horizon_steps: 0,
+            },
             policy_version: "rebal.greedy.v1".into(),
             policy_spec_sha256: Digest::of_bytes(b"spec"),
-            horizon_steps: 0,
         }
     }
 
     #[test]
-    fn same_key_same_seed_and_context() {
-        assert_eq!(key().seed(), key().seed());
-        assert_eq!(RunContext::for_key(&key(), None), RunContext::for_key(&key(), None));
-        assert!(key().seed() <= SEED_MASK);
+    fn the_key_is_one_flat_object_of_subject_and_policy_fields() {
+        let text = String::from_utf8(canonical::to_canonical_vec(&key()).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"decision_bucket_ts":1678090200,"horizon_steps":0,"policy_spec_sha256":"{}","policy_version":"rebal.greedy.v1","sv":"sv1:abc","system_id":"baywheels"}}"#,
+                Digest::of_bytes(b"spec")
+            )
+        );
+        let back: RunKey<Subject> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, key());
     }
 
     #[test]
-    fn any_key_field_changes_the_seed() {
+    fn same_key_same_seed_and_any_field_changes_it() {
+        let seed = seed_of(&key().digest().unwrap());
+        assert_eq!(seed, seed_of(&key().digest().unwrap()));
+        assert!(seed <= SEED_MASK);
         let mut other = key();
-        other.decision_bucket_ts += 300;
-        assert_ne!(key().seed(), other.seed());
+        other.subject.decision_bucket_ts += 300;
+        assert_ne!(seed, seed_of(&other.digest().unwrap()));
         let mut other = key();
         other.policy_version = "rebal.global.v1".into();
-        assert_ne!(key().digest(), other.digest());
+        assert_ne!(key().digest().unwrap(), other.digest().unwrap());
     }
 
     #[test]
-    fn now_iso_comes_from_the_bucket_not_the_clock() {
-        let ctx = RunContext::for_key(&key(), None);
-        assert_eq!(ctx.now_iso, "2023-03-06T08:10:00Z");
-        assert!(ctx.request_id.starts_with("polis-"));
+    fn a_key_that_cannot_be_canonicalised_is_an_error() {
+        #[derive(Serialize)]
+        struct Bad {
+            x: f64,
+        }
+        let key = RunKey {
+            subject: Bad { x: f64::NAN },
+            policy_version: "a.b".into(),
+            policy_spec_sha256: Digest::of_bytes(b""),
+        };
+        assert!(key.digest().is_err());
     }
 
     #[test]
@@ -173,5 +171,6 @@ mod tests {
         assert_eq!(parse_time("2023-03-06T08:10:00Z"), Ok(1_678_090_200));
         assert_eq!(parse_time("2023-03-06T00:10:00-08:00"), Ok(1_678_090_200));
         assert!(parse_time("yesterday").is_err());
+        assert_eq!(rfc3339(1_678_090_200), "2023-03-06T08:10:00Z");
     }
 }

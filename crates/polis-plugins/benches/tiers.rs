@@ -12,14 +12,14 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use polis_core::manifest::Manifest;
-use polis_core::policy::Policy;
+use polis_core::policy::{Call, EndpointPolicy, Policy, no_host};
 use polis_plugins::Tiers;
 use polis_process::{ProcessPlugin, ProcessSpec};
 use polis_rebalance::builtins::{Builtin, BuiltinPolicy};
 use polis_rebalance::contract::{Rebalance, RebalanceParams};
 use polis_rebalance::gbfs::Feed;
 use polis_rebalance::snapshot::{SnapshotBuilder, SnapshotOptions};
-use polis_wasm::{RunControl, WasmPolicy};
+use polis_wasm::RunControl;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -34,8 +34,8 @@ fn tiers(c: &mut Criterion) {
     let week = polis_testdata::find("baywheels-2023-03-06").expect("the Bay Wheels week in ../shared/data");
     let feed = Feed::open(&week).unwrap();
     let snapshot = feed.snapshot_at(Some(feed.snapshots[0].ts + 9 * 3600)).unwrap();
-    let built = SnapshotBuilder::new(SnapshotOptions::default()).build(&feed, snapshot, None);
-    let ctx = polis_core::run::RunContext {
+    let built = SnapshotBuilder::new(SnapshotOptions::default()).build(&feed, snapshot, None).unwrap();
+    let ctx = polis_rebalance::contract::RunContext {
         system_id: built.system_id.clone(),
         sv: built.sv.clone(),
         decision_bucket_ts: built.decision_bucket_ts,
@@ -45,9 +45,18 @@ fn tiers(c: &mut Criterion) {
         seed: 1,
     };
     let params = RebalanceParams::default();
+    let (control, host) = (RunControl::new(), no_host());
+    let call = Call::<Rebalance> {
+        context: &ctx,
+        input: &built.input,
+        params: &params,
+        seed: 1,
+        control: &control,
+        host: &host,
+    };
 
     let builtin = BuiltinPolicy::new(Builtin::Greedy);
-    c.bench_function("builtin greedy, full snapshot", |b| b.iter(|| builtin.run(&ctx, &built.input, &params)));
+    c.bench_function("builtin greedy, full snapshot", |b| b.iter(|| builtin.run(&call)));
 
     let trivial = wat::parse_str(
         r#"(module
@@ -63,9 +72,10 @@ fn tiers(c: &mut Criterion) {
     c.bench_function("wasm fresh instance + trivial call", |b| b.iter(|| trivial.call(b"{}", 1, &control)));
 
     let wasm = polis_testdata::example_wasm("polis_example_greedy.wasm");
-    let greedy =
-        WasmPolicy::<Rebalance>::new(tiers.wasm.load(manifest("examples/plugins/greedy-rust"), &wasm).unwrap());
-    c.bench_function("wasm greedy, full snapshot", |b| b.iter(|| greedy.run(&ctx, &built.input, &params)));
+    let greedy = EndpointPolicy::<Rebalance>::new(Arc::new(
+        tiers.wasm.load(manifest("examples/plugins/greedy-rust"), &wasm).unwrap(),
+    ));
+    c.bench_function("wasm greedy, full snapshot", |b| b.iter(|| greedy.run(&call)));
 
     let python = {
         let out =

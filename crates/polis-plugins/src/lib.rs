@@ -11,6 +11,12 @@
 //! import, a failed handshake) is recorded in the registry as disabled with
 //! its reason, so `polis plugins list` shows why, and the others load.
 //!
+//! Only directories whose manifest the contract claims are loaded, with that
+//! contract's permissions and capabilities. [`load_roots`] registers each
+//! plugin as a policy of a one-method contract; [`load_endpoints`] hands a
+//! domain whose plugins answer several methods the endpoints themselves.
+//! Either way the caller never learns which tier a plugin runs in.
+//!
 //! Reloading is atomic: [`load_roots`] builds a new registry from a base
 //! (the built-ins) and returns it; the caller swaps it in whole.
 //!
@@ -37,13 +43,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use polis_core::canonical::Digest;
-use polis_core::contract::Contract;
+use polis_core::contract::{Contract, permission_catalog};
 use polis_core::manifest::{MAX_MANIFEST_BYTES, Manifest, TierKind};
-use polis_core::permission::Grants;
+use polis_core::permission::{Grants, PermissionCatalog};
+use polis_core::policy::{EndpointPolicy, PluginEndpoint};
 use polis_core::registry::Registry;
-use polis_process::{ProcessConfig, ProcessPlugin, ProcessPolicy, ProcessSpec, SandboxReport};
-use polis_remote::{RemoteConfig, RemotePolicy};
-use polis_wasm::{WasmConfig, WasmError, WasmPolicy, WasmRuntime};
+use polis_process::{ProcessConfig, ProcessPlugin, ProcessSpec, SandboxReport};
+use polis_remote::{RemoteConfig, RemotePlugin};
+use polis_wasm::{WasmConfig, WasmError, WasmRuntime};
 use serde::Serialize;
 
 /// Wasm modules larger than this are not read.
@@ -61,6 +68,10 @@ pub struct Tiers {
     pub process: ProcessConfig,
     /// Remote tier settings.
     pub remote: RemoteConfig,
+    /// Start each process plugin's worker at load, so a plugin whose
+    /// handshake fails is listed as disabled at once. When false, a worker
+    /// starts on its plugin's first call. By default true.
+    pub start_processes: bool,
 }
 
 impl Tiers {
@@ -70,8 +81,20 @@ impl Tiers {
             wasm: WasmRuntime::new(WasmConfig::default())?,
             process: ProcessConfig::default(),
             remote: RemoteConfig::default(),
+            start_processes: true,
         })
     }
+}
+
+/// A plugin loaded from a directory, ready to call.
+#[derive(Clone)]
+pub struct Loaded {
+    /// Its manifest, as read.
+    pub manifest: Manifest,
+    /// SHA-256 of its artifact, when it has one.
+    pub artifact_digest: Option<Digest>,
+    /// The plugin, whatever its tier.
+    pub endpoint: Arc<dyn PluginEndpoint>,
 }
 
 /// What happened to one plugin directory.
@@ -96,7 +119,8 @@ pub struct LoadReport {
     pub outcome: Result<(), String>,
 }
 
-/// Builds a registry from `base` plus every plugin under `roots`.
+/// Builds a registry from `base` plus every plugin under `roots` whose
+/// manifest contract `C` claims, each behind [`EndpointPolicy`].
 pub fn load_roots<C: Contract>(base: Registry<C>, roots: &[&Path], tiers: &Tiers) -> (Registry<C>, Vec<LoadReport>) {
     let mut registry = base;
     let mut reports = Vec::new();
@@ -109,18 +133,88 @@ pub fn load_roots<C: Contract>(base: Registry<C>, roots: &[&Path], tiers: &Tiers
 /// Loads every plugin directory directly under `root` whose manifest names
 /// contract `C`. A root that cannot be read is reported as one failed entry.
 pub fn load_root<C: Contract>(root: &Path, tiers: &Tiers, registry: &mut Registry<C>) -> Vec<LoadReport> {
+    let (loaded, mut reports) = endpoints_under::<C>(root, tiers, &[C::METHOD]);
+    let mut loaded = loaded.into_iter();
+    for report in &mut reports {
+        match &report.outcome {
+            Ok(()) => {
+                let Some(plugin) = loaded.next() else { continue };
+                let policy = Arc::new(EndpointPolicy::<C>::new(plugin.endpoint));
+                report.outcome = registry.register(policy, plugin.artifact_digest).map_err(|e| e.to_string());
+            }
+            Err(reason) => {
+                let source = report.plugin_id.clone().unwrap_or_else(|| report.source.display().to_string());
+                registry.record_load_failure(&source, report.tier.unwrap_or(TierKind::Builtin), reason.clone());
+            }
+        }
+    }
+    reports
+}
+
+/// Loads one plugin directory into `registry` behind [`EndpointPolicy`];
+/// `None` when contract `C` does not claim its manifest.
+pub fn register_dir<C: Contract>(dir: &Path, tiers: &Tiers, registry: &mut Registry<C>) -> Option<LoadReport> {
+    let (loaded, mut report) = load_dir::<C>(dir, tiers, &permission_catalog::<C>(), &[C::METHOD])?;
+    match (loaded, &report.outcome) {
+        (Some(plugin), Ok(())) => {
+            let policy = Arc::new(EndpointPolicy::<C>::new(plugin.endpoint));
+            report.outcome = registry.register(policy, plugin.artifact_digest).map_err(|e| e.to_string());
+        }
+        (_, Err(reason)) => {
+            let source = report.plugin_id.clone().unwrap_or_else(|| report.source.display().to_string());
+            registry.record_load_failure(&source, report.tier.unwrap_or(TierKind::Builtin), reason.clone());
+        }
+        (None, Ok(())) => {}
+    }
+    Some(report)
+}
+
+/// Loads every plugin under `roots` whose manifest contract `C` claims and
+/// returns the endpoints that loaded, in directory order, with a report per
+/// directory. Wasm plugins must export every method in `required_methods`.
+pub fn load_endpoints<C: Contract>(
+    roots: &[&Path],
+    tiers: &Tiers,
+    required_methods: &[&str],
+) -> (Vec<Loaded>, Vec<LoadReport>) {
+    let mut loaded = Vec::new();
+    let mut reports = Vec::new();
+    for root in roots {
+        let (more, more_reports) = endpoints_under::<C>(root, tiers, required_methods);
+        loaded.extend(more);
+        reports.extend(more_reports);
+    }
+    (loaded, reports)
+}
+
+/// The plugins under one root: those that loaded, and a report per
+/// directory claimed by `C` (an `Ok` report for each loaded plugin, in the
+/// same order).
+fn endpoints_under<C: Contract>(
+    root: &Path,
+    tiers: &Tiers,
+    required_methods: &[&str],
+) -> (Vec<Loaded>, Vec<LoadReport>) {
     let entries = match std::fs::read_dir(root) {
         Ok(entries) => entries,
         Err(e) => {
             let reason = format!("plugin root `{}` cannot be read: {e}", root.display());
-            registry.record_load_failure(&root.display().to_string(), TierKind::Builtin, reason.clone());
-            return vec![failed(root.to_path_buf(), reason)];
+            return (Vec::new(), vec![failed(root.to_path_buf(), reason)]);
         }
     };
     let mut dirs: Vec<PathBuf> =
         entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.join(MANIFEST_FILE).is_file()).collect();
     dirs.sort();
-    dirs.into_iter().filter_map(|dir| load_dir(&dir, tiers, registry)).collect()
+    let catalog = permission_catalog::<C>();
+    let mut loaded = Vec::new();
+    let mut reports = Vec::new();
+    for dir in dirs {
+        if let Some((plugin, report)) = load_dir::<C>(&dir, tiers, &catalog, required_methods) {
+            loaded.extend(plugin);
+            reports.push(report);
+        }
+    }
+    (loaded, reports)
 }
 
 fn failed(source: PathBuf, reason: String) -> LoadReport {
@@ -136,45 +230,63 @@ fn failed(source: PathBuf, reason: String) -> LoadReport {
     }
 }
 
-/// Loads one plugin directory into `registry`. Returns `None` when its
-/// manifest names another contract.
-pub fn load_dir<C: Contract>(dir: &Path, tiers: &Tiers, registry: &mut Registry<C>) -> Option<LoadReport> {
-    let source = dir.display().to_string();
+/// Loads one plugin directory for contract `C`. Returns `None` when its
+/// manifest names another contract; a manifest that cannot be read is
+/// reported, since no contract can claim it.
+pub fn load_dir<C: Contract>(
+    dir: &Path,
+    tiers: &Tiers,
+    catalog: &PermissionCatalog,
+    required_methods: &[&str],
+) -> Option<(Option<Loaded>, LoadReport)> {
     let manifest = match read_manifest(dir) {
         Ok(manifest) => manifest,
-        Err(reason) => {
-            registry.record_load_failure(&source, TierKind::Builtin, reason.clone());
-            return Some(failed(dir.to_path_buf(), reason));
-        }
+        Err(reason) => return Some((None, failed(dir.to_path_buf(), reason))),
     };
-    if manifest.input_schema_version != C::INPUT_SCHEMA_VERSION {
+    if !C::claims(&manifest) {
         return None;
     }
     let mut report = LoadReport {
         source: dir.to_path_buf(),
         plugin_id: Some(manifest.plugin_id.clone()),
         tier: Some(manifest.tier()),
-        manifest_sha256: manifest.digest().ok(),
+        manifest_sha256: None,
         artifact_sha256: None,
-        unknown_permissions: Grants::resolve(&manifest.permissions).unknown().to_vec(),
+        unknown_permissions: Grants::resolve(&manifest.permissions, catalog).unknown().to_vec(),
         sandbox: None,
         outcome: Ok(()),
     };
-    let loaded = match manifest.tier() {
-        TierKind::Wasm => load_wasm::<C>(dir, &manifest, tiers, &mut report),
-        TierKind::Process => load_process::<C>(dir, &manifest, tiers, &mut report),
-        TierKind::Builtin => Err("a built-in plugin cannot be loaded from a directory".to_owned()),
-        TierKind::Remote => load_remote::<C>(&manifest, tiers),
-    };
-    report.outcome = match loaded {
-        Ok(policy) => registry.register(policy, report.artifact_sha256).map_err(|e| e.to_string()),
-        Err(reason) => {
-            let reason = format!("plugin `{}`: {reason}", manifest.plugin_id);
-            registry.record_load_failure(&manifest.plugin_id, manifest.tier(), reason.clone());
-            Err(reason)
+    // Check the contract's own fields before starting anything, and hash
+    // the manifest as the registry will: normalised.
+    let normalised = C::manifest_fields(&manifest)
+        .map_err(|problems| {
+            let list = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            format!("`{}`: manifest is invalid for `{}`: {list}", dir.join(MANIFEST_FILE).display(), C::ID)
+        })
+        .and_then(|fields| manifest.clone().with_fields(&fields).map_err(|p| p.to_string()));
+    let endpoint = match normalised {
+        Ok(normalised) => {
+            report.manifest_sha256 = normalised.digest().ok();
+            match manifest.tier() {
+                TierKind::Wasm => load_wasm(dir, &manifest, tiers, catalog, required_methods, &mut report),
+                TierKind::Process => load_process(dir, &manifest, tiers, catalog, &mut report),
+                TierKind::Builtin => Err("a built-in plugin cannot be loaded from a directory".to_owned()),
+                TierKind::Remote => load_remote(&manifest, tiers, catalog),
+            }
+            .map_err(|reason| format!("plugin `{}`: {reason}", manifest.plugin_id))
         }
+        Err(reason) => Err(reason),
     };
-    Some(report)
+    match endpoint {
+        Ok(endpoint) => {
+            let loaded = Loaded { manifest, artifact_digest: report.artifact_sha256, endpoint };
+            Some((Some(loaded), report))
+        }
+        Err(reason) => {
+            report.outcome = Err(reason);
+            Some((None, report))
+        }
+    }
 }
 
 fn read_manifest(dir: &Path) -> Result<Manifest, String> {
@@ -213,25 +325,29 @@ fn entry(manifest: &Manifest) -> Result<&str, String> {
         .ok_or_else(|| "`runtime.entry` is missing".to_owned())
 }
 
-fn load_wasm<C: Contract>(
+fn load_wasm(
     dir: &Path,
     manifest: &Manifest,
     tiers: &Tiers,
+    catalog: &PermissionCatalog,
+    required_methods: &[&str],
     report: &mut LoadReport,
-) -> Result<Arc<dyn polis_core::Policy<C>>, String> {
+) -> Result<Arc<dyn PluginEndpoint>, String> {
     let path = inside(dir, entry(manifest)?)?;
     let bytes = read_capped(&path, MAX_WASM_BYTES)?;
     report.artifact_sha256 = Some(Digest::of_bytes(&bytes));
-    let module = tiers.wasm.load(manifest.clone(), &bytes).map_err(|e| e.to_string())?;
-    Ok(Arc::new(WasmPolicy::<C>::new(module)))
+    let module =
+        tiers.wasm.load_with(manifest.clone(), &bytes, catalog, required_methods).map_err(|e| e.to_string())?;
+    Ok(Arc::new(module))
 }
 
-fn load_process<C: Contract>(
+fn load_process(
     dir: &Path,
     manifest: &Manifest,
     tiers: &Tiers,
+    catalog: &PermissionCatalog,
     report: &mut LoadReport,
-) -> Result<Arc<dyn polis_core::Policy<C>>, String> {
+) -> Result<Arc<dyn PluginEndpoint>, String> {
     let mut words = entry(manifest)?.split_whitespace();
     let program = words.next().ok_or_else(|| "`runtime.entry` is empty".to_owned())?;
     let args: Vec<String> = words.map(str::to_owned).collect();
@@ -250,16 +366,23 @@ fn load_process<C: Contract>(
     }
     let dir = dir.canonicalize().map_err(|e| format!("`{}` cannot be resolved: {e}", dir.display()))?;
     let spec = ProcessSpec { program, args, dir, env: Vec::new() };
-    let plugin = ProcessPlugin::start(manifest.clone(), spec, config).map_err(|e| e.to_string())?;
+    let plugin = ProcessPlugin::new(manifest.clone(), spec, config, catalog.clone());
     report.sandbox = Some(plugin.sandbox_report().clone());
-    Ok(Arc::new(ProcessPolicy::<C>::new(plugin)))
+    if tiers.start_processes {
+        plugin.start_worker().map_err(|e| e.to_string())?;
+    }
+    Ok(Arc::new(plugin))
 }
 
 /// A remote plugin has no artifact: its code lives behind the URL, so only
 /// the manifest hash identifies it.
-fn load_remote<C: Contract>(manifest: &Manifest, tiers: &Tiers) -> Result<Arc<dyn polis_core::Policy<C>>, String> {
-    let policy = RemotePolicy::<C>::new(manifest.clone(), &tiers.remote).map_err(|e| e.to_string())?;
-    Ok(Arc::new(policy))
+fn load_remote(
+    manifest: &Manifest,
+    tiers: &Tiers,
+    catalog: &PermissionCatalog,
+) -> Result<Arc<dyn PluginEndpoint>, String> {
+    let plugin = RemotePlugin::new(manifest.clone(), &tiers.remote, catalog).map_err(|e| e.to_string())?;
+    Ok(Arc::new(plugin))
 }
 
 /// A program named with a `/` is relative to the plugin directory;

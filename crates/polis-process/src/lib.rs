@@ -5,12 +5,17 @@
 //!   (rlimits, user + network namespaces, Landlock, seccomp), sends
 //!   `initialize` with the protocol versions this host speaks
 //!   ([`PROTOCOL_VERSIONS`]), and checks the manifest the plugin returns.
-//! - [`ProcessPlugin::call`] sends `run` and waits for one newline-terminated
-//!   reply under a deadline. A worker that crashes is restarted on the next
-//!   call; one that times out, writes a reply above the cap or garbage is
-//!   killed. stderr lines become log lines tagged with the plugin id.
-//! - [`ProcessPolicy`] puts a plugin behind `polis_core::Policy<C>`, so the
-//!   runtime's guard validates it like a built-in.
+//! - [`ProcessPlugin::request`] sends one request to a method (`run`, or a
+//!   contract's own such as `on_event`) and waits for one newline-terminated
+//!   reply under a deadline. Meanwhile the plugin may call the host's
+//!   capabilities over the same stream; a call whose permission the plugin
+//!   lacks gets an error naming the permission, and the host keeps serving.
+//!   A worker that crashes is restarted on the next call; one that times
+//!   out, writes a reply above the cap or garbage is killed. stderr lines
+//!   become log lines tagged with the plugin id.
+//! - [`ProcessPlugin`] implements `polis_core::PluginEndpoint`, so it knows
+//!   no contract; `polis_core::EndpointPolicy` puts it behind `Policy<C>`
+//!   and the runtime's guard validates it like a built-in.
 //!
 //! The protocol and the Python SDK are described in `docs/tiers.md`.
 //!
@@ -35,13 +40,12 @@
 //! ```
 #![deny(missing_docs)]
 
-mod policy;
 pub mod sandbox;
 mod worker;
 
-pub use policy::ProcessPolicy;
 pub use sandbox::{LayerState, SandboxConfig, SandboxReport};
 pub use worker::{
-    CODE_FAILED, CODE_REJECTED, LogSink, PROTOCOL_VERSIONS, ProcessConfig, ProcessError, ProcessPlugin, ProcessSpec,
+    CODE_FAILED, CODE_HOST_LIMIT, CODE_HOST_REFUSED, CODE_METHOD_NOT_FOUND, CODE_PERMISSION_DENIED, CODE_REJECTED,
+    LogSink, MAX_HOST_CALLS_PER_REQUEST, PROTOCOL_VERSIONS, ProcessConfig, ProcessError, ProcessPlugin, ProcessSpec,
     WorkerStats,
 };

@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use polis_core::manifest::Manifest;
-use polis_core::policy::{PolicyError, RunControl};
+use polis_core::permission::{Grants, PermissionCatalog, PermissionDenied};
+use polis_core::policy::{CallEnv, HostApi, PluginEndpoint, PolicyError, RunControl, no_host};
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::sandbox::{self, SandboxConfig, SandboxReport};
 
@@ -22,6 +24,20 @@ pub const PROTOCOL_VERSIONS: &[&str] = &["polis.process.v1"];
 pub const CODE_REJECTED: i64 = -32001;
 /// JSON-RPC error code a plugin uses when it broke.
 pub const CODE_FAILED: i64 = -32002;
+/// JSON-RPC error code the host answers a plugin's call with when the
+/// plugin lacks the capability's permission.
+pub const CODE_PERMISSION_DENIED: i64 = -32003;
+/// JSON-RPC error code the host answers a plugin's call with when the host
+/// refused it (bad params, a write outside the plugin's namespace).
+pub const CODE_HOST_REFUSED: i64 = -32004;
+/// JSON-RPC error code for a plugin's call beyond the per-call limit.
+pub const CODE_HOST_LIMIT: i64 = -32005;
+/// Standard JSON-RPC code for an unknown method.
+pub const CODE_METHOD_NOT_FOUND: i64 = -32601;
+
+/// Most host calls a plugin may make while answering one request; later
+/// ones are refused with [`CODE_HOST_LIMIT`].
+pub const MAX_HOST_CALLS_PER_REQUEST: usize = 10_000;
 
 /// Where a worker's stderr lines go: `(plugin_id, line)`.
 pub type LogSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
@@ -127,13 +143,20 @@ impl Drop for Worker {
     }
 }
 
-/// A JSON-RPC response, with the result kept raw for typed decoding.
+/// One line from a worker: a response to the host's request, or a request
+/// of its own to the host (it has a `method`). Results and params are kept
+/// raw.
 #[derive(Deserialize)]
-struct Response<'a> {
+struct Incoming<'a> {
     jsonrpc: &'a str,
-    id: Option<u64>,
     #[serde(borrow, default)]
-    result: Option<&'a serde_json::value::RawValue>,
+    id: Option<&'a RawValue>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
     #[serde(default)]
     error: Option<RpcError>,
 }
@@ -153,22 +176,41 @@ pub struct WorkerStats {
     pub restarts: u64,
 }
 
-/// A plugin served by a persistent worker process.
+/// A plugin served by a persistent worker process, started on its first
+/// call (or by [`PluginEndpoint::probe`]) and restarted after a crash.
 pub struct ProcessPlugin {
     manifest: Manifest,
     spec: ProcessSpec,
     config: ProcessConfig,
+    grants: Grants,
+    catalog: PermissionCatalog,
     worker: Mutex<(Option<Worker>, WorkerStats)>,
     report: SandboxReport,
-    protocol_version: String,
+    protocol_version: Mutex<String>,
 }
 
 impl ProcessPlugin {
     /// Starts the worker, performs `initialize`, and checks that the
-    /// manifest it returns is the one polis loaded.
-    /// The manifest's `limits.timeout_ms` and `limits.memory_mb` tighten
-    /// the configured timeout and address-space limit.
+    /// manifest it returns is the one polis loaded; only the platform's
+    /// permissions are known. The manifest's `limits.timeout_ms` and
+    /// `limits.memory_mb` tighten the configured timeout and address-space
+    /// limit.
     pub fn start(manifest: Manifest, spec: ProcessSpec, config: ProcessConfig) -> Result<ProcessPlugin, ProcessError> {
+        let plugin = ProcessPlugin::new(manifest, spec, config, PermissionCatalog::platform());
+        plugin.start_worker()?;
+        Ok(plugin)
+    }
+
+    /// A plugin whose worker starts on the first call, for a contract whose
+    /// permissions and capabilities are `catalog`: the plugin may call a
+    /// capability's method back on the host only when it holds the
+    /// capability's permission.
+    pub fn new(
+        manifest: Manifest,
+        spec: ProcessSpec,
+        config: ProcessConfig,
+        catalog: PermissionCatalog,
+    ) -> ProcessPlugin {
         let mut config = config;
         if let Some(limits) = &manifest.limits {
             if let Some(ms) = limits.timeout_ms {
@@ -179,18 +221,38 @@ impl ProcessPlugin {
             }
         }
         let report = sandbox::prepare(&config.sandbox, &spec.dir).report;
-        let mut plugin = ProcessPlugin {
+        let grants = Grants::resolve(&manifest.permissions, &catalog);
+        ProcessPlugin {
             manifest,
             spec,
             config,
+            grants,
+            catalog,
             worker: Mutex::new((None, WorkerStats::default())),
             report,
-            protocol_version: String::new(),
+            protocol_version: Mutex::new(String::new()),
+        }
+    }
+
+    /// Starts the worker now unless one is running.
+    pub fn start_worker(&self) -> Result<(), ProcessError> {
+        let Ok(mut guard) = self.worker.lock() else {
+            return Err(ProcessError::Spawn {
+                plugin_id: self.manifest.plugin_id.clone(),
+                program: self.spec.program.display().to_string(),
+                message: "worker lock was poisoned".to_owned(),
+            });
         };
-        let (worker, version) = plugin.spawn()?;
-        plugin.protocol_version = version;
-        plugin.worker = Mutex::new((Some(worker), WorkerStats { starts: 1, restarts: 0 }));
-        Ok(plugin)
+        let (slot, stats) = &mut *guard;
+        if slot.as_mut().is_some_and(|w| matches!(w.child.try_wait(), Ok(None))) {
+            return Ok(());
+        }
+        if slot.take().is_some() {
+            stats.restarts += 1;
+        }
+        *slot = Some(self.spawn()?);
+        stats.starts += 1;
+        Ok(())
     }
 
     /// The manifest.
@@ -203,9 +265,10 @@ impl ProcessPlugin {
         &self.report
     }
 
-    /// The protocol version the plugin picked.
-    pub fn protocol_version(&self) -> &str {
-        &self.protocol_version
+    /// The protocol version the plugin picked at its last start; empty
+    /// before the first.
+    pub fn protocol_version(&self) -> String {
+        self.protocol_version.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     /// Worker start and restart counts.
@@ -213,7 +276,7 @@ impl ProcessPlugin {
         self.worker.lock().map(|w| w.1).unwrap_or_default()
     }
 
-    fn spawn(&self) -> Result<(Worker, String), ProcessError> {
+    fn spawn(&self) -> Result<Worker, ProcessError> {
         let plugin_id = self.manifest.plugin_id.clone();
         let spawn_error = |message: String| ProcessError::Spawn {
             plugin_id: plugin_id.clone(),
@@ -252,14 +315,16 @@ impl ProcessPlugin {
         let offered: Vec<&str> = PROTOCOL_VERSIONS.to_vec();
         let params = serde_json::json!({"protocol_versions": offered, "plugin_id": plugin_id});
         let handshake = |message: String| ProcessError::Handshake { plugin_id: plugin_id.clone(), message };
-        let reply = exchange(
-            &mut worker,
-            "initialize",
-            params.to_string().as_bytes(),
-            self.config.init_timeout,
-            &RunControl::new(),
-        )
-        .map_err(|e| handshake(e.to_string()))?;
+        let reply = self
+            .exchange(
+                &mut worker,
+                "initialize",
+                params.to_string().as_bytes(),
+                self.config.init_timeout,
+                &RunControl::new(),
+                &no_host(),
+            )
+            .map_err(|e| handshake(e.to_string()))?;
         #[derive(Deserialize)]
         struct Initialized {
             protocol_version: String,
@@ -281,21 +346,32 @@ impl ProcessPlugin {
                 announced.plugin_id, announced.policy_version, self.manifest.plugin_id, self.manifest.policy_version
             )));
         }
-        Ok((worker, init.protocol_version))
+        if let Ok(mut version) = self.protocol_version.lock() {
+            *version = init.protocol_version;
+        }
+        Ok(worker)
     }
 
     /// Sends one `run` request (its `params` member is `params`, raw
-    /// JSON) and returns the raw `result`. A dead worker is restarted
-    /// first; a worker that times out, oversteps the reply cap or answers
-    /// garbage is killed and restarted on the next call.
+    /// JSON) and returns the raw `result`, with no host capabilities.
     pub fn call(&self, params: &[u8]) -> Result<Vec<u8>, PolicyError> {
-        self.call_controlled(params, &RunControl::new())
+        self.request("run", params, &RunControl::new(), &no_host())
     }
 
-    /// Like [`ProcessPlugin::call`], stopping as soon as `control` is
-    /// cancelled: the worker is killed (it may be mid-computation and
-    /// cannot be interrupted otherwise) and restarted on the next call.
-    pub fn call_controlled(&self, params: &[u8], control: &RunControl) -> Result<Vec<u8>, PolicyError> {
+    /// Sends one request to `method` and returns the raw `result`. A dead
+    /// worker is restarted first; a worker that times out, oversteps the
+    /// reply cap or answers garbage is killed and restarted on the next
+    /// call; a cancelled `control` kills the worker at once (it may be
+    /// mid-computation and cannot be interrupted otherwise). While the
+    /// request is outstanding the plugin may call the host's capabilities
+    /// (answered by `host`), under the same deadline.
+    pub fn request(
+        &self,
+        method: &str,
+        params: &[u8],
+        control: &RunControl,
+        host: &Arc<dyn HostApi>,
+    ) -> Result<Vec<u8>, PolicyError> {
         let Ok(mut guard) = self.worker.lock() else {
             return Err(PolicyError::Failed("worker lock was poisoned".to_owned()));
         };
@@ -305,22 +381,123 @@ impl ProcessPlugin {
             if slot.take().is_some() {
                 stats.restarts += 1;
             }
-            let (worker, _) = self.spawn().map_err(|e| PolicyError::Failed(e.to_string()))?;
+            let worker = self.spawn().map_err(|e| PolicyError::Failed(e.to_string()))?;
             stats.starts += 1;
             *slot = Some(worker);
         }
         let Some(worker) = slot.as_mut() else {
             return Err(PolicyError::Failed("worker is not running".to_owned()));
         };
-        match exchange(worker, "run", params, self.config.timeout, control) {
+        match self.exchange(worker, method, params, self.config.timeout, control, host) {
             Ok(result) => Ok(result),
             Err(error) => {
                 if error.kills_worker() {
                     *slot = None;
                     stats.restarts += 1;
                 }
-                Err(error.into_policy_error(self.config.timeout, self.config.max_reply_bytes))
+                Err(error.into_policy_error(method, self.config.timeout, self.config.max_reply_bytes))
             }
+        }
+    }
+
+    /// Sends one request and waits for its response, answering the
+    /// plugin's own requests to the host meanwhile.
+    fn exchange(
+        &self,
+        worker: &mut Worker,
+        method: &str,
+        params: &[u8],
+        timeout: Duration,
+        control: &RunControl,
+        host: &Arc<dyn HostApi>,
+    ) -> Result<Vec<u8>, ExchangeError> {
+        let deadline = Instant::now() + timeout;
+        let id = worker.next_id;
+        worker.next_id += 1;
+        let method_json = serde_json::to_string(method).map_err(|e| ExchangeError::Garbage(e.to_string()))?;
+        let mut request = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":{method_json},"params":"#).into_bytes();
+        request.extend_from_slice(params);
+        request.extend_from_slice(b"}\n");
+        if worker.requests.send(request).is_err() {
+            return Err(ExchangeError::Closed(exit_status(worker, "stdin closed")));
+        }
+        let mut host_calls = 0usize;
+        loop {
+            let line = next_line(worker, deadline, control)?;
+            let incoming: Incoming<'_> =
+                serde_json::from_slice(&line).map_err(|e| ExchangeError::Garbage(e.to_string()))?;
+            if incoming.jsonrpc != "2.0" {
+                return Err(ExchangeError::Garbage(format!("`jsonrpc` is `{}`, not `2.0`", incoming.jsonrpc)));
+            }
+            if let Some(called) = &incoming.method {
+                host_calls += 1;
+                let answer = self.answer_host_call(called, incoming.params, host, host_calls);
+                // A call without an id is a notification: it gets no answer.
+                if let Some(call_id) = incoming.id {
+                    let mut reply = format!(r#"{{"jsonrpc":"2.0","id":{},"#, call_id.get()).into_bytes();
+                    reply.extend_from_slice(&answer);
+                    reply.extend_from_slice(b"}\n");
+                    if worker.requests.send(reply).is_err() {
+                        return Err(ExchangeError::Closed(exit_status(worker, "stdin closed")));
+                    }
+                }
+                continue;
+            }
+            let reply_id = incoming.id.and_then(|raw| raw.get().parse::<u64>().ok());
+            if reply_id != Some(id) {
+                // A late reply to an earlier, timed-out request cannot happen
+                // (that worker was killed); anything else is a protocol error.
+                return Err(ExchangeError::Garbage(format!(
+                    "reply id {} does not match request id {id}",
+                    incoming.id.map_or("null", |raw| raw.get())
+                )));
+            }
+            return match (incoming.result, incoming.error) {
+                (Some(result), None) => Ok(result.get().as_bytes().to_vec()),
+                (None, Some(error)) => Err(ExchangeError::Rpc { code: error.code, message: error.message }),
+                _ => Err(ExchangeError::Garbage("reply must hold exactly one of `result` and `error`".to_owned())),
+            };
+        }
+    }
+
+    /// The `"result": …` or `"error": …` member answering a plugin's call
+    /// of host method `method`: refused unless the contract offers the
+    /// method and the plugin holds its permission.
+    fn answer_host_call(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+        host: &Arc<dyn HostApi>,
+        count: usize,
+    ) -> Vec<u8> {
+        let error = |code: i64, message: String| {
+            let body = serde_json::json!({"code": code, "message": message});
+            format!(r#""error":{body}"#).into_bytes()
+        };
+        if count > MAX_HOST_CALLS_PER_REQUEST {
+            return error(CODE_HOST_LIMIT, format!("more than {MAX_HOST_CALLS_PER_REQUEST} host calls in one request"));
+        }
+        let Some(capability) = self.catalog.capability(method) else {
+            return error(CODE_METHOD_NOT_FOUND, format!("the host has no method `{method}`"));
+        };
+        if !self.grants.allows(capability.permission) {
+            let denied = PermissionDenied {
+                plugin_id: self.manifest.plugin_id.clone(),
+                capability: method.to_owned(),
+                permission: capability.permission.to_owned(),
+            };
+            // Denied calls are logged, so an operator sees what a plugin tried.
+            (self.config.log_sink)(&self.manifest.plugin_id, &format!("[polis] {denied}"));
+            return error(CODE_PERMISSION_DENIED, denied.to_string());
+        }
+        let params = params.map_or("null", RawValue::get);
+        match host.call(method, params.as_bytes()) {
+            Ok(result) => {
+                let mut out = b"\"result\":".to_vec();
+                out.extend_from_slice(&result);
+                out
+            }
+            Err(e) => error(CODE_HOST_REFUSED, e.to_string()),
         }
     }
 
@@ -329,8 +506,33 @@ impl ProcessPlugin {
         if let Ok(mut guard) = self.worker.lock()
             && let Some(mut worker) = guard.0.take()
         {
-            let _ = exchange(&mut worker, "shutdown", b"null", Duration::from_millis(500), &RunControl::new());
+            let _ = self.exchange(
+                &mut worker,
+                "shutdown",
+                b"null",
+                Duration::from_millis(500),
+                &RunControl::new(),
+                &no_host(),
+            );
         }
+    }
+}
+
+impl PluginEndpoint for ProcessPlugin {
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    fn call(&self, method: &str, request: &[u8], env: &CallEnv<'_>) -> Result<Vec<u8>, PolicyError> {
+        self.request(method, request, env.control, env.host)
+    }
+
+    fn probe(&self) -> Result<(), PolicyError> {
+        self.start_worker().map_err(|e| PolicyError::Failed(e.to_string()))
     }
 }
 
@@ -369,8 +571,9 @@ impl ExchangeError {
         !matches!(self, ExchangeError::Rpc { .. })
     }
 
-    fn into_policy_error(self, timeout: Duration, cap: usize) -> PolicyError {
+    fn into_policy_error(self, method: &str, timeout: Duration, cap: usize) -> PolicyError {
         match self {
+            ExchangeError::Rpc { code: CODE_METHOD_NOT_FOUND, .. } => PolicyError::NoSuchMethod(method.to_owned()),
             ExchangeError::Timeout => PolicyError::LimitExceeded {
                 limit: "timeout",
                 detail: format!("no complete reply within {} ms; the worker was killed", timeout.as_millis()),
@@ -391,29 +594,16 @@ impl ExchangeError {
 /// cancellation is noticed.
 const CANCEL_POLL: Duration = Duration::from_millis(10);
 
-fn exchange(
-    worker: &mut Worker,
-    method: &str,
-    params: &[u8],
-    timeout: Duration,
-    control: &RunControl,
-) -> Result<Vec<u8>, ExchangeError> {
-    let deadline = Instant::now() + timeout;
-    let id = worker.next_id;
-    worker.next_id += 1;
-    let mut request = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":"#).into_bytes();
-    request.extend_from_slice(params);
-    request.extend_from_slice(b"}\n");
-    if worker.requests.send(request).is_err() {
-        return Err(ExchangeError::Closed(exit_status(worker, "stdin closed")));
-    }
-    let line = loop {
+/// The next complete line from the worker, before the deadline and unless
+/// cancelled.
+fn next_line(worker: &mut Worker, deadline: Instant, control: &RunControl) -> Result<Vec<u8>, ExchangeError> {
+    loop {
         if control.is_cancelled() {
             return Err(ExchangeError::Cancelled);
         }
         let left = deadline.saturating_duration_since(Instant::now());
         match worker.lines.recv_timeout(left.min(CANCEL_POLL)) {
-            Ok(Line::Complete(line)) => break line,
+            Ok(Line::Complete(line)) => return Ok(line),
             Ok(Line::TooLong) => return Err(ExchangeError::TooLong),
             Ok(Line::Closed) | Err(RecvTimeoutError::Disconnected) => {
                 return Err(ExchangeError::Closed(exit_status(worker, "stdout closed")));
@@ -421,20 +611,6 @@ fn exchange(
             Err(RecvTimeoutError::Timeout) if left <= CANCEL_POLL => return Err(ExchangeError::Timeout),
             Err(RecvTimeoutError::Timeout) => {}
         }
-    };
-    let response: Response<'_> = serde_json::from_slice(&line).map_err(|e| ExchangeError::Garbage(e.to_string()))?;
-    if response.jsonrpc != "2.0" {
-        return Err(ExchangeError::Garbage(format!("`jsonrpc` is `{}`, not `2.0`", response.jsonrpc)));
-    }
-    if response.id != Some(id) {
-        // A late reply to an earlier, timed-out request cannot happen (that
-        // worker was killed); anything else is a protocol error.
-        return Err(ExchangeError::Garbage(format!("reply id {:?} does not match request id {id}", response.id)));
-    }
-    match (response.result, response.error) {
-        (Some(result), None) => Ok(result.get().as_bytes().to_vec()),
-        (None, Some(error)) => Err(ExchangeError::Rpc { code: error.code, message: error.message }),
-        _ => Err(ExchangeError::Garbage("reply must hold exactly one of `result` and `error`".to_owned())),
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use polis_core::manifest::Manifest;
 use polis_core::policy::{PolicyError, RunControl};
 use polis_core::registry::Registry;
-use polis_process::{LayerState, ProcessConfig, ProcessPlugin, ProcessPolicy, ProcessSpec, SandboxConfig};
+use polis_process::{LayerState, ProcessConfig, ProcessPlugin, ProcessSpec, SandboxConfig};
 use polis_rebalance::builtins;
 use polis_rebalance::contract::{Rebalance, RebalanceParams};
 use polis_rebalance::gbfs::Feed;
@@ -60,8 +60,8 @@ fn start(dir: &Path, logs: Option<Arc<Mutex<Vec<String>>>>) -> ProcessPlugin {
 
 fn host_with(plugin: ProcessPlugin) -> Host {
     let mut registry: Registry<Rebalance> = builtins::registry();
-    registry.register(Arc::new(ProcessPolicy::<Rebalance>::new(plugin)), None).unwrap();
-    Host::new(registry, HostLimits::default())
+    registry.register(Arc::new(polis_core::EndpointPolicy::<Rebalance>::new(Arc::new(plugin))), None).unwrap();
+    Host::new(registry, HostLimits::default()).unwrap()
 }
 
 fn decide(host: &Host, version: &str, mode: Option<&str>) -> Result<RunRecord<Rebalance>, HostError> {
@@ -78,14 +78,17 @@ fn decide_controlled(
     let mut params = RebalanceParams::default();
     params.allowed_bucket_quality.extend(mode.map(|m| format!("mode:{m}")));
     let decision = Decision {
-        system_id: "test",
-        sv: "sv1",
-        decision_bucket_ts: 1_678_090_200,
-        horizon_steps: 0,
-        request_id: None,
+        subject: &polis_rebalance::contract::DecisionSubject {
+            system_id: "test".to_owned(),
+            sv: "sv1".to_owned(),
+            decision_bucket_ts: 1_678_090_200,
+            horizon_steps: 0,
+        },
         input: &input,
         params: &params,
+        request_id: None,
         control,
+        host: None,
     };
     host.decide(version, &decision)
 }

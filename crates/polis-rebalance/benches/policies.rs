@@ -11,7 +11,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use polis_rebalance::builtins::Builtin;
 use polis_rebalance::contract::{PolicyInput, RebalanceParams};
 use polis_rebalance::gbfs::Feed;
-use polis_rebalance::host::{Decision, Host};
+use polis_rebalance::host::Decision;
 use polis_rebalance::network::Network;
 use polis_rebalance::snapshot::{SnapshotBuilder, SnapshotOptions};
 use polis_rebalance::synth::{self, CityOptions};
@@ -26,16 +26,19 @@ fn bench_policies(c: &mut Criterion, label: &str, input: &PolicyInput) {
     let mut group = c.benchmark_group(label);
     group.bench_function("rebal.greedy.v1", |b| b.iter(|| black_box(Builtin::Greedy.decide(&network))));
     group.bench_function("rebal.global.v1", |b| b.iter(|| black_box(Builtin::Global.decide(&network))));
-    let host = Host::builtin();
+    let host = polis_rebalance::host::builtin().unwrap();
     let decision = Decision {
-        system_id: "bench",
-        sv: "sv",
-        decision_bucket_ts: 0,
-        horizon_steps: 0,
-        request_id: None,
+        subject: &polis_rebalance::contract::DecisionSubject {
+            system_id: "bench".to_owned(),
+            sv: "sv".to_owned(),
+            decision_bucket_ts: 0,
+            horizon_steps: 0,
+        },
         input,
         params: &params,
+        request_id: None,
         control: None,
+        host: None,
     };
     group.bench_function("guarded rebal.global.v1 (validate, run, validate, hash)", |b| {
         b.iter(|| black_box(host.decide("rebal.global.v1", &decision).unwrap()))
@@ -58,7 +61,8 @@ fn baywheels(c: &mut Criterion) {
     let snapshot = feed.snapshot_at(Some(BAYWHEELS_AT)).unwrap();
     for (k, radius_m, label) in [(25, 1200.0, "baywheels K=25 R=1200m"), (100, 3000.0, "baywheels K=100 R=3km")] {
         let built = SnapshotBuilder::new(SnapshotOptions { k, radius_m, ..SnapshotOptions::default() })
-            .build(&feed, snapshot, None);
+            .build(&feed, snapshot, None)
+            .unwrap();
         eprintln!("{label}: {} stations, {} edges", built.input.stations.len(), built.input.neighbors.len());
         bench_policies(c, label, &built.input);
     }
@@ -68,7 +72,8 @@ fn synthetic(c: &mut Criterion) {
     let city = synth::generate(CityOptions { stations: 2000, days: 1, seed: 7 });
     let snapshot = city.feed.snapshot_at(Some(synth::START_TS + 9 * 3600 + 1800)).unwrap();
     let built = SnapshotBuilder::new(SnapshotOptions { k: 100, radius_m: 3000.0, ..SnapshotOptions::default() })
-        .build(&city.feed, snapshot, None);
+        .build(&city.feed, snapshot, None)
+        .unwrap();
     eprintln!("synthetic: {} stations, {} edges", built.input.stations.len(), built.input.neighbors.len());
     bench_policies(c, "synthetic 2000 stations K=100", &built.input);
 }

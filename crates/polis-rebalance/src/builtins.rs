@@ -4,11 +4,10 @@
 use std::sync::{Arc, OnceLock};
 
 use polis_core::manifest::Manifest;
-use polis_core::policy::{Policy, PolicyError};
+use polis_core::policy::{Call, Policy, PolicyError};
 use polis_core::registry::Registry;
-use polis_core::run::RunContext;
 
-use crate::contract::{PolicyInput, PolicyOutput, Rebalance, RebalanceParams};
+use crate::contract::{PolicyOutput, Rebalance, RebalanceManifest};
 use crate::network::Network;
 
 /// Which built-in algorithm.
@@ -48,28 +47,7 @@ impl Builtin {
                 "Maximises bikes delivered to stations in need, then minimises bike-metres, by min-cost flow over the neighbour graph; repairs deterministically when move or station caps bind.",
             ),
         };
-        Manifest {
-            contract_version: polis_core::manifest::MANIFEST_CONTRACT_VERSION.to_owned(),
-            plugin_id: id.to_owned(),
-            plugin_version: "1.0.0".to_owned(),
-            policy_version: self.policy_version().to_owned(),
-            strategy: strategy.to_owned(),
-            display_name: name.to_owned(),
-            description: Some(description.to_owned()),
-            author: Some("polis".to_owned()),
-            deterministic: true,
-            supports_horizon_steps: false,
-            max_horizon_steps: 0,
-            requires_neighbor_graph: true,
-            input_schema_version: "policy.input.v1".to_owned(),
-            output_schema_version: "policy.output.v1".to_owned(),
-            runtime: None,
-            permissions: Vec::new(),
-            limits: None,
-            params_schema: None,
-            warmup_bars: None,
-            required_features: Vec::new(),
-        }
+        builtin_manifest(id, self.policy_version(), strategy, name, description, &RebalanceManifest::builtin())
     }
 
     /// Runs the algorithm on a validated network.
@@ -94,18 +72,52 @@ impl BuiltinPolicy {
     }
 }
 
+/// The manifest of a policy compiled into polis. Built-ins keep the seed's
+/// manifest shape (no `contract` field), so their manifest hashes are the
+/// ones every earlier run recorded.
+pub fn builtin_manifest(
+    plugin_id: &str,
+    policy_version: &str,
+    strategy: &str,
+    display_name: &str,
+    description: &str,
+    fields: &RebalanceManifest,
+) -> Manifest {
+    use serde_json::json;
+    let extensions = std::collections::BTreeMap::from([
+        ("supports_horizon_steps".to_owned(), json!(fields.supports_horizon_steps)),
+        ("max_horizon_steps".to_owned(), json!(fields.max_horizon_steps)),
+        ("requires_neighbor_graph".to_owned(), json!(fields.requires_neighbor_graph)),
+        ("input_schema_version".to_owned(), json!(fields.input_schema_version)),
+        ("output_schema_version".to_owned(), json!(fields.output_schema_version)),
+    ]);
+    Manifest {
+        contract_version: polis_core::manifest::MANIFEST_CONTRACT_VERSION.to_owned(),
+        plugin_id: plugin_id.to_owned(),
+        plugin_version: "1.0.0".to_owned(),
+        policy_version: policy_version.to_owned(),
+        strategy: strategy.to_owned(),
+        display_name: display_name.to_owned(),
+        description: Some(description.to_owned()),
+        author: Some("polis".to_owned()),
+        deterministic: true,
+        contract: None,
+        runtime: None,
+        permissions: Vec::new(),
+        limits: None,
+        params_schema: None,
+        extensions,
+    }
+}
+
 impl Policy<Rebalance> for BuiltinPolicy {
     fn manifest(&self) -> &Manifest {
         &self.manifest
     }
 
-    fn run(
-        &self,
-        _ctx: &RunContext,
-        input: &PolicyInput,
-        params: &RebalanceParams,
-    ) -> Result<PolicyOutput, PolicyError> {
-        let network = Network::new(input, params).map_err(|v| PolicyError::Rejected(v.to_string()))?;
+    fn run(&self, call: &Call<'_, Rebalance>) -> Result<PolicyOutput, PolicyError> {
+        call.check_cancelled()?;
+        let network = Network::new(call.input, call.params).map_err(|v| PolicyError::Rejected(v.to_string()))?;
         Ok(self.which.decide(&network))
     }
 }
@@ -124,4 +136,26 @@ pub fn registry() -> Registry<Rebalance> {
             registry
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hash of `rebal.greedy.v1`'s manifest before the manifest's
+    /// domain fields moved to the contract: the document is the same, so
+    /// every stored run keeps naming the same manifest.
+    const GREEDY_MANIFEST_SHA256: &str = "af67f3c1d8515e273071634de3097e1d06eac76ca539b625a2a7603891f3d33e";
+
+    #[test]
+    fn built_in_manifest_hashes_are_the_ones_earlier_runs_recorded() {
+        assert_eq!(Builtin::Greedy.manifest().digest().unwrap().to_hex(), GREEDY_MANIFEST_SHA256);
+        let registry = registry();
+        let entry = registry.resolve("rebal.greedy.v1").unwrap();
+        assert_eq!(
+            entry.manifest_digest.to_hex(),
+            GREEDY_MANIFEST_SHA256,
+            "the registry's normalised form is the same"
+        );
+    }
 }

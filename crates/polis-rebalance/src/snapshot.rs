@@ -81,6 +81,18 @@ pub struct BuiltSnapshot {
     pub names: BTreeMap<String, String>,
 }
 
+impl BuiltSnapshot {
+    /// The run subject of a decision on this snapshot, with horizon 0.
+    pub fn subject(&self) -> crate::contract::DecisionSubject {
+        crate::contract::DecisionSubject {
+            system_id: self.system_id.clone(),
+            sv: self.sv.clone(),
+            decision_bucket_ts: self.decision_bucket_ts,
+            horizon_steps: 0,
+        }
+    }
+}
+
 /// Builds inputs. For each station of a feed it keeps, once, the list of
 /// all stations within the radius sorted by (distance, key); a snapshot's
 /// neighbours are then the first `k` of that list that are present, which
@@ -112,8 +124,10 @@ impl SnapshotBuilder {
     }
 
     /// Builds the input for `snapshot` of `feed`, decided at time `at`
-    /// (defaults to the snapshot's time).
-    pub fn build(&mut self, feed: &Feed, snapshot: &Snapshot, at: Option<i64>) -> BuiltSnapshot {
+    /// (defaults to the snapshot's time). Fails only when the snapshot holds
+    /// a value that has no canonical JSON form (a NaN coordinate makes a NaN
+    /// distance), so its identity cannot be hashed.
+    pub fn build(&mut self, feed: &Feed, snapshot: &Snapshot, at: Option<i64>) -> Result<BuiltSnapshot, SnapshotError> {
         let at = at.unwrap_or(snapshot.ts);
         let mut stations = Vec::with_capacity(snapshot.rows.len());
         let mut present = Vec::with_capacity(snapshot.rows.len());
@@ -145,16 +159,21 @@ impl SnapshotBuilder {
             targets: self.options.targets.clone(),
         };
         let view = json!({"stations": &input.stations, "neighbors": &input.neighbors});
-        BuiltSnapshot {
+        let not_canonical = |e: canonical::CanonicalError| SnapshotError::NotCanonical {
             system_id: feed.system_id.clone(),
-            sv: serving_view(&feed.system_id, feed.info_last_updated, snapshot.ts),
+            snapshot_ts: snapshot.ts,
+            message: e.to_string(),
+        };
+        Ok(BuiltSnapshot {
+            system_id: feed.system_id.clone(),
+            sv: serving_view(&feed.system_id, feed.info_last_updated, snapshot.ts).map_err(not_canonical)?,
             decision_bucket_ts: at.div_euclid(BUCKET_SECONDS) * BUCKET_SECONDS,
             view_snapshot_id: format!("{}@{}", feed.system_id, snapshot.ts),
-            view_snapshot_sha256: canonical::digest_of(&view).unwrap_or_else(|_| Digest::of_bytes(b"")),
+            view_snapshot_sha256: canonical::digest_of(&view).map_err(not_canonical)?,
             snapshot_ts: snapshot.ts,
             input,
             names,
-        }
+        })
     }
 }
 
@@ -240,14 +259,41 @@ pub fn quality(installed: bool, renting: bool, returning: bool, age_s: i64) -> &
 }
 
 /// The serving view token for a feed's watermarks.
-pub fn serving_view(system_id: &str, info_last_updated: i64, status_last_updated: i64) -> String {
+pub fn serving_view(
+    system_id: &str,
+    info_last_updated: i64,
+    status_last_updated: i64,
+) -> Result<String, canonical::CanonicalError> {
     let watermarks = json!({
         "system_id": system_id,
         "station_information_last_updated": info_last_updated,
         "station_status_last_updated": status_last_updated,
     });
-    let digest = canonical::digest_of(&watermarks).unwrap_or_else(|_| Digest::of_bytes(b""));
-    format!("sv1-{}", &digest.to_hex()[..16])
+    Ok(format!("sv1-{}", &canonical::digest_of(&watermarks)?.to_hex()[..16]))
+}
+
+/// Why a snapshot could not be built into an input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// The snapshot's identity cannot be hashed.
+    #[error("snapshot of `{system_id}` at {snapshot_ts} cannot be hashed: {message}")]
+    NotCanonical {
+        /// The system.
+        system_id: String,
+        /// The snapshot's time.
+        snapshot_ts: i64,
+        /// Why.
+        message: String,
+    },
+}
+
+impl SnapshotError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SnapshotError::NotCanonical { .. } => "snapshot.not_canonical",
+        }
+    }
 }
 
 /// Great-circle distance in metres.
@@ -296,7 +342,7 @@ mod tests {
         let mut builder = SnapshotBuilder::new(SnapshotOptions { k: 5, radius_m: 900.0, ..SnapshotOptions::default() });
         for snapshot in feed.snapshots.iter().take(6) {
             let present: Vec<usize> = snapshot.rows.iter().map(|r| r.station).collect();
-            let built = builder.build(&feed, snapshot, None);
+            let built = builder.build(&feed, snapshot, None).unwrap();
             assert_eq!(built.input.neighbors, neighbor_graph(&feed.stations, &present, 5, 900.0));
         }
     }
@@ -310,10 +356,10 @@ mod tests {
 
     #[test]
     fn serving_view_changes_with_either_watermark() {
-        let a = serving_view("x", 1, 2);
-        assert_eq!(a, serving_view("x", 1, 2));
-        assert_ne!(a, serving_view("x", 1, 3));
-        assert_ne!(a, serving_view("x", 0, 2));
+        let a = serving_view("x", 1, 2).unwrap();
+        assert_eq!(a, serving_view("x", 1, 2).unwrap());
+        assert_ne!(a, serving_view("x", 1, 3).unwrap());
+        assert_ne!(a, serving_view("x", 0, 2).unwrap());
         assert!(a.starts_with("sv1-") && a.len() == 20);
     }
 }

@@ -3,7 +3,7 @@
 //! guard), and the global optimiser never delivers fewer bikes than greedy.
 
 use polis_rebalance::gbfs::Feed;
-use polis_rebalance::host::{Decision, Host};
+use polis_rebalance::host::Decision;
 use polis_rebalance::snapshot::{SnapshotBuilder, SnapshotOptions};
 
 #[test]
@@ -13,22 +13,25 @@ fn every_week_snapshot_yields_valid_outputs_and_global_delivers_at_least_greedy(
     };
     let feed = Feed::open(&week).unwrap();
     assert_eq!(feed.snapshots.len(), 875, "the week has 875 snapshots");
-    let host = Host::builtin();
+    let host = polis_rebalance::host::builtin().unwrap();
     let mut builder = SnapshotBuilder::new(SnapshotOptions::default());
     let (mut greedy_total, mut global_total, mut optimal, mut strictly_more, mut uncapped) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
     for snapshot in &feed.snapshots {
-        let built = builder.build(&feed, snapshot, None);
+        let built = builder.build(&feed, snapshot, None).unwrap();
         let params = Default::default();
         let decision = Decision {
-            system_id: &built.system_id,
-            sv: &built.sv,
-            decision_bucket_ts: built.decision_bucket_ts,
-            horizon_steps: 0,
-            request_id: None,
+            subject: &polis_rebalance::contract::DecisionSubject {
+                system_id: built.system_id.clone(),
+                sv: built.sv.clone(),
+                decision_bucket_ts: built.decision_bucket_ts,
+                horizon_steps: 0,
+            },
             input: &built.input,
             params: &params,
+            request_id: None,
             control: None,
+            host: None,
         };
         let digest = host.check_input(&built.input, &params).unwrap();
         let greedy = host.decide_checked("rebal.greedy.v1", &decision, digest).unwrap();

@@ -16,7 +16,8 @@ fn feed_directory_builds_an_input_with_quality_capacity_and_neighbours() {
     assert_eq!(feed.unknown_station_rows, 1, "the status row of s-ghost has no station information");
     let snapshot = feed.snapshot_at(None).unwrap();
     let built = SnapshotBuilder::new(SnapshotOptions { k: 2, radius_m: 1000.0, ..Default::default() })
-        .build(&feed, snapshot, None);
+        .build(&feed, snapshot, None)
+        .unwrap();
     let by_key = |k: &str| built.input.stations.iter().find(|s| s.station_key == k).unwrap().clone();
     assert_eq!(by_key("s-a").bucket_quality, "ok");
     assert_eq!(by_key("s-b").bucket_quality, "degraded", "not returning");

@@ -1,12 +1,14 @@
 //! Replay behaviour: observed data reproduced, bikes conserved, demand
 //! shared, failures contained, outputs reproducible and verifiable.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 use std::sync::Arc;
 
 use polis_core::manifest::Manifest;
+use polis_core::policy::Call;
 use polis_core::policy::{Policy, PolicyError};
-use polis_core::run::RunContext;
-use polis_rebalance::contract::{Move, PolicyInput, PolicyOutput, Rebalance, RebalanceParams, Summary};
+use polis_rebalance::contract::{Move, PolicyOutput, Rebalance, Summary};
 use polis_rebalance::gbfs::Feed;
 use polis_rebalance::host::Host;
 use polis_rebalance::replay::{self, DemandModel, NOOP_VERSION, ReplayConfig, output};
@@ -15,7 +17,7 @@ use polis_runtime::HostLimits;
 use proptest::prelude::*;
 
 fn host() -> Host {
-    Host::new(replay::with_noop(polis_rebalance::builtins::registry()), HostLimits::default())
+    Host::new(replay::with_noop(polis_rebalance::builtins::registry()), HostLimits::default()).unwrap()
 }
 
 fn city(stations: usize, seed: u64) -> Feed {
@@ -180,8 +182,8 @@ impl Policy<Rebalance> for Rogue {
         &self.0
     }
 
-    fn run(&self, _: &RunContext, input: &PolicyInput, _: &RebalanceParams) -> Result<PolicyOutput, PolicyError> {
-        let from = &input.stations[0];
+    fn run(&self, call: &Call<'_, Rebalance>) -> Result<PolicyOutput, PolicyError> {
+        let from = &call.input.stations[0];
         if from.bikes > 1000 {
             return Err(PolicyError::Failed("unreachable".into()));
         }
@@ -209,7 +211,7 @@ fn invalid_outputs_are_counted_and_never_applied() {
     manifest.policy_version = "test.rogue.v1".into();
     let mut registry = replay::with_noop(polis_rebalance::builtins::registry());
     registry.register(Arc::new(Rogue(manifest)), None).unwrap();
-    let host = Host::new(registry, HostLimits::default());
+    let host = Host::new(registry, HostLimits::default()).unwrap();
     let feed = city(30, 2);
     let mut config = day(&feed);
     config.to = config.from + 3 * 3600;
@@ -264,7 +266,13 @@ fn verify_finds_no_drift_on_a_fresh_replay_and_exactly_a_tampered_hash() {
     assert_eq!(report.drifts.len(), 1, "{:?}", report.drifts);
     let drift = &report.drifts[0];
     assert_eq!(
-        (drift.policy.as_str(), drift.decision_bucket_ts, drift.field, drift.expected.as_str(), drift.actual.as_str()),
+        (
+            drift.key.policy.as_str(),
+            drift.key.decision_bucket_ts,
+            drift.field,
+            drift.expected.as_str(),
+            drift.actual.as_str()
+        ),
         ("rebal.greedy.v1", stored[target].decision_bucket_ts, "output_sha256", fake.as_str(), real.as_str())
     );
 }

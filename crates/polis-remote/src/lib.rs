@@ -1,8 +1,10 @@
 //! The remote tier of polis: a policy behind an HTTP endpoint.
 //!
 //! A remote plugin's manifest names a URL as its `runtime.entry`
-//! (`http://` or `https://`). Each run is one `POST` of a JSON body to that
-//! URL, under a timeout, and the response body is the contract's output:
+//! (`http://` or `https://`). Each call is one `POST` of a JSON body, under
+//! a timeout: a contract's `run` goes to that URL, any other method to
+//! `{URL}/{method}` (a behaviour plugin's `evaluate-condition`). The
+//! response body is the method's result:
 //!
 //! ```text
 //! POST /decide HTTP/1.1
@@ -16,10 +18,12 @@
 //! anything else                                            a failure
 //! ```
 //!
-//! **Only what the permissions allow.** The body carries the input and the
-//! params, which every policy needs; the run context (system, serving view,
-//! bucket, request id, seed) goes only to a plugin granted `context:read`.
-//! No header names the run, the system or the host.
+//! **Only what the permissions allow.** The body is built by the contract's
+//! side (`polis_core::EndpointPolicy` for one-method contracts): the input
+//! and the params, which every policy needs, and the run context only for a
+//! plugin granted `context:read`; a domain adds other fields only for their
+//! permissions. A remote plugin cannot call back on the host. No header
+//! names the run, the system or the host.
 //!
 //! **Limits.** The whole exchange (connect, send, wait, read) has one
 //! deadline, the tighter of [`RemoteConfig::timeout`] and the manifest's
@@ -34,15 +38,12 @@
 //! validates it against the contract's schema and semantics exactly as it
 //! validates a built-in's output.
 
-use std::marker::PhantomData;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use polis_core::contract::Contract;
 use polis_core::manifest::{Manifest, TierKind};
-use polis_core::permission::{Grants, Permission};
-use polis_core::policy::{Policy, PolicyError, RunControl, decode_reply, encode_request};
-use polis_core::run::RunContext;
+use polis_core::permission::{Grants, PermissionCatalog};
+use polis_core::policy::{CallEnv, PluginEndpoint, PolicyError};
 
 /// How the remote tier calls endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,36 +77,36 @@ pub enum RemoteError {
     },
 }
 
-/// A policy of contract `C` served over HTTP.
-pub struct RemotePolicy<C: Contract> {
+/// A plugin served over HTTP.
+pub struct RemotePlugin {
     manifest: Manifest,
+    grants: Grants,
     url: String,
-    context_read: bool,
     timeout: Duration,
     max_reply_bytes: u64,
     agent: ureq::Agent,
-    _contract: PhantomData<fn() -> C>,
 }
 
-impl<C: Contract> std::fmt::Debug for RemotePolicy<C> {
+impl std::fmt::Debug for RemotePlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemotePolicy")
+        f.debug_struct("RemotePlugin")
             .field("plugin_id", &self.manifest.plugin_id)
             .field("url", &self.url)
-            .field("context_read", &self.context_read)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl<C: Contract> RemotePolicy<C> {
-    /// A remote policy for `manifest`, whose `runtime.entry` is the URL.
-    pub fn new(manifest: Manifest, config: &RemoteConfig) -> Result<Self, RemoteError> {
+impl RemotePlugin {
+    /// A remote plugin for `manifest`, whose `runtime.entry` is the URL,
+    /// with the permissions of `catalog`. Nothing connects until the first
+    /// call, so an endpoint that is down fails its calls, not its load.
+    pub fn new(manifest: Manifest, config: &RemoteConfig, catalog: &PermissionCatalog) -> Result<Self, RemoteError> {
         let runtime = manifest.runtime.as_ref().filter(|r| r.tier == TierKind::Remote);
         let Some(runtime) = runtime else {
             return Err(RemoteError::NotRemote(manifest.plugin_id.clone()));
         };
-        let url = runtime.entry.as_deref().unwrap_or_default().trim().to_owned();
+        let url = runtime.entry.as_deref().unwrap_or_default().trim().trim_end_matches('/').to_owned();
         let scheme_ok = ["http://", "https://"].iter().any(|s| url.len() > s.len() && url.starts_with(s));
         if !scheme_ok || url.chars().any(char::is_whitespace) {
             return Err(RemoteError::BadUrl { plugin_id: manifest.plugin_id.clone(), entry: url });
@@ -128,8 +129,8 @@ impl<C: Contract> RemotePolicy<C> {
             .as_ref()
             .and_then(|l| l.max_output_bytes)
             .map_or(config.max_reply_bytes, |cap| config.max_reply_bytes.min(cap));
-        let context_read = Grants::resolve(&manifest.permissions).allows(Permission::ContextRead);
-        Ok(RemotePolicy { manifest, url, context_read, timeout, max_reply_bytes, agent, _contract: PhantomData })
+        let grants = Grants::resolve(&manifest.permissions, catalog);
+        Ok(RemotePlugin { manifest, grants, url, timeout, max_reply_bytes, agent })
     }
 
     /// The endpoint.
@@ -137,57 +138,36 @@ impl<C: Contract> RemotePolicy<C> {
         &self.url
     }
 
+    /// The URL a method is posted to: the endpoint for `run`, else
+    /// `{endpoint}/{method}`.
+    pub fn method_url(&self, method: &str) -> String {
+        if method == "run" { self.url.clone() } else { format!("{}/{method}", self.url) }
+    }
+
     /// The deadline of one call.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
-
-    /// The body sent for a run: input and params, and the context only
-    /// with `context:read`.
-    pub fn request_body(&self, ctx: &RunContext, input: &C::Input, params: &C::Params) -> Result<Vec<u8>, PolicyError> {
-        encode_request::<C>(ctx, input, params, self.context_read)
-    }
-
-    /// One exchange: POST the body, read a capped reply.
-    fn post(&self, body: Vec<u8>) -> Result<(u16, Vec<u8>), PolicyError> {
-        post(&self.agent, &self.url, &self.manifest.plugin_id, body, self.max_reply_bytes, self.timeout)
-    }
-
-    fn decode(&self, status: u16, reply: &[u8]) -> Result<C::Output, PolicyError> {
-        match status {
-            200 => decode_reply(reply, C::OUTPUT_SCHEMA_VERSION),
-            422 => Err(PolicyError::Rejected(error_text(reply))),
-            other => Err(PolicyError::Failed(format!("endpoint answered HTTP {other}: {}", error_text(reply)))),
-        }
-    }
 }
 
-impl<C: Contract> Policy<C> for RemotePolicy<C> {
+impl PluginEndpoint for RemotePlugin {
     fn manifest(&self) -> &Manifest {
         &self.manifest
     }
 
-    fn run(&self, ctx: &RunContext, input: &C::Input, params: &C::Params) -> Result<C::Output, PolicyError> {
-        let (status, reply) = self.post(self.request_body(ctx, input, params)?)?;
-        self.decode(status, &reply)
+    fn grants(&self) -> &Grants {
+        &self.grants
     }
 
-    fn run_controlled(
-        &self,
-        ctx: &RunContext,
-        input: &C::Input,
-        params: &C::Params,
-        control: &RunControl,
-    ) -> Result<C::Output, PolicyError> {
-        if control.is_cancelled() {
+    fn call(&self, method: &str, request: &[u8], env: &CallEnv<'_>) -> Result<Vec<u8>, PolicyError> {
+        if env.control.is_cancelled() {
             return Err(PolicyError::Cancelled);
         }
-        let body = self.request_body(ctx, input, params)?;
         // The blocking client cannot be interrupted, so the exchange runs
         // on its own thread and this one waits for it or the cancel.
         let (sender, receiver) = mpsc::sync_channel(1);
-        let (agent, url, plugin_id) = (self.agent.clone(), self.url.clone(), self.manifest.plugin_id.clone());
-        let (cap, timeout) = (self.max_reply_bytes, self.timeout);
+        let (agent, url, plugin_id) = (self.agent.clone(), self.method_url(method), self.manifest.plugin_id.clone());
+        let (cap, timeout, body) = (self.max_reply_bytes, self.timeout, request.to_vec());
         std::thread::spawn(move || {
             let _ = sender.send(post(&agent, &url, &plugin_id, body, cap, timeout));
         });
@@ -195,9 +175,18 @@ impl<C: Contract> Policy<C> for RemotePolicy<C> {
             match receiver.recv_timeout(Duration::from_millis(10)) {
                 Ok(result) => {
                     let (status, reply) = result?;
-                    return self.decode(status, &reply);
+                    return match status {
+                        200 => Ok(reply),
+                        404 if method != "run" => Err(PolicyError::NoSuchMethod(method.to_owned())),
+                        422 => Err(PolicyError::Rejected(error_text(&reply))),
+                        other => {
+                            Err(PolicyError::Failed(format!("endpoint answered HTTP {other}: {}", error_text(&reply))))
+                        }
+                    };
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) if control.is_cancelled() => return Err(PolicyError::Cancelled),
+                Err(mpsc::RecvTimeoutError::Timeout) if env.control.is_cancelled() => {
+                    return Err(PolicyError::Cancelled);
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     return Err(PolicyError::Failed("the request thread ended without a reply".to_owned()));

@@ -22,7 +22,7 @@ use polis_rebalance::gbfs::Feed;
 use polis_rebalance::host::{Decision, Host, HostError};
 use polis_rebalance::network::Network;
 use polis_rebalance::parity;
-use polis_remote::{RemoteConfig, RemoteError, RemotePolicy};
+use polis_remote::{RemoteConfig, RemoteError, RemotePlugin};
 use polis_runtime::{HostLimits, RunError, RunRecord};
 use serde_json::{Value, json};
 
@@ -154,33 +154,39 @@ fn manifest(id: &str, url: &str, permissions: &[&str]) -> Manifest {
     .unwrap()
 }
 
+/// A remote plugin of the rebalancing contract behind the policy trait.
+fn remote(manifest: Manifest, config: &RemoteConfig) -> Result<polis_core::EndpointPolicy<Rebalance>, RemoteError> {
+    let catalog = polis_core::contract::permission_catalog::<Rebalance>();
+    RemotePlugin::new(manifest, config, &catalog).map(|p| polis_core::EndpointPolicy::new(Arc::new(p)))
+}
+
 /// A host with the built-ins and one remote plugin per path.
 fn host(base: &str, paths: &[&str]) -> Host {
     let mut registry = builtins::registry();
     for path in paths {
         let id = path.trim_start_matches('/');
         let permissions: &[&str] = if id == "echo" { &["context:read"] } else { &[] };
-        let policy = RemotePolicy::<Rebalance>::new(
-            manifest(id, &format!("{base}{path}"), permissions),
-            &RemoteConfig::default(),
-        );
+        let policy = remote(manifest(id, &format!("{base}{path}"), permissions), &RemoteConfig::default());
         registry.register(Arc::new(policy.unwrap()), None).unwrap();
     }
-    Host::new(registry, HostLimits::default())
+    Host::new(registry, HostLimits::default()).unwrap()
 }
 
 fn decide(host: &Host, id: &str, control: Option<&RunControl>) -> Result<RunRecord<Rebalance>, HostError> {
     let input = polis_rebalance::synth::tiny_input();
     let params = RebalanceParams::default();
     let decision = Decision {
-        system_id: "test",
-        sv: "sv1",
-        decision_bucket_ts: 1_678_090_200,
-        horizon_steps: 0,
-        request_id: None,
+        subject: &polis_rebalance::contract::DecisionSubject {
+            system_id: "test".to_owned(),
+            sv: "sv1".to_owned(),
+            decision_bucket_ts: 1_678_090_200,
+            horizon_steps: 0,
+        },
         input: &input,
         params: &params,
+        request_id: None,
         control,
+        host: None,
     };
     host.decide(&format!("rebal.remote_{id}.v1"), &decision)
 }
@@ -229,9 +235,9 @@ fn the_context_is_sent_only_to_a_plugin_granted_context_read() {
     assert!(diagnostics["seed"].is_u64());
 
     let mut registry = builtins::registry();
-    let bare = RemotePolicy::<Rebalance>::new(manifest("echo", &format!("{base}/echo"), &[]), &RemoteConfig::default());
+    let bare = remote(manifest("echo", &format!("{base}/echo"), &[]), &RemoteConfig::default());
     registry.register(Arc::new(bare.unwrap()), None).unwrap();
-    let host = Host::new(registry, HostLimits::default());
+    let host = Host::new(registry, HostLimits::default()).unwrap();
     let diagnostics = decide(&host, "echo", None).unwrap().output.diagnostics.unwrap();
     assert_eq!(diagnostics["request_members"], json!(["input", "params"]));
 }
@@ -308,15 +314,11 @@ fn an_unreachable_endpoint_fails_the_call_not_the_host() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = endpoint();
     let mut registry = builtins::registry();
-    let gone = RemotePolicy::<Rebalance>::new(
-        manifest("gone", &format!("http://127.0.0.1:{port}/"), &[]),
-        &RemoteConfig::default(),
-    );
+    let gone = remote(manifest("gone", &format!("http://127.0.0.1:{port}/"), &[]), &RemoteConfig::default());
     registry.register(Arc::new(gone.unwrap()), None).unwrap();
-    let greedy =
-        RemotePolicy::<Rebalance>::new(manifest("greedy", &format!("{base}/greedy"), &[]), &RemoteConfig::default());
+    let greedy = remote(manifest("greedy", &format!("{base}/greedy"), &[]), &RemoteConfig::default());
     registry.register(Arc::new(greedy.unwrap()), None).unwrap();
-    let host = Host::new(registry, HostLimits::default());
+    let host = Host::new(registry, HostLimits::default()).unwrap();
     match policy_error(contained(&host, "gone")) {
         PolicyError::Failed(message) => assert!(message.contains("request failed"), "{message}"),
         other => panic!("expected a failure, got {other}"),
@@ -326,7 +328,7 @@ fn an_unreachable_endpoint_fails_the_call_not_the_host() {
 #[test]
 fn only_http_urls_are_accepted_as_entries() {
     for entry in ["ftp://example.org/x", "example.org/decide", "http://", "http://a b"] {
-        let error = RemotePolicy::<Rebalance>::new(manifest("bad", entry, &[]), &RemoteConfig::default()).unwrap_err();
+        let error = remote(manifest("bad", entry, &[]), &RemoteConfig::default()).unwrap_err();
         assert!(matches!(error, RemoteError::BadUrl { .. }), "{entry}: {error}");
     }
 }

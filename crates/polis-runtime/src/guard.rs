@@ -5,11 +5,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use polis_core::canonical::{self, Digest};
-use polis_core::contract::{Contract, Violation, Violations};
-use polis_core::policy::{PolicyError, RunControl};
+use polis_core::contract::{Contract, SchemaError, Violation, Violations};
+use polis_core::policy::{Call, HostApi, PolicyError, RunControl};
 use polis_core::registry::Entry;
-use polis_core::run::{RunContext, RunKey};
+use polis_core::run::RunKey;
 use serde::Serialize;
 
 use crate::health::{Breaker, BreakerConfig, PluginMetrics};
@@ -32,10 +34,12 @@ impl Default for HostLimits {
 
 /// One call: who, on what, with which params.
 pub struct RunRequest<'a, C: Contract> {
-    /// The run key; its digest seeds the run.
-    pub key: RunKey,
+    /// The run key.
+    pub key: RunKey<C::Subject>,
+    /// Its digest, which seeds the run.
+    pub key_sha256: Digest,
     /// The context the policy sees.
-    pub context: RunContext,
+    pub context: C::Context,
     /// The input.
     pub input: &'a C::Input,
     /// The params.
@@ -43,14 +47,17 @@ pub struct RunRequest<'a, C: Contract> {
     /// Cancels the run from outside; tiers that can interrupt a running
     /// plugin stop it when this is cancelled.
     pub control: RunControl,
+    /// The host's capabilities for this run.
+    pub host: Arc<dyn HostApi>,
 }
 
 /// What a successful run records: the seed's provenance fields and the
 /// validated output.
 #[derive(Debug, Clone, Serialize)]
+#[serde(bound(serialize = ""))]
 pub struct RunRecord<C: Contract> {
     /// The run key.
-    pub run_key: RunKey,
+    pub run_key: RunKey<C::Subject>,
     /// Its digest.
     pub run_key_sha256: Digest,
     /// The plugin that ran.
@@ -69,6 +76,15 @@ pub struct RunRecord<C: Contract> {
 /// was involved; none of them harms the host.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RunError {
+    /// A digest the run must record could not be taken (a value JSON cannot
+    /// represent); nothing was run.
+    #[error("cannot hash the {what}: {message}")]
+    NotCanonical {
+        /// What could not be hashed: `input`, `run key`, `params`.
+        what: &'static str,
+        /// Why.
+        message: String,
+    },
     /// The input broke the contract; no policy was called.
     #[error("input is invalid: {0}")]
     InvalidInput(Violations),
@@ -118,6 +134,7 @@ impl RunError {
     /// A stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
+            RunError::NotCanonical { .. } => "run.not_canonical",
             RunError::InvalidInput(_) => "run.invalid_input",
             RunError::Unsupported { .. } => "run.unsupported",
             RunError::Policy { error, .. } => error.code(),
@@ -131,7 +148,7 @@ impl RunError {
 /// Calls policies of contract `C` and vouches for what comes back.
 pub struct Guard<C: Contract> {
     limits: HostLimits,
-    output_schema: Option<jsonschema::Validator>,
+    output_schema: jsonschema::Validator,
     breaker: BreakerConfig,
     health: Mutex<BTreeMap<String, (Breaker, PluginMetrics)>>,
     _contract: std::marker::PhantomData<fn() -> C>,
@@ -140,23 +157,23 @@ pub struct Guard<C: Contract> {
 impl<C: Contract> Guard<C> {
     /// Builds a guard with the default circuit breaker, compiling the
     /// contract's output schema once.
-    pub fn new(limits: HostLimits) -> Self {
+    pub fn new(limits: HostLimits) -> Result<Self, SchemaError> {
         Guard::with_breaker(limits, BreakerConfig::default())
     }
 
-    /// Builds a guard whose per-plugin circuit breakers use `breaker`.
-    pub fn with_breaker(limits: HostLimits, breaker: BreakerConfig) -> Self {
+    /// Builds a guard whose per-plugin circuit breakers use `breaker`. A
+    /// contract whose output schema does not compile cannot be guarded, so
+    /// that is an error rather than a guard that skips the schema check.
+    pub fn with_breaker(limits: HostLimits, breaker: BreakerConfig) -> Result<Self, SchemaError> {
         let schema = polis_core::contract::schema_value::<C::Output>();
-        // The schema is generated from our own types; failing to compile it
-        // is a bug, and the guard then still checks the semantic rules.
-        let output_schema = jsonschema::draft202012::new(&schema).ok();
-        Guard {
+        let output_schema = polis_core::contract::compile_schema(&schema, C::ID, "output")?;
+        Ok(Guard {
             limits,
             output_schema,
             breaker,
             health: Mutex::new(BTreeMap::new()),
             _contract: std::marker::PhantomData,
-        }
+        })
     }
 
     /// The metrics of one plugin, with its breaker state now.
@@ -214,6 +231,13 @@ impl<C: Contract> Guard<C> {
         })
     }
 
+    /// Whether the plugin behind `entry` may run this subject and input, by
+    /// its contract's rules ([`Contract::admit`]).
+    pub fn admit(&self, entry: &Entry<C>, request: &RunRequest<'_, C>) -> Result<(), RunError> {
+        C::admit(&entry.fields, &request.key.subject, request.input, request.params)
+            .map_err(|reason| RunError::Unsupported { plugin_id: entry.manifest.plugin_id.clone(), reason })
+    }
+
     /// Runs `entry` on the request: validates the input, calls the policy,
     /// and validates and hashes its output.
     pub fn run(&self, entry: &Entry<C>, request: &RunRequest<'_, C>) -> Result<RunRecord<C>, RunError> {
@@ -262,6 +286,7 @@ impl<C: Contract> Guard<C> {
                     let plugin_fault = !matches!(
                         error,
                         RunError::InvalidInput(_)
+                            | RunError::NotCanonical { .. }
                             | RunError::Unsupported { .. }
                             | RunError::Policy { error: PolicyError::Cancelled, .. }
                     );
@@ -280,22 +305,18 @@ impl<C: Contract> Guard<C> {
         request: &RunRequest<'_, C>,
         input_sha256: Digest,
     ) -> Result<RunRecord<C>, RunError> {
-        let manifest = &entry.manifest;
-        let plugin_id = manifest.plugin_id.clone();
-        let horizon = i64::from(request.context.horizon_steps);
-        if horizon > manifest.max_horizon_steps {
-            return Err(RunError::Unsupported {
-                plugin_id,
-                reason: format!(
-                    "`horizon_steps` is {horizon} but the plugin's `max_horizon_steps` is {}",
-                    manifest.max_horizon_steps
-                ),
-            });
-        }
+        self.admit(entry, request)?;
+        let plugin_id = entry.manifest.plugin_id.clone();
         let policy = &entry.policy;
-        let called = catch_unwind(AssertUnwindSafe(|| {
-            policy.run_controlled(&request.context, request.input, request.params, &request.control)
-        }));
+        let call = Call {
+            context: &request.context,
+            input: request.input,
+            params: request.params,
+            seed: polis_core::run::seed_of(&request.key_sha256),
+            control: &request.control,
+            host: &request.host,
+        };
+        let called = catch_unwind(AssertUnwindSafe(|| policy.run(&call)));
         let output = match called {
             Ok(Ok(output)) => output,
             Ok(Err(error)) => return Err(RunError::Policy { plugin_id, error }),
@@ -326,24 +347,23 @@ impl<C: Contract> Guard<C> {
                 format!("{} bytes exceed the cap of {max_bytes}", bytes.len()),
             )]));
         }
-        if let Some(schema) = &self.output_schema {
-            let value: serde_json::Value = serde_json::from_slice(&bytes)
-                .map_err(|e| invalid(vec![Violation::new("output.not_json", "", e.to_string())]))?;
-            let schema_errors: Vec<Violation> = schema
-                .iter_errors(&value)
-                .take(20)
-                .map(|e| Violation::new("output.schema", e.instance_path().to_string(), e.to_string()))
-                .collect();
-            if !schema_errors.is_empty() {
-                return Err(invalid(schema_errors));
-            }
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(vec![Violation::new("output.not_json", "", e.to_string())]))?;
+        let schema_errors: Vec<Violation> = self
+            .output_schema
+            .iter_errors(&value)
+            .take(20)
+            .map(|e| Violation::new("output.schema", e.instance_path().to_string(), e.to_string()))
+            .collect();
+        if !schema_errors.is_empty() {
+            return Err(invalid(schema_errors));
         }
         C::validate_output(request.input, request.params, &output)
             .map_err(|violations| RunError::InvalidOutput { plugin_id: plugin_id.clone(), violations })?;
 
         Ok(RunRecord {
             run_key: request.key.clone(),
-            run_key_sha256: request.key.digest(),
+            run_key_sha256: request.key_sha256,
             plugin_id,
             manifest_sha256: entry.manifest_digest,
             input_sha256,

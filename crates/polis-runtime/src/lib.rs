@@ -15,17 +15,29 @@
 //! Every call also feeds the plugin's [`health`]: a circuit breaker that
 //! stops calling a plugin that keeps failing, and per-plugin metrics.
 //!
+//! [`Host`] is what callers use: for any contract it resolves a policy
+//! version (failing closed), derives the run key, seed and context, and
+//! calls through the guard. [`parity`] compares two policies case by case
+//! and [`verify`] reports drift between stored and re-run hashes, so every
+//! domain gets cross-tier parity and `--verify` from one place. The runtime
+//! knows no domain.
+//!
 //! # Example
 //!
 //! ```text
-//! let guard = Guard::<Rebalance>::new(HostLimits::default());
-//! let record = guard.run(registry.resolve("rebal.greedy.v1")?, &request)?;
+//! let host = Host::<Rebalance>::new(registry, HostLimits::default())?;
+//! let record = host.decide("rebal.greedy.v1", &Decision::new(&subject, &input, &params))?;
 //! println!("{} moves, output {}", record.output.moves.len(), record.output_sha256);
 //! ```
 #![deny(missing_docs)]
 
+pub mod conformance;
 mod guard;
 pub mod health;
+pub mod host;
+pub mod parity;
+pub mod verify;
 
 pub use guard::{Guard, HostLimits, RunError, RunRecord, RunRequest};
 pub use health::{Breaker, BreakerConfig, BreakerState, PluginMetrics};
+pub use host::{Decision, Host, HostError};

@@ -3,12 +3,13 @@
 
 use std::borrow::Cow;
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::AppState;
 use crate::error::AppError;
 
 /// A JSON body, decoded with the path of the first bad field.
@@ -136,15 +137,19 @@ fn header(parts: &Parts) -> Option<Cow<'_, str>> {
         .map(|(_, token)| Cow::Owned(format!("Bearer {token}")))
 }
 
-/// Proof the caller may read.
+/// Proof the caller may read. Any state that can hand out the [`Auth`]
+/// (the core's, or a domain's own) authenticates the same way.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadAccess;
 
-impl FromRequestParts<AppState> for ReadAccess {
+impl<S: Send + Sync> FromRequestParts<S> for ReadAccess
+where
+    Arc<Auth>: FromRef<S>,
+{
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        state.auth.role(header(parts).as_deref()).map(|_| ReadAccess)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        Arc::<Auth>::from_ref(state).role(header(parts).as_deref()).map(|_| ReadAccess)
     }
 }
 
@@ -152,11 +157,14 @@ impl FromRequestParts<AppState> for ReadAccess {
 #[derive(Debug, Clone, Copy)]
 pub struct AdminAccess;
 
-impl FromRequestParts<AppState> for AdminAccess {
+impl<S: Send + Sync> FromRequestParts<S> for AdminAccess
+where
+    Arc<Auth>: FromRef<S>,
+{
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        match state.auth.role(header(parts).as_deref())? {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        match Arc::<Auth>::from_ref(state).role(header(parts).as_deref())? {
             Role::Admin => Ok(AdminAccess),
             Role::Read => Err(AppError::forbidden("this call needs an admin token")),
         }

@@ -1,13 +1,18 @@
-//! polis as a service: the seed's policy-run HTTP API over a
-//! [`polis_store::Store`], the workers that compute runs, and ingest.
+//! polis as a service: the HTTP API over a [`polis_store::Store`], the
+//! workers that compute jobs, the console, and the domain seam every one of
+//! polis's systems plugs into.
 //!
-//! - [`app`] builds the axum router: one router per area ([`policy`],
-//!   [`plugins`], [`ops`]) over an [`AppState`] of `Arc`s, with a body size
-//!   limit and request tracing.
-//! - [`worker`] claims runs from the store under a lease, decides them
-//!   through the rebalancing host, and stores the result; `polis serve`
-//!   runs workers in-process, `polis worker` runs them alone.
-//! - [`ingest`] turns GBFS feeds into stored snapshots and back.
+//! - [`Core`] is what every part shares (store, auth, settings, metrics);
+//!   [`AppState`] adds the registered [`domain::Domain`]s.
+//! - [`app`] builds the axum router: the core's routers (the generic run
+//!   path in [`runs`], plugin health in [`plugins`], operations in [`ops`],
+//!   the console shell in [`console`]) merged with one router per domain,
+//!   with a body size limit and request tracing.
+//! - [`worker`] claims jobs of every kind the registered domains handle,
+//!   under a lease, and runs them through their domain; `polis serve` runs
+//!   workers in-process, `polis worker` runs them alone.
+//! - [`domains`] is the registration list: each domain's module lives
+//!   there ([`domains::rebalance`], …) and nothing else names one.
 //! - [`error::AppError`] is the one error type; every client error names
 //!   the field at fault and server errors are logged, never leaked.
 //!
@@ -20,7 +25,7 @@
 //!
 //! let store = polis_store::Store::connect("sqlite::memory:", &Default::default()).await.unwrap();
 //! let auth = Auth { insecure_local: true, ..Auth::default() };
-//! let state = AppState::new(store, auth, ServiceConfig::default()).await.unwrap();
+//! let state = AppState::with_builtins(store, auth, ServiceConfig::default()).await.unwrap();
 //! let request = axum::http::Request::get("/healthz").body(axum::body::Body::empty()).unwrap();
 //! let response = polis_server::app(state).oneshot(request).await.unwrap();
 //! assert_eq!(response.status(), 200);
@@ -29,159 +34,155 @@
 #![deny(missing_docs)]
 
 pub mod console;
+pub mod domain;
+pub mod domains;
 pub mod error;
 pub mod extract;
-pub mod ingest;
-pub mod lookup;
 pub mod metrics;
 pub mod ops;
 pub mod plugins;
-pub mod policy;
+pub mod runs;
 pub mod worker;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::response::{IntoResponse, Response};
-use polis_rebalance::host::Host;
+use axum::extract::FromRef;
 use polis_store::{PluginRecord, Store, StoreError};
 use tokio::sync::Notify;
 
+use crate::domain::{ContractService, Domain};
 use crate::extract::Auth;
-use crate::lookup::Lookups;
 use crate::metrics::Metrics;
 
-/// Settings of the service.
+/// Settings of the service's core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceConfig {
     /// Largest request body, bytes. By default 64 KiB.
     pub body_limit: usize,
-    /// The policy `GET /api/policy/config` offers by default. By default
-    /// `rebal.global.v1`.
-    pub default_policy_version: String,
-    /// Ready answers kept in memory. By default 10,000.
-    pub ready_cache_entries: usize,
-    /// How long an allow-list or snapshot lookup is reused before the
-    /// store is asked again (see [`lookup`]). Changes this process makes
-    /// are seen at once whatever the TTL; changes made by other processes
-    /// sharing the store are seen at most this late. Zero disables the
-    /// lookup caches. Checking it against the monotonic clock is the only
-    /// clock read the caches make; it bounds how fresh a lookup is and never
-    /// affects what a policy decides. By default 2 s.
-    pub lookup_ttl: Duration,
-    /// Entries per lookup table; a full table is emptied. By default
-    /// 10,000.
-    pub lookup_cache_entries: usize,
+    /// Largest body of a run submitted with its input (`POST /api/runs`),
+    /// bytes. By default 16 MiB.
+    pub input_limit: usize,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        ServiceConfig {
-            body_limit: 64 << 10,
-            default_policy_version: "rebal.global.v1".to_owned(),
-            ready_cache_entries: 10_000,
-            lookup_ttl: Duration::from_secs(2),
-            lookup_cache_entries: 10_000,
-        }
+        ServiceConfig { body_limit: 64 << 10, input_limit: 16 << 20 }
     }
 }
 
-/// Everything handlers share; each field is cheap to clone.
+/// What every part of the service shares; each field is cheap to clone.
 #[derive(Clone)]
-pub struct AppState {
+pub struct Core {
     /// The database.
     pub store: Store,
-    /// The rebalancing host and its registry.
-    pub host: Arc<Host>,
     /// Accepted tokens.
     pub auth: Arc<Auth>,
     /// Settings.
     pub config: Arc<ServiceConfig>,
     /// Counters and histograms for `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// Encoded answers of ready runs, which never change.
-    pub ready_cache: Arc<ReadyCache>,
-    /// Allow-list and snapshot lookups, reused for a short TTL.
-    pub lookups: Arc<Lookups>,
-    /// Wakes in-process workers when a run is enqueued.
+    /// Wakes in-process workers when a job is enqueued.
     pub work_available: Arc<Notify>,
+    /// The console's navigation, one link per domain page.
+    pub nav: console::Nav,
 }
 
-impl AppState {
-    /// State over the built-in rebalancing policies, with the plugin cache
-    /// synchronised to the registry.
-    pub async fn new(store: Store, auth: Auth, config: ServiceConfig) -> Result<AppState, StoreError> {
-        AppState::with_host(store, Arc::new(Host::builtin()), auth, config).await
-    }
-
-    /// State over `host` (its registry, limits and breakers), with the
-    /// plugin cache synchronised to its registry.
-    pub async fn with_host(
-        store: Store,
-        host: Arc<Host>,
-        auth: Auth,
-        config: ServiceConfig,
-    ) -> Result<AppState, StoreError> {
-        sync_registry(&store, &host).await?;
-        Ok(AppState {
+impl Core {
+    /// The shared state over `store`.
+    pub fn new(store: Store, auth: Auth, config: ServiceConfig) -> Core {
+        Core {
             store,
-            host,
             auth: Arc::new(auth),
-            ready_cache: Arc::new(ReadyCache::new(config.ready_cache_entries)),
-            lookups: Arc::new(Lookups::new(config.lookup_ttl, config.lookup_cache_entries)),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
             work_available: Arc::new(Notify::new()),
-        })
-    }
-
-    /// Whether `plugin_id` may run for `system_id`, from the lookup cache
-    /// or the store.
-    pub async fn plugin_enabled_for(&self, plugin_id: &str, system_id: &str) -> Result<bool, StoreError> {
-        let ticket = match self.lookups.allowed(plugin_id, system_id) {
-            Ok(enabled) => return Ok(enabled),
-            Err(ticket) => ticket,
-        };
-        let enabled = self.store.plugin_enabled_for(plugin_id, system_id).await?;
-        self.lookups.keep_allowed(plugin_id, system_id, enabled, ticket);
-        Ok(enabled)
-    }
-
-    /// The snapshot a request names, from the lookup cache or the store.
-    pub async fn snapshot(&self, key: lookup::SnapshotKey) -> Result<lookup::SnapshotAnswer, StoreError> {
-        let ticket = match self.lookups.snapshot(&key) {
-            Ok(answer) => return Ok(answer),
-            Err(ticket) => ticket,
-        };
-        let record = match &key {
-            lookup::SnapshotKey::Bucket { system_id, bucket_ts } => {
-                self.store
-                    .snapshot_for_bucket(
-                        system_id,
-                        *bucket_ts,
-                        polis_rebalance::snapshot::BUCKET_SECONDS,
-                        polis_rebalance::snapshot::DEGRADED_AFTER_S,
-                    )
-                    .await?
-            }
-            lookup::SnapshotKey::Sv { system_id, sv } => self.store.snapshot_by_sv(system_id, sv).await?,
-        };
-        let answer = record.map(|r| Arc::new(lookup::SnapshotIdentity::from(r)));
-        self.lookups.keep_snapshot(key, answer.clone(), ticket);
-        Ok(answer)
+            nav: console::Nav::default(),
+        }
     }
 }
 
-/// Mirrors the host's registry into the store's plugin table.
-pub async fn sync_registry(store: &Store, host: &Host) -> Result<(), StoreError> {
-    let records: Vec<PluginRecord> = host
-        .registry()
-        .statuses()
+impl FromRef<Core> for Arc<Auth> {
+    fn from_ref(core: &Core) -> Self {
+        Arc::clone(&core.auth)
+    }
+}
+
+/// The core plus the registered domains.
+#[derive(Clone)]
+pub struct AppState {
+    /// What every part shares.
+    pub core: Core,
+    /// The registered domains, in registration order.
+    pub domains: Arc<[Arc<dyn Domain>]>,
+}
+
+impl FromRef<AppState> for Arc<Auth> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.core.auth)
+    }
+}
+
+impl AppState {
+    /// Starts the service over `core` and `domains`: every contract's
+    /// registry is mirrored into the store, then each domain's own start-up
+    /// runs (seeding defaults).
+    pub async fn start(core: Core, domains: Vec<Arc<dyn Domain>>) -> Result<AppState, StoreError> {
+        let state = AppState { core, domains: domains.into() };
+        state.core.nav.set(state.domains.iter().filter_map(|d| d.console_page()).collect());
+        for contract in state.contracts() {
+            sync_registry(&state.core.store, contract.as_ref()).await?;
+        }
+        for domain in state.domains.iter() {
+            domain.start().await?;
+        }
+        Ok(state)
+    }
+
+    /// The service with every domain's built-in policies and no plugin
+    /// directories.
+    pub async fn with_builtins(
+        store: Store,
+        auth: Auth,
+        config: ServiceConfig,
+    ) -> Result<AppState, domains::DomainError> {
+        let core = Core::new(store, auth, config);
+        let domains = domains::all(&core, &domains::Settings::default())?;
+        Ok(AppState::start(core, domains).await?)
+    }
+
+    /// Every contract of every domain.
+    pub fn contracts(&self) -> Vec<Arc<dyn ContractService>> {
+        self.domains.iter().flat_map(|d| d.contracts()).collect()
+    }
+
+    /// The contract with this id.
+    pub fn contract(&self, id: &str) -> Option<Arc<dyn ContractService>> {
+        self.contracts().into_iter().find(|c| c.info().id == id)
+    }
+
+    /// The domain that handles jobs of `kind`.
+    pub fn domain_for_kind(&self, kind: &str) -> Option<&Arc<dyn Domain>> {
+        self.domains.iter().find(|d| d.job_kinds().contains(&kind))
+    }
+
+    /// Every job kind a worker of this service claims: the generic run
+    /// path's and each domain's.
+    pub fn job_kinds(&self) -> Vec<&'static str> {
+        let mut kinds = vec![domain::RUN_KIND];
+        kinds.extend(self.domains.iter().flat_map(|d| d.job_kinds().iter().copied()));
+        kinds
+    }
+}
+
+/// Mirrors a contract's registry into the store's plugin table.
+pub async fn sync_registry(store: &Store, contract: &dyn ContractService) -> Result<(), StoreError> {
+    let records: Vec<PluginRecord> = contract
+        .plugins()
         .into_iter()
-        .map(|s| {
+        .map(|view| {
+            let s = view.status;
             let (activation, reason) = match s.activation {
                 polis_core::registry::Activation::Active => ("active".to_owned(), None),
                 polis_core::registry::Activation::Disabled { reason } => ("disabled".to_owned(), Some(reason)),
@@ -202,67 +203,24 @@ pub async fn sync_registry(store: &Store, host: &Host) -> Result<(), StoreError>
     store.sync_plugins(&records, now_ms()).await
 }
 
-/// The whole API: every area's router, a body limit and request tracing.
+/// The whole API: the core's routers and every domain's, a body limit and
+/// request tracing.
 pub fn app(state: AppState) -> Router {
-    let limit = state.config.body_limit;
-    Router::new()
-        .merge(policy::router())
+    let limit = state.core.config.body_limit;
+    let mut router = Router::new()
+        .merge(runs::router(state.core.config.input_limit))
         .merge(plugins::router())
         .merge(ops::router())
         .merge(console::router())
-        .layer(axum::extract::DefaultBodyLimit::max(limit))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state.clone());
+    for domain in state.domains.iter() {
+        router = router.merge(domain.router());
+    }
+    router.layer(axum::extract::DefaultBodyLimit::max(limit)).layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 /// Wall-clock time, epoch milliseconds. Used for queue bookkeeping only,
 /// never for anything hashed.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// A JSON body already encoded.
-#[derive(Debug, Clone)]
-pub struct CachedJson(pub Bytes);
-
-impl IntoResponse for CachedJson {
-    fn into_response(self) -> Response {
-        ([(axum::http::header::CONTENT_TYPE, "application/json")], self.0).into_response()
-    }
-}
-
-/// Encoded answers of ready runs by run key hash. A ready run never
-/// changes, so entries never go stale; when full the cache is emptied,
-/// which costs only re-reading the store.
-#[derive(Debug)]
-pub struct ReadyCache {
-    capacity: usize,
-    entries: Mutex<HashMap<String, Bytes>>,
-}
-
-impl ReadyCache {
-    /// A cache of at most `capacity` answers (0 disables it).
-    pub fn new(capacity: usize) -> Self {
-        ReadyCache { capacity, entries: Mutex::new(HashMap::new()) }
-    }
-
-    /// The answer for a run key hash.
-    pub fn get(&self, run_key_sha256: &str) -> Option<CachedJson> {
-        let entries = self.entries.lock().ok()?;
-        entries.get(run_key_sha256).cloned().map(CachedJson)
-    }
-
-    /// Keeps an answer and returns it.
-    pub fn insert(&self, run_key_sha256: String, body: Vec<u8>) -> CachedJson {
-        let body = Bytes::from(body);
-        if self.capacity > 0
-            && let Ok(mut entries) = self.entries.lock()
-        {
-            if entries.len() >= self.capacity {
-                entries.clear();
-            }
-            entries.insert(run_key_sha256, body.clone());
-        }
-        CachedJson(body)
-    }
 }

@@ -36,7 +36,7 @@ pub struct SystemRule {
 /// A recent failure.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RecentError {
-    /// The run.
+    /// The job that failed.
     pub run_id: String,
     /// The error code.
     pub code: Option<String>,
@@ -151,17 +151,15 @@ pub struct PluginsResponse {
     responses((status = 200, body = PluginsResponse), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list(_: ReadAccess, State(state): State<AppState>) -> Result<Json<PluginsResponse>, AppError> {
-    let mut runtime = state.host.guard().all_metrics();
+    let contracts = state.contracts();
+    let mut runtime: BTreeMap<String, PluginMetrics> = contracts.iter().flat_map(|c| c.metrics()).collect();
+    let permissions_of: BTreeMap<String, Vec<String>> =
+        contracts.iter().flat_map(|c| c.plugins()).map(|view| (view.status.plugin_id, view.permissions)).collect();
     let mut plugins = Vec::new();
-    for p in state.store.plugins().await? {
-        let permissions: Vec<String> = state
-            .host
-            .registry()
-            .entries()
-            .find(|e| e.manifest.plugin_id == p.plugin_id)
-            .map(|e| e.manifest.permissions.clone())
-            .unwrap_or_default();
+    for p in state.core.store.plugins().await? {
+        let permissions = permissions_of.get(&p.plugin_id).cloned().unwrap_or_default();
         let systems = state
+            .core
             .store
             .plugin_systems(&p.plugin_id)
             .await?
@@ -169,12 +167,13 @@ async fn list(_: ReadAccess, State(state): State<AppState>) -> Result<Json<Plugi
             .map(|o| SystemRule { system_id: o.system_id, enabled: o.enabled })
             .collect();
         let recent_errors = state
+            .core
             .store
             .recent_errors(&p.plugin_id, RECENT_ERRORS)
             .await?
             .into_iter()
             .map(|r| RecentError {
-                run_id: r.run.run_id,
+                run_id: r.job.job_id,
                 code: r.error_code,
                 message: r.error_message,
                 finished_at_ms: r.finished_at_ms,
@@ -220,11 +219,13 @@ async fn set_system(
     Path((plugin_id, system_id)): Path<(String, String)>,
     ApiJson(request): ApiJson<SetSystemRequest>,
 ) -> Result<Json<SystemRule>, AppError> {
-    let known = state.store.set_plugin_system(&plugin_id, &system_id, request.enabled, now_ms()).await;
+    let known = state.core.store.set_plugin_system(&plugin_id, &system_id, request.enabled, now_ms()).await;
     // Forget cached allow-list answers before answering, so the next
     // request in this process sees the change (even if the write failed
     // half-way, re-reading is always safe).
-    state.lookups.invalidate_allow();
+    for domain in state.domains.iter() {
+        domain.allow_list_changed();
+    }
     if !known? {
         return Err(AppError::not_found("plugin.not_found", "plugin_id", format!("no plugin `{plugin_id}`")));
     }

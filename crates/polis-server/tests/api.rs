@@ -14,10 +14,11 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use polis_rebalance::snapshot::SnapshotOptions;
 use polis_rebalance::synth::{self, CityOptions};
+use polis_server::domains::{self, rebalance};
 use polis_server::extract::Auth;
-use polis_server::worker::{self, Outcome, WorkerConfig, WorkerContext};
-use polis_server::{AppState, ServiceConfig};
-use polis_store::{RunStatus, Store, StoreConfig, scratch};
+use polis_server::worker::{self, Outcome, WorkerConfig};
+use polis_server::{AppState, Core, ServiceConfig};
+use polis_store::{JobStatus as RunStatus, Store, StoreConfig, scratch};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -79,6 +80,7 @@ on_both_backends!(
     tokens_grant_roles_and_no_token_gets_401,
     cancel_stops_a_pending_run,
     metrics_and_probes_answer,
+    a_second_contract_runs_through_the_generic_run_path,
 );
 
 struct Api {
@@ -89,13 +91,15 @@ struct Api {
 impl Api {
     async fn new(store: Store) -> Api {
         let city = synth::generate(CityOptions { stations: 40, days: 1, seed: 11 });
-        let counts =
-            polis_server::ingest::ingest_feed(&store, &city.feed, SnapshotOptions::default(), 1).await.unwrap();
+        let counts = rebalance::ingest::ingest_feed(&store, &city.feed, SnapshotOptions::default(), 1).await.unwrap();
         assert_eq!(counts.inserted as usize, city.feed.snapshots.len());
-        let auth = Auth { read_tokens: vec![READ.into()], admin_tokens: vec![ADMIN.into()], insecure_local: false };
         let state =
-            AppState::new(store, auth, ServiceConfig { body_limit: 4096, ..ServiceConfig::default() }).await.unwrap();
+            state(store, ServiceConfig { body_limit: 4096, ..ServiceConfig::default() }, Default::default()).await;
         Api { state, system: city.feed.system_id }
+    }
+
+    fn store(&self) -> &Store {
+        &self.state.core.store
     }
 
     async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: Option<String>) -> (StatusCode, Value) {
@@ -128,14 +132,17 @@ impl Api {
     }
 
     async fn work(&self) -> Option<Outcome> {
-        let ctx = WorkerContext {
-            store: self.state.store.clone(),
-            host: self.state.host.clone(),
-            metrics: self.state.metrics.clone(),
-            work_available: self.state.work_available.clone(),
-        };
-        worker::process_one(&ctx, &WorkerConfig::named("test", 0)).await.unwrap()
+        worker::process_one(&self.state, &WorkerConfig::named("test", 0)).await.unwrap()
     }
+}
+
+/// The service over `store` with the test tokens and every domain.
+async fn state(store: Store, config: ServiceConfig, rebalance: rebalance::Settings) -> AppState {
+    let auth = Auth { read_tokens: vec![READ.into()], admin_tokens: vec![ADMIN.into()], insecure_local: false };
+    let core = Core::new(store, auth, config);
+    let settings = domains::Settings { rebalance, ..domains::Settings::default() };
+    let domains = domains::all(&core, &settings).unwrap();
+    AppState::start(core, domains).await.unwrap()
 }
 
 fn field(body: &Value) -> &str {
@@ -158,7 +165,7 @@ async fn a_run_is_pending_then_ready_with_the_same_run_id(api: Api) {
     let run_id = first["run_id"].as_str().unwrap().to_owned();
     let (_, again) = api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
     assert_eq!((again["status"].as_str(), again["run_id"].as_str()), (Some("pending"), Some(run_id.as_str())));
-    assert_eq!(api.state.store.queue_depth().await.unwrap(), 1, "asking twice enqueues once");
+    assert_eq!(api.store().queue_depth().await.unwrap(), 1, "asking twice enqueues once");
 
     assert_eq!(api.work().await, Some(Outcome::Stored(RunStatus::Ready)));
     assert_eq!(api.work().await, None);
@@ -285,7 +292,7 @@ async fn a_plugin_disabled_for_a_system_is_refused_there_only(api: Api) {
 
 async fn a_snapshot_ingested_here_is_visible_at_once(api: Api) {
     let dir = std::env::temp_dir()
-        .join(format!("polis-api-ingest-{}-{:?}", std::process::id(), api.state.store.backend()))
+        .join(format!("polis-api-ingest-{}-{:?}", std::process::id(), api.store().backend()))
         .join("elsewhere");
     synth::write(&synth::generate(CityOptions { stations: 12, days: 1, seed: 5 }), &dir).unwrap();
     let body = json!({"system_id": "elsewhere", "decision_bucket_ts": BUCKET, "policy_version": "rebal.global.v1"});
@@ -307,15 +314,13 @@ async fn a_snapshot_ingested_here_is_visible_at_once(api: Api) {
 
 async fn another_process_change_is_seen_within_the_lookup_ttl(api: Api) {
     let ttl = std::time::Duration::from_millis(200);
-    let auth = Auth { read_tokens: vec![READ.into()], admin_tokens: vec![ADMIN.into()], insecure_local: false };
     let other = Api {
-        state: AppState::new(
-            api.state.store.clone(),
-            auth,
-            ServiceConfig { lookup_ttl: ttl, ..ServiceConfig::default() },
+        state: state(
+            api.store().clone(),
+            ServiceConfig::default(),
+            rebalance::Settings { lookup_ttl: ttl, ..rebalance::Settings::default() },
         )
-        .await
-        .unwrap(),
+        .await,
         system: api.system.clone(),
     };
     let (status, _) = other.post("/api/policy/run", other.run_body("rebal.greedy.v1")).await;
@@ -426,14 +431,11 @@ async fn a_failing_plugin_opens_its_breaker_in_plugin_health(api: Api) {
         polis_rebalance::builtins::registry(),
         polis_runtime::HostLimits { max_output_items: 10_000, max_output_bytes: 16 },
         polis_runtime::BreakerConfig { error_budget: 1, ..polis_runtime::BreakerConfig::default() },
-    );
-    let auth = Auth { read_tokens: vec![READ.into()], admin_tokens: vec![ADMIN.into()], insecure_local: false };
-    let failing = Api {
-        state: AppState::with_host(api.state.store.clone(), std::sync::Arc::new(host), auth, ServiceConfig::default())
-            .await
-            .unwrap(),
-        system: api.system.clone(),
-    };
+    )
+    .unwrap();
+    let settings = rebalance::Settings { host: Some(std::sync::Arc::new(host)), ..rebalance::Settings::default() };
+    let failing =
+        Api { state: state(api.store().clone(), ServiceConfig::default(), settings).await, system: api.system.clone() };
     let (_, pending) = failing.post("/api/policy/run", failing.run_body("rebal.global.v1")).await;
     assert_eq!(failing.work().await, Some(Outcome::Stored(RunStatus::Error)));
     let (_, failed) = failing.get(&format!("/api/policy/status?run_id={}", pending["run_id"].as_str().unwrap())).await;
@@ -452,4 +454,49 @@ async fn a_failing_plugin_opens_its_breaker_in_plugin_health(api: Api) {
     let (status, page) = failing.call("GET", "/console", Some(READ), None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.as_str().unwrap().contains("breaker-open"), "the console shows the open breaker");
+}
+
+/// `echo.v1` needs no routes of its own: `POST /api/runs` checks the
+/// submission against its contract, stores the input by digest, and a
+/// worker decides it through the same queue as rebalancing.
+async fn a_second_contract_runs_through_the_generic_run_path(api: Api) {
+    let submission = json!({
+        "contract": "echo.v1",
+        "policy_version": "echo.scale.v1",
+        "subject": {"label": "api"},
+        "input": {"values": [1, 2, 3]},
+        "params": {"scale": 5},
+    });
+    let (status, pending) = api.post("/api/runs", submission.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{pending}");
+    assert_eq!((pending["status"].as_str(), pending["kind"].as_str()), (Some("pending"), Some("run")), "{pending}");
+    let job_id = pending["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(pending["key"]["label"], "api", "the run key holds the contract's subject");
+    let (_, again) = api.post("/api/runs", submission.clone()).await;
+    assert_eq!(again["job_id"], job_id.as_str(), "the same run is the same job");
+    assert_eq!(api.work().await, Some(Outcome::Stored(RunStatus::Ready)));
+    let (status, ready) = api.get(&format!("/api/runs/{job_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["result"], json!({"values": [5, 10, 15], "sum": 30, "notes": []}));
+    assert_eq!(ready["plugin_id"], "polis.echo.scale.v1");
+    let input = api.store().input(ready["input_sha256"].as_str().unwrap()).await.unwrap().unwrap();
+    assert_eq!(input.body_json, r#"{"values":[1,2,3]}"#, "the input is stored canonical, under its digest");
+
+    let bad = json!({"contract": "echo.v1", "policy_version": "echo.scale.v1", "subject": {"label": "x"},
+        "input": {"values": [1, "two"]}, "params": {"scale": 1}});
+    let (status, refused) = api.post("/api/runs", bad).await;
+    assert_eq!((status, field(&refused)), (StatusCode::UNPROCESSABLE_ENTITY, "input.values[1]"), "{refused}");
+    let unknown = json!({"contract": "nope.v1", "policy_version": "x", "subject": {}, "input": {}, "params": {}});
+    let (status, refused) = api.post("/api/runs", unknown).await;
+    assert_eq!((status, field(&refused)), (StatusCode::UNPROCESSABLE_ENTITY, "contract"), "{refused}");
+    let (_, plugins) = api.get("/api/plugins").await;
+    assert!(
+        plugins["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["plugin_id"] == "polis.echo.scale.v1" && p["contract"] == "echo.v1"),
+        "{plugins}"
+    );
 }

@@ -1,5 +1,6 @@
-//! Persistence for polis: station snapshots, policy runs and their moves,
-//! the plugin registry cache, and the job queue workers claim runs from.
+//! Persistence for polis: the job queue every domain's work goes through,
+//! inputs stored content-addressed, the plugin registry cache, and each
+//! domain's own tables in its own module.
 //!
 //! This is the only crate that speaks SQL. One set of migrations and one
 //! set of runtime-checked queries serve both backends:
@@ -11,12 +12,21 @@
 //!   processes on any number of machines claim runs with
 //!   `FOR UPDATE SKIP LOCKED`.
 //!
-//! The main type is [`Store`]. Runs move through [`RunStatus`]:
-//! `pending` (enqueued) → `running` (claimed under a lease) → `ready` or
-//! `error`; `cancelled` from either of the first two. A lease that expires
-//! makes a `running` run claimable again, and completing a run succeeds
-//! only for the lease holder, so each run key has exactly one stored
-//! result however many workers race for it.
+//! The main type is [`Store`]. The core is domain-neutral:
+//!
+//! - [`jobs`]: a job is any domain's work, with a kind and a key. Jobs move
+//!   through [`JobStatus`]: `pending` (enqueued) → `running` (claimed under
+//!   a lease) → `ready` or `error`; `cancelled` from either of the first
+//!   two. A lease that expires makes a `running` job claimable again, and
+//!   completing a job succeeds only for the lease holder, so each key has
+//!   exactly one stored result however many workers race for it.
+//! - [`inputs`]: any contract's input, stored once under its digest.
+//! - plugins: the registry cache and each plugin's allow-list of scopes
+//!   (systems, worlds, projects).
+//!
+//! Each domain's tables live in a module named after it ([`rebalance`]),
+//! with its own migration; a domain's job is a row of `jobs` plus, where it
+//! needs them, rows of its own tables written in the same transaction.
 //!
 //! Callers pass the current time (`now_ms`) in, so that lease expiry is
 //! testable without sleeping.
@@ -39,9 +49,10 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod inputs;
+pub mod jobs;
 mod plugins;
-mod runs;
-mod snapshots;
+pub mod rebalance;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -49,9 +60,9 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use inputs::StoredInput;
+pub use jobs::{JobCount, JobResult, JobRow, JobStatus, NewJob};
 pub use plugins::{PluginRecord, SystemOverride};
-pub use runs::{Completion, MoveRow, NewRun, RunCount, RunRow, RunStatus};
-pub use snapshots::{IngestCounts, NewSnapshot, SnapshotRecord, StationRow, SystemSummary};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -69,3 +69,34 @@ pub fn example_wasm(file: &str) -> Vec<u8> {
         )
     })
 }
+
+/// Where the machine's Python lives, for tests that start Python process
+/// plugins: the real interpreter (not a version manager's shim, which
+/// would need to fork inside the sandbox), its installation prefix, and
+/// the repository's Python SDK (`sdk/python`), which a test grants
+/// read access to and puts on `PYTHONPATH` instead of copying it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Python {
+    /// The interpreter.
+    pub exe: PathBuf,
+    /// Its installation prefix (`sys.base_prefix`).
+    pub prefix: PathBuf,
+    /// `sdk/python` of this repository.
+    pub sdk: PathBuf,
+}
+
+/// The machine's Python, for process-tier tests.
+#[expect(clippy::panic, reason = "a test-support helper: a missing interpreter must fail loudly")]
+pub fn python() -> Python {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable); print(sys.base_prefix)"])
+        .output()
+        .unwrap_or_else(|e| panic!("python3 must be installed (scripts/test checks): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let canonical = |p: &str| PathBuf::from(p).canonicalize().unwrap_or_else(|e| panic!("`{p}`: {e}"));
+    let exe = canonical(lines.next().unwrap_or_default());
+    let prefix = PathBuf::from(lines.next().unwrap_or_default());
+    let sdk = canonical(&format!("{}/../../sdk/python", env!("CARGO_MANIFEST_DIR")));
+    Python { exe, prefix, sdk }
+}

@@ -8,6 +8,7 @@
 //! | `polis_abi_version` | `() -> i32` | must return [`ABI_VERSION`] |
 //! | `polis_alloc` | `(len: i32) -> i32` | reserves `len` bytes, returns their address (0 on failure) |
 //! | `polis_run` | `(ptr: i32, len: i32) -> i64` | decides; returns `(out_ptr << 32) \| out_len` |
+//! | `polis_<method>` | `(ptr: i32, len: i32) -> i64` | any other method a contract calls (`polis_on_event`), like `polis_run` |
 //!
 //! The host writes the request, a UTF-8 JSON document
 //! `{"input": …, "params": …}` (plus `"context": …` when the plugin holds
@@ -25,11 +26,16 @@
 //! |---|---|---|
 //! | `log` | `(ptr: i32, len: i32) -> ()` | `log:emit` |
 //! | `random_u64` | `() -> i64` | `random` |
+//! | a contract's capability, such as `session_set_flag` | `(ptr: i32, len: i32) -> i64` | the capability's |
+//!
+//! A capability import takes a JSON request in guest memory and returns,
+//! packed like `polis_run`, a reply the host wrote into memory it got from
+//! `polis_alloc`: `{"ok": result}` or `{"error": {"code", "message"}}`.
 //!
 //! The run context reaches the plugin inside the request, and only with
 //! `context:read`.
 
-use polis_core::permission::Permission;
+use polis_core::permission::{self, PermissionCatalog};
 
 /// The ABI version this host speaks.
 pub const ABI_VERSION: i32 = 1;
@@ -49,13 +55,22 @@ pub mod exports {
     pub const RUN: &str = "polis_run";
 }
 
+/// Exports named with this prefix are methods: `polis_run` answers `run`.
+pub const METHOD_PREFIX: &str = "polis_";
+
+/// The export that answers `method`: `polis_` plus the method with `.` and
+/// `-` as `_`.
+pub fn method_export(method: &str) -> String {
+    format!("{METHOD_PREFIX}{}", method.replace(['.', '-'], "_"))
+}
+
 /// The permission a host function import needs, or `None` when polis has
-/// no host function of that name.
-pub fn permission_for_import(name: &str) -> Option<Permission> {
+/// no host function of that name for this catalog.
+pub fn permission_for_import<'a>(name: &str, catalog: &'a PermissionCatalog) -> Option<&'a str> {
     match name {
-        "log" => Some(Permission::LogEmit),
-        "random_u64" => Some(Permission::Random),
-        _ => None,
+        "log" => Some(permission::LOG_EMIT),
+        "random_u64" => Some(permission::RANDOM),
+        _ => catalog.capability_for_import(name).map(|c| c.permission),
     }
 }
 
@@ -83,8 +98,24 @@ mod tests {
 
     #[test]
     fn only_known_host_functions_map_to_permissions() {
-        assert_eq!(permission_for_import("log"), Some(Permission::LogEmit));
-        assert_eq!(permission_for_import("random_u64"), Some(Permission::Random));
-        assert_eq!(permission_for_import("fd_write"), None);
+        use polis_core::permission::{Capability, PermissionSpec};
+        let platform = PermissionCatalog::platform();
+        assert_eq!(permission_for_import("log", &platform), Some("log:emit"));
+        assert_eq!(permission_for_import("random_u64", &platform), Some("random"));
+        assert_eq!(permission_for_import("fd_write", &platform), None);
+        assert_eq!(permission_for_import("session_set_flag", &platform), None);
+        let domain = PermissionCatalog::with_domain(
+            &[PermissionSpec { name: "session:write", doc: "" }],
+            &[],
+            &[Capability { method: "session.set_flag", permission: "session:write", doc: "" }],
+        );
+        assert_eq!(permission_for_import("session_set_flag", &domain), Some("session:write"));
+    }
+
+    #[test]
+    fn methods_map_to_exports() {
+        assert_eq!(method_export("run"), "polis_run");
+        assert_eq!(method_export("on_event"), "polis_on_event");
+        assert_eq!(method_export("evaluate-condition"), "polis_evaluate_condition");
     }
 }

@@ -9,12 +9,14 @@
 //!   manifest: its imports must be host functions of permissions the
 //!   manifest was granted, and its exported ABI version must be one this
 //!   host speaks. The result is a [`WasmModule`] holding an `InstancePre`.
-//! - [`WasmModule::call`] runs one request in a *fresh instance* in its own
-//!   store, under a fuel budget (deterministic CPU), an epoch deadline
-//!   (wall time), a store limiter (memory), an output-size cap and a
-//!   per-run [`RunControl`] for cancellation.
-//! - [`WasmPolicy`] puts a module behind `polis_core::Policy<C>` for any
-//!   contract `C`, so the runtime's guard validates it like a built-in.
+//! - [`WasmModule::invoke`] runs one request to one method in a *fresh
+//!   instance* in its own store, under a fuel budget (deterministic CPU),
+//!   an epoch deadline (wall time), a store limiter (memory), an
+//!   output-size cap and a per-run [`RunControl`] for cancellation; the
+//!   contract's capabilities are host functions linked only when granted.
+//! - [`WasmModule`] implements `polis_core::PluginEndpoint`, so it knows no
+//!   contract: `polis_core::EndpointPolicy` puts it behind `Policy<C>` and
+//!   the runtime's guard validates it like a built-in.
 //!
 //! The ABI is described in [`abi`] and in `docs/tiers.md`.
 //!
@@ -36,10 +38,8 @@
 pub mod abi;
 mod error;
 mod module;
-mod policy;
 mod runtime;
 
 pub use error::WasmError;
-pub use module::{LogLine, LogSink, RunControl, WasmModule};
-pub use policy::WasmPolicy;
+pub use module::{LogLine, LogSink, MAX_HOST_CALLS_PER_RUN, MAX_HOST_REQUEST_BYTES, RunControl, WasmModule};
 pub use runtime::{WasmConfig, WasmLimits, WasmRuntime};

@@ -1,15 +1,17 @@
 //! A loaded plugin module and its per-run sandbox.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use polis_core::canonical::Digest;
 use polis_core::manifest::Manifest;
-use polis_core::permission::{Grants, Permission};
-use polis_core::policy::PolicyError;
+use polis_core::permission::{self, Grants, PermissionCatalog};
 pub use polis_core::policy::RunControl;
+use polis_core::policy::{CallEnv, HostApi, PluginEndpoint, PolicyError, no_host};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
+use serde::Deserialize;
 use wasmtime::{
     Caller, ExternType, InstancePre, Linker, Module, ResourceLimiter, Store, Trap, UpdateDeadline, ValType,
 };
@@ -35,6 +37,12 @@ pub const MAX_LOG_LINE: usize = 4096;
 
 /// Most log lines kept per run; later ones are dropped.
 pub const MAX_LOG_LINES_PER_RUN: usize = 256;
+
+/// Most host capability calls one run may make; the next one traps.
+pub const MAX_HOST_CALLS_PER_RUN: usize = 10_000;
+
+/// Largest request a plugin may pass to one host capability call.
+pub const MAX_HOST_REQUEST_BYTES: usize = 1 << 20;
 
 pub(crate) fn stderr_sink() -> LogSink {
     Arc::new(|line: &LogLine| eprintln!("[plugin {}] {}", line.plugin_id, line.message))
@@ -90,6 +98,8 @@ struct RunState {
     logged: usize,
     control: RunControl,
     deadline: Instant,
+    host: Arc<dyn HostApi>,
+    host_calls: usize,
 }
 
 /// A compiled, checked plugin module, ready to run.
@@ -101,20 +111,27 @@ pub struct WasmModule {
     limits: WasmLimits,
     pre: InstancePre<RunState>,
     artifact_digest: Digest,
+    methods: BTreeSet<String>,
 }
 
 impl WasmModule {
-    pub(crate) fn load(shared: Arc<Shared>, manifest: Manifest, wasm: &[u8]) -> Result<WasmModule, WasmError> {
+    pub(crate) fn load(
+        shared: Arc<Shared>,
+        manifest: Manifest,
+        wasm: &[u8],
+        catalog: &PermissionCatalog,
+        required_methods: &[&str],
+    ) -> Result<WasmModule, WasmError> {
         let plugin_id: Arc<str> = Arc::from(manifest.plugin_id.as_str());
         let id = || manifest.plugin_id.clone();
-        let grants = Grants::resolve(&manifest.permissions);
+        let grants = Grants::resolve(&manifest.permissions, catalog);
         let module = Module::new(&shared.engine, wasm)
             .map_err(|e| WasmError::Compile { plugin_id: id(), message: format!("{e:#}") })?;
 
         for import in module.imports() {
             let (module_name, name) = (import.module(), import.name());
             let permission = (module_name == abi::HOST_MODULE && matches!(import.ty(), ExternType::Func(_)))
-                .then(|| abi::permission_for_import(name))
+                .then(|| abi::permission_for_import(name, catalog))
                 .flatten();
             let Some(permission) = permission else {
                 return Err(WasmError::UnknownImport {
@@ -128,14 +145,14 @@ impl WasmModule {
                     plugin_id: id(),
                     module: module_name.to_owned(),
                     name: name.to_owned(),
-                    permission: permission.name().to_owned(),
+                    permission: permission.to_owned(),
                 });
             }
         }
-        check_exports(&module, &manifest.plugin_id)?;
+        let methods = check_exports(&module, &manifest.plugin_id, required_methods)?;
 
         let mut linker: Linker<RunState> = Linker::new(&shared.engine);
-        link_host_functions(&mut linker, &grants)
+        link_host_functions(&mut linker, &grants, catalog)
             .map_err(|e| WasmError::Instantiate { plugin_id: id(), message: format!("{e:#}") })?;
         let pre = linker
             .instantiate_pre(&module)
@@ -150,9 +167,15 @@ impl WasmModule {
             limits,
             pre,
             artifact_digest: Digest::of_bytes(wasm),
+            methods,
         };
         loaded.check_abi_version()?;
         Ok(loaded)
+    }
+
+    /// The methods the module exports (`polis_<method>`), sorted.
+    pub fn methods(&self) -> impl Iterator<Item = &str> {
+        self.methods.iter().map(String::as_str)
     }
 
     /// The plugin's manifest.
@@ -175,7 +198,12 @@ impl WasmModule {
         self.limits
     }
 
-    fn new_store(&self, seed: u64, control: &RunControl) -> Result<Store<RunState>, wasmtime::Error> {
+    fn new_store(
+        &self,
+        seed: u64,
+        control: &RunControl,
+        host: &Arc<dyn HostApi>,
+    ) -> Result<Store<RunState>, wasmtime::Error> {
         let state = RunState {
             plugin_id: Arc::clone(&self.plugin_id),
             limiter: Limiter {
@@ -187,6 +215,8 @@ impl WasmModule {
             logged: 0,
             control: control.clone(),
             deadline: Instant::now() + self.limits.timeout,
+            host: Arc::clone(host),
+            host_calls: 0,
         };
         let mut store = Store::new(&self.shared.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -210,7 +240,7 @@ impl WasmModule {
             plugin_id: self.manifest.plugin_id.clone(),
             message: format!("{e:#}"),
         };
-        let mut store = self.new_store(0, &RunControl::new()).map_err(instantiate)?;
+        let mut store = self.new_store(0, &RunControl::new(), &no_host()).map_err(instantiate)?;
         let instance = self.pre.instantiate(&mut store).map_err(instantiate)?;
         let version = instance
             .get_typed_func::<(), i32>(&mut store, exports::ABI_VERSION)
@@ -226,26 +256,37 @@ impl WasmModule {
         Ok(())
     }
 
-    /// Runs one request in a fresh instance and returns the reply bytes.
+    /// Runs one request to `polis_<method>` in a fresh instance and returns
+    /// the raw reply bytes (the ABI's `{"ok"}`/`{"error"}` envelope).
     ///
-    /// `request` is the ABI's request document; `seed` seeds the `random`
-    /// host function. Every failure is contained and reported as a
+    /// `seed` seeds the `random` host function; `host` answers granted
+    /// capability imports. Every failure is contained and reported as a
     /// [`PolicyError`]: limits as `LimitExceeded` (`fuel`, `timeout`,
-    /// `memory`, `output_bytes`), cancellation as `Cancelled`, traps and
-    /// ABI misuse as `Failed`.
-    pub fn call(&self, request: &[u8], seed: u64, control: &RunControl) -> Result<Vec<u8>, PolicyError> {
-        let mut store = self.new_store(seed, control).map_err(|e| failed("store", &e))?;
-        let result = self.call_in(&mut store, request);
+    /// `memory`, `output_bytes`, `host_calls`), cancellation as
+    /// `Cancelled`, a method the module does not export as `NoSuchMethod`,
+    /// traps and ABI misuse as `Failed`.
+    pub fn invoke(&self, method: &str, request: &[u8], env: &CallEnv<'_>) -> Result<Vec<u8>, PolicyError> {
+        let export = abi::method_export(method);
+        if !self.methods.contains(method) {
+            return Err(PolicyError::NoSuchMethod(method.to_owned()));
+        }
+        let mut store = self.new_store(env.seed, env.control, env.host).map_err(|e| failed("store", &e))?;
+        let result = self.call_in(&mut store, &export, request);
         result.map_err(|e| self.classify(&store, &e))
     }
 
-    fn call_in(&self, store: &mut Store<RunState>, request: &[u8]) -> Result<Vec<u8>, wasmtime::Error> {
+    /// [`WasmModule::invoke`] of `run` with no host capabilities.
+    pub fn call(&self, request: &[u8], seed: u64, control: &RunControl) -> Result<Vec<u8>, PolicyError> {
+        self.invoke("run", request, &CallEnv { seed, control, host: &no_host() })
+    }
+
+    fn call_in(&self, store: &mut Store<RunState>, export: &str, request: &[u8]) -> Result<Vec<u8>, wasmtime::Error> {
         let instance = self.pre.instantiate(&mut *store)?;
         let memory = instance
             .get_memory(&mut *store, exports::MEMORY)
             .ok_or_else(|| wasmtime::Error::msg("export `memory` is missing"))?;
         let alloc = instance.get_typed_func::<i32, i32>(&mut *store, exports::ALLOC)?;
-        let run = instance.get_typed_func::<(i32, i32), i64>(&mut *store, exports::RUN)?;
+        let run = instance.get_typed_func::<(i32, i32), i64>(&mut *store, export)?;
 
         let len = i32::try_from(request.len()).map_err(|_| wasmtime::Error::msg("request is larger than 2 GiB"))?;
         let ptr = alloc.call(&mut *store, len)?;
@@ -283,6 +324,9 @@ impl WasmModule {
                 detail: format!("reply of {} bytes exceeds the cap of {}", too_large.len, too_large.limit),
             };
         }
+        if let Some(limit) = error.downcast_ref::<HostCallLimit>() {
+            return PolicyError::LimitExceeded { limit: "host_calls", detail: limit.to_string() };
+        }
         if let Some(Trap::OutOfFuel) = error.downcast_ref::<Trap>() {
             return PolicyError::LimitExceeded {
                 limit: "fuel",
@@ -310,6 +354,65 @@ struct OutputTooLarge {
     limit: u64,
 }
 
+/// A host capability call over its limits.
+#[derive(Debug, thiserror::Error)]
+enum HostCallLimit {
+    #[error("more than {MAX_HOST_CALLS_PER_RUN} host calls in one run")]
+    TooMany,
+    #[error("a host call request of {0} bytes exceeds the cap of {MAX_HOST_REQUEST_BYTES}")]
+    TooLarge(usize),
+}
+
+/// The ABI's reply envelope, with the output kept raw.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    ok: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    error: Option<GuestError>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GuestError {
+    kind: String,
+    message: String,
+}
+
+/// Opens the ABI's reply envelope: the `ok` document's bytes, or the
+/// guest's error (`rejected` becomes [`PolicyError::Rejected`]).
+pub(crate) fn open_envelope(reply: &[u8]) -> Result<Vec<u8>, PolicyError> {
+    let mut de = serde_json::Deserializer::from_slice(reply);
+    let envelope = Envelope::deserialize(&mut de).and_then(|e| de.end().map(|()| e)).map_err(|e| {
+        PolicyError::Failed(if e.is_syntax() || e.is_eof() {
+            format!("reply is not valid JSON: {e}")
+        } else {
+            format!("reply is not the wasm ABI's `{{\"ok\"}}` or `{{\"error\"}}` envelope: {e}")
+        })
+    })?;
+    match (envelope.ok, envelope.error) {
+        (Some(ok), None) => Ok(ok.get().as_bytes().to_vec()),
+        (None, Some(error)) if error.kind == "rejected" => Err(PolicyError::Rejected(error.message)),
+        (None, Some(error)) => Err(PolicyError::Failed(format!("{} ({})", error.message, error.kind))),
+        _ => Err(PolicyError::Failed("reply must hold exactly one of `ok` and `error`".to_owned())),
+    }
+}
+
+impl PluginEndpoint for WasmModule {
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    fn call(&self, method: &str, request: &[u8], env: &CallEnv<'_>) -> Result<Vec<u8>, PolicyError> {
+        open_envelope(&self.invoke(method, request, env)?)
+    }
+}
+
 fn one_line(error: &wasmtime::Error) -> String {
     let text = format!("{error:#}");
     text.lines().next().unwrap_or_default().to_owned()
@@ -322,7 +425,10 @@ fn failed(stage: &str, error: &wasmtime::Error) -> PolicyError {
     PolicyError::Failed(format!("wasm {stage} failed: {}", one_line(error)))
 }
 
-fn check_exports(module: &Module, plugin_id: &str) -> Result<(), WasmError> {
+/// Checks the ABI's exports and returns the methods the module answers:
+/// every `polis_<method>` export other than the ABI's own, each of type
+/// `(i32, i32) -> i64`. Every method in `required` must be among them.
+fn check_exports(module: &Module, plugin_id: &str, required: &[&str]) -> Result<BTreeSet<String>, WasmError> {
     let bad = |name: &str, problem: String| WasmError::BadExport {
         plugin_id: plugin_id.to_owned(),
         name: name.to_owned(),
@@ -334,33 +440,60 @@ fn check_exports(module: &Module, plugin_id: &str) -> Result<(), WasmError> {
         None => return Err(bad(exports::MEMORY, "is missing".to_owned())),
     }
     let i32_ = || ValType::I32;
-    for (name, params, results) in [
-        (exports::ABI_VERSION, vec![], vec![i32_()]),
-        (exports::ALLOC, vec![i32_()], vec![i32_()]),
-        (exports::RUN, vec![i32_(), i32_()], vec![ValType::I64]),
-    ] {
+    let same = |got: Vec<ValType>, want: &[ValType]| {
+        got.len() == want.len() && got.iter().zip(want).all(|(a, b)| ValType::eq(a, b))
+    };
+    for (name, params, results) in
+        [(exports::ABI_VERSION, vec![], vec![i32_()]), (exports::ALLOC, vec![i32_()], vec![i32_()])]
+    {
         let Some(ty) = module.get_export(name) else {
             return Err(bad(name, "is missing".to_owned()));
         };
         let ExternType::Func(func) = ty else {
             return Err(bad(name, "is not a function".to_owned()));
         };
-        let same = |got: Vec<ValType>, want: &[ValType]| {
-            got.len() == want.len() && got.iter().zip(want).all(|(a, b)| ValType::eq(a, b))
-        };
         if !same(func.params().collect(), &params) || !same(func.results().collect(), &results) {
             return Err(bad(name, format!("has type {func}, expected ({}) -> ({})", show(&params), show(&results))));
         }
     }
-    Ok(())
+    let method_params = [i32_(), i32_()];
+    let method_results = [ValType::I64];
+    let mut methods = BTreeSet::new();
+    for export in module.exports() {
+        let name = export.name();
+        let Some(method) = name.strip_prefix(abi::METHOD_PREFIX) else { continue };
+        if name == exports::ABI_VERSION || name == exports::ALLOC {
+            continue;
+        }
+        let ExternType::Func(func) = export.ty() else {
+            return Err(bad(name, "is not a function".to_owned()));
+        };
+        if !same(func.params().collect(), &method_params) || !same(func.results().collect(), &method_results) {
+            return Err(bad(
+                name,
+                format!("has type {func}, expected ({}) -> ({})", show(&method_params), show(&method_results)),
+            ));
+        }
+        methods.insert(method.to_owned());
+    }
+    for method in required {
+        if !methods.contains(*method) {
+            return Err(bad(&abi::method_export(method), "is missing".to_owned()));
+        }
+    }
+    Ok(methods)
 }
 
 fn show(types: &[ValType]) -> String {
     types.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
-fn link_host_functions(linker: &mut Linker<RunState>, grants: &Grants) -> wasmtime::Result<()> {
-    if grants.allows(Permission::LogEmit) {
+fn link_host_functions(
+    linker: &mut Linker<RunState>,
+    grants: &Grants,
+    catalog: &PermissionCatalog,
+) -> wasmtime::Result<()> {
+    if grants.allows(permission::LOG_EMIT) {
         linker.func_wrap(abi::HOST_MODULE, "log", |mut caller: Caller<'_, RunState>, ptr: i32, len: i32| {
             let Some(memory) = caller.get_export(exports::MEMORY).and_then(|e| e.into_memory()) else {
                 return Ok(());
@@ -380,10 +513,70 @@ fn link_host_functions(linker: &mut Linker<RunState>, grants: &Grants) -> wasmti
             Ok(())
         })?;
     }
-    if grants.allows(Permission::Random) {
+    if grants.allows(permission::RANDOM) {
         linker.func_wrap(abi::HOST_MODULE, "random_u64", |mut caller: Caller<'_, RunState>| {
             caller.data_mut().rng.next_u64() as i64
         })?;
     }
+    for capability in catalog.capabilities().iter().filter(|c| grants.allows(c.permission)) {
+        let method: Arc<str> = Arc::from(capability.method);
+        linker.func_wrap(
+            abi::HOST_MODULE,
+            &capability.wasm_import(),
+            move |mut caller: Caller<'_, RunState>, ptr: i32, len: i32| -> wasmtime::Result<i64> {
+                host_call(&mut caller, &method, ptr, len)
+            },
+        )?;
+    }
     Ok(())
+}
+
+/// One capability call from the guest: reads its request, asks the host,
+/// and writes `{"ok": result}` or `{"error": {"code", "message"}}` into
+/// memory the guest allocates, returning it packed like `polis_run`.
+fn host_call(caller: &mut Caller<'_, RunState>, method: &str, ptr: i32, len: i32) -> wasmtime::Result<i64> {
+    let state = caller.data_mut();
+    state.host_calls += 1;
+    if state.host_calls > MAX_HOST_CALLS_PER_RUN {
+        return Err(wasmtime::Error::new(HostCallLimit::TooMany));
+    }
+    let len = len as u32 as usize;
+    if len > MAX_HOST_REQUEST_BYTES {
+        return Err(wasmtime::Error::new(HostCallLimit::TooLarge(len)));
+    }
+    let memory = caller
+        .get_export(exports::MEMORY)
+        .and_then(|e| e.into_memory())
+        .ok_or_else(|| wasmtime::Error::msg("export `memory` is missing"))?;
+    let start = ptr as u32 as usize;
+    let request = memory
+        .data(&*caller)
+        .get(start..start.saturating_add(len))
+        .ok_or_else(|| wasmtime::Error::msg(format!("host call `{method}` passed a request outside memory")))?
+        .to_vec();
+    let host = Arc::clone(&caller.data().host);
+    let reply = match host.call(method, &request) {
+        Ok(result) => {
+            let mut reply = Vec::with_capacity(result.len() + 7);
+            reply.extend_from_slice(b"{\"ok\":");
+            reply.extend_from_slice(&result);
+            reply.push(b'}');
+            reply
+        }
+        Err(error) => {
+            serde_json::to_vec(&serde_json::json!({"error": {"code": error.code(), "message": error.to_string()}}))
+                .map_err(|e| wasmtime::Error::msg(format!("host error does not encode: {e}")))?
+        }
+    };
+    let alloc = caller
+        .get_export(exports::ALLOC)
+        .and_then(|e| e.into_func())
+        .ok_or_else(|| wasmtime::Error::msg("export `polis_alloc` is missing"))?
+        .typed::<i32, i32>(&*caller)?;
+    let out_len = i32::try_from(reply.len()).map_err(|_| wasmtime::Error::msg("host reply is larger than 2 GiB"))?;
+    let out = alloc.call(&mut *caller, out_len)?;
+    memory
+        .write(&mut *caller, out as u32 as usize, &reply)
+        .map_err(|_| wasmtime::Error::msg("`polis_alloc` returned an address outside memory"))?;
+    Ok(abi::pack(out as u32, reply.len() as u32))
 }

@@ -6,6 +6,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use polis_core::manifest::Manifest;
+use polis_core::permission::PermissionCatalog;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::error::WasmError;
@@ -154,9 +155,23 @@ impl WasmRuntime {
         self.shared.config.limits
     }
 
-    /// Compiles `wasm` for the plugin `manifest` describes and checks its
-    /// imports, exports and ABI version.
+    /// Compiles `wasm` for the plugin `manifest` describes, with only the
+    /// platform's permissions, and checks its imports, exports (`polis_run`
+    /// among them) and ABI version.
     pub fn load(&self, manifest: Manifest, wasm: &[u8]) -> Result<WasmModule, WasmError> {
-        WasmModule::load(Arc::clone(&self.shared), manifest, wasm)
+        self.load_with(manifest, wasm, &PermissionCatalog::platform(), &["run"])
+    }
+
+    /// Like [`WasmRuntime::load`] for a contract with its own permissions
+    /// and capabilities (`catalog`), whose plugins must export every method
+    /// in `required_methods`.
+    pub fn load_with(
+        &self,
+        manifest: Manifest,
+        wasm: &[u8],
+        catalog: &PermissionCatalog,
+        required_methods: &[&str],
+    ) -> Result<WasmModule, WasmError> {
+        WasmModule::load(Arc::clone(&self.shared), manifest, wasm, catalog, required_methods)
     }
 }

@@ -14,7 +14,7 @@ use polis_rebalance::builtins;
 use polis_rebalance::contract::{Rebalance, RebalanceParams};
 use polis_rebalance::host::{Decision, Host};
 use polis_runtime::HostLimits;
-use polis_wasm::{LogLine, WasmConfig, WasmPolicy, WasmRuntime};
+use polis_wasm::{LogLine, WasmConfig, WasmRuntime};
 use serde_json::Value;
 
 const WASM: &str = "polis_example_seeded.wasm";
@@ -34,8 +34,8 @@ fn host() -> (Host, Arc<Mutex<Vec<LogLine>>>) {
     let runtime = WasmRuntime::new(WasmConfig { log_sink: sink, ..WasmConfig::default() }).unwrap();
     let module = runtime.load(manifest(), &polis_testdata::example_wasm(WASM)).unwrap();
     let mut registry = builtins::registry();
-    registry.register(Arc::new(WasmPolicy::<Rebalance>::new(module)), None).unwrap();
-    (Host::new(registry, HostLimits::default()), lines)
+    registry.register(Arc::new(polis_core::EndpointPolicy::<Rebalance>::new(Arc::new(module))), None).unwrap();
+    (Host::new(registry, HostLimits::default()).unwrap(), lines)
 }
 
 /// The example's draws for a decision at `bucket`.
@@ -43,14 +43,17 @@ fn draws(host: &Host, bucket: i64) -> Value {
     let input = polis_rebalance::synth::tiny_input();
     let params = RebalanceParams::default();
     let decision = Decision {
-        system_id: "test",
-        sv: "sv1",
-        decision_bucket_ts: bucket,
-        horizon_steps: 0,
-        request_id: None,
+        subject: &polis_rebalance::contract::DecisionSubject {
+            system_id: "test".to_owned(),
+            sv: "sv1".to_owned(),
+            decision_bucket_ts: bucket,
+            horizon_steps: 0,
+        },
         input: &input,
         params: &params,
+        request_id: None,
         control: None,
+        host: None,
     };
     let record = host.decide("rebal.seeded_wasm.v1", &decision).unwrap();
     record.output.diagnostics.unwrap()["draws"].clone()

@@ -17,7 +17,7 @@ use polis_rebalance::contract::{PolicyInput, Rebalance, RebalanceParams};
 use polis_rebalance::host::{Decision, Host, HostError};
 use polis_runtime::{HostLimits, RunError};
 use polis_wasm::abi::pack;
-use polis_wasm::{LogLine, RunControl, WasmConfig, WasmError, WasmLimits, WasmPolicy, WasmRuntime};
+use polis_wasm::{LogLine, RunControl, WasmConfig, WasmError, WasmLimits, WasmRuntime};
 use serde_json::json;
 
 const REPLY_AT: u32 = 0x1_0000;
@@ -84,22 +84,27 @@ impl Harness {
         for (manifest, wasm) in plugins.iter().cloned().chain([(manifest("hostile.good.v1", &[]), replying(GOOD))]) {
             let module = runtime.load(manifest, &wasm).unwrap();
             let digest = module.artifact_digest();
-            registry.register(Arc::new(WasmPolicy::<Rebalance>::new(module)), Some(digest)).unwrap();
+            registry
+                .register(Arc::new(polis_core::EndpointPolicy::<Rebalance>::new(Arc::new(module))), Some(digest))
+                .unwrap();
         }
-        Harness { host: Host::new(registry, HostLimits::default()) }
+        Harness { host: Host::new(registry, HostLimits::default()).unwrap() }
     }
 
     fn decide(&self, version: &str) -> Result<polis_runtime::RunRecord<Rebalance>, HostError> {
         let (input, params) = (input(), RebalanceParams::default());
         let decision = Decision {
-            system_id: "test",
-            sv: "sv1",
-            decision_bucket_ts: 1_678_090_200,
-            horizon_steps: 0,
-            request_id: None,
+            subject: &polis_rebalance::contract::DecisionSubject {
+                system_id: "test".to_owned(),
+                sv: "sv1".to_owned(),
+                decision_bucket_ts: 1_678_090_200,
+                horizon_steps: 0,
+            },
             input: &input,
             params: &params,
+            request_id: None,
             control: None,
+            host: None,
         };
         self.host.decide(version, &decision)
     }
@@ -207,7 +212,7 @@ fn a_schema_violating_output_names_the_field() {
         &[(manifest("hostile.schema.v1", &[]), replying(r#"{"ok":{"moves":"all of them","summary":{}}}"#))],
     );
     let error = harness.contained("rebal.schema.v1");
-    assert!(error.to_string().contains("does not match `policy.output.v1` at `ok.moves`"), "{error}");
+    assert!(error.to_string().contains("does not match `policy.output.v1` at `moves`"), "{error}");
 }
 
 #[test]
@@ -350,10 +355,10 @@ fn repeated_failures_open_the_breaker_and_the_metrics_show_it() {
     let runtime = WasmRuntime::new(WasmConfig::default()).unwrap();
     let mut registry = Registry::<Rebalance>::new();
     let trap = runtime.load(manifest("hostile.flaky.v1", &[]), &module("", "unreachable", "")).unwrap();
-    registry.register(Arc::new(WasmPolicy::<Rebalance>::new(trap)), None).unwrap();
+    registry.register(Arc::new(polis_core::EndpointPolicy::<Rebalance>::new(Arc::new(trap))), None).unwrap();
     let breaker =
         BreakerConfig { error_budget: 2, window: Duration::from_secs(3600), cooldown: Duration::from_secs(3600) };
-    let harness = Harness { host: Host::with_breaker(registry, HostLimits::default(), breaker) };
+    let harness = Harness { host: Host::with_breaker(registry, HostLimits::default(), breaker).unwrap() };
 
     for _ in 0..2 {
         assert_eq!(harness.decide("rebal.flaky.v1").err().map(|e| e.code()), Some("policy.failed"));

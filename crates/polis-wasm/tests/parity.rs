@@ -15,7 +15,7 @@ use polis_rebalance::gbfs::Feed;
 use polis_rebalance::host::Host;
 use polis_rebalance::parity;
 use polis_runtime::HostLimits;
-use polis_wasm::{WasmConfig, WasmPolicy, WasmRuntime};
+use polis_wasm::{WasmConfig, WasmRuntime};
 
 fn example_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/plugins/greedy-rust")
@@ -31,8 +31,8 @@ fn wasm_greedy_matches_the_builtin_on_every_snapshot_of_a_day() {
     let module = runtime.load(manifest, &polis_testdata::example_wasm("polis_example_greedy.wasm")).unwrap();
     let digest = module.artifact_digest();
     let mut registry = builtins::registry();
-    registry.register(Arc::new(WasmPolicy::<Rebalance>::new(module)), Some(digest)).unwrap();
-    let host = Host::new(registry, HostLimits::default());
+    registry.register(Arc::new(polis_core::EndpointPolicy::<Rebalance>::new(Arc::new(module))), Some(digest)).unwrap();
+    let host = Host::new(registry, HostLimits::default()).unwrap();
 
     let feed = Feed::open(&week).unwrap();
     // A day of snapshots every ~8 minutes, most of which need moves: the

@@ -33,15 +33,12 @@ pub mod sim;
 use std::sync::Arc;
 
 use polis_core::manifest::Manifest;
-use polis_core::policy::{Policy, PolicyError};
+use polis_core::policy::{Call, Policy, PolicyError};
 use polis_core::registry::Registry;
-use polis_core::run::RunContext;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::contract::{
-    DEFAULT_EFFORT, Effort, PolicyInput, PolicyOutput, Rebalance, RebalanceParams, Targets, default_targets,
-};
+use crate::contract::{DEFAULT_EFFORT, Effort, PolicyOutput, Rebalance, RebalanceParams, Targets, default_targets};
 use crate::gbfs::Feed;
 use crate::host::Host;
 
@@ -173,6 +170,15 @@ pub enum ReplayError {
         /// What is wrong.
         message: String,
     },
+    /// A digest the replay records could not be taken (a value JSON cannot
+    /// represent, such as a NaN in the configuration).
+    #[error("cannot hash the {what}: {message}")]
+    NotCanonical {
+        /// What could not be hashed.
+        what: &'static str,
+        /// Why.
+        message: String,
+    },
 }
 
 impl ReplayError {
@@ -183,6 +189,7 @@ impl ReplayError {
             ReplayError::UnknownPolicy(_) => "replay.unknown_policy",
             ReplayError::NoData { .. } => "replay.no_data",
             ReplayError::Record { .. } => "replay.record",
+            ReplayError::NotCanonical { .. } => "replay.not_canonical",
         }
     }
 }
@@ -196,13 +203,18 @@ pub struct NoopPolicy {
 
 impl Default for NoopPolicy {
     fn default() -> Self {
-        let mut manifest = crate::builtins::Builtin::Greedy.manifest();
-        manifest.plugin_id = "polis.rebal.noop.v1".to_owned();
-        manifest.policy_version = NOOP_VERSION.to_owned();
-        manifest.strategy = "noop.v1".to_owned();
-        manifest.display_name = "No rebalancing".to_owned();
-        manifest.description = Some("Never moves a bike: the baseline every replay compares against.".to_owned());
-        manifest.requires_neighbor_graph = false;
+        let fields = crate::contract::RebalanceManifest {
+            requires_neighbor_graph: false,
+            ..crate::contract::RebalanceManifest::builtin()
+        };
+        let manifest = crate::builtins::builtin_manifest(
+            "polis.rebal.noop.v1",
+            NOOP_VERSION,
+            "noop.v1",
+            "No rebalancing",
+            "Never moves a bike: the baseline every replay compares against.",
+            &fields,
+        );
         NoopPolicy { manifest }
     }
 }
@@ -212,12 +224,8 @@ impl Policy<Rebalance> for NoopPolicy {
         &self.manifest
     }
 
-    fn run(
-        &self,
-        _ctx: &RunContext,
-        _input: &PolicyInput,
-        _params: &RebalanceParams,
-    ) -> Result<PolicyOutput, PolicyError> {
+    fn run(&self, call: &Call<'_, Rebalance>) -> Result<PolicyOutput, PolicyError> {
+        call.check_cancelled()?;
         Ok(PolicyOutput::no_op(None))
     }
 }
@@ -317,7 +325,7 @@ pub fn prepare(feed: &Feed, host: &Host, config: &ReplayConfig) -> Result<Replay
 /// [`with_noop`] to add the baseline.
 pub fn run(feed: &Feed, host: &Host, config: &ReplayConfig, progress: &dyn Progress) -> Result<Replay, ReplayError> {
     let config = prepare(feed, host, config)?;
-    let world = sim::World::new(feed, &config);
+    let world = sim::World::new(feed, &config)?;
     let replications = config.demand.replications();
     let demands: Vec<demand::Demand> = match config.demand {
         DemandModel::Flow => vec![demand::Demand::Flow],
@@ -334,7 +342,7 @@ pub fn run(feed: &Feed, host: &Host, config: &ReplayConfig, progress: &dyn Progr
     let runs: Vec<RunResult> = tasks
         .into_par_iter()
         .map(|(p, r)| sim::simulate(&world, host, &config, &config.policies[p], r, &demands[r as usize], progress))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let summary = Summary::new(&config, &runs);
     let jumps_removed = demand::count_jumps(&world, config.jump_threshold);
     Ok(Replay { jumps_removed, config, runs, summary })

@@ -18,15 +18,16 @@
 //! [`verify`] runs the replay again and compares every decision's hashes
 //! with the stored ones.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use polis_core::canonical::Digest;
-use polis_core::run::{RunKey, rfc3339};
+use polis_core::run::rfc3339;
+use polis_runtime::verify::Trace;
 use serde::{Deserialize, Serialize};
 
 use super::kpi::{Estimate, METRICS};
 use super::{Progress, Replay, ReplayConfig, ReplayError};
+use crate::contract::RunKey;
 use crate::gbfs::Feed;
 use crate::host::Host;
 
@@ -267,35 +268,33 @@ pub fn parse_runs(text: &str) -> Result<Vec<DecisionRecord>, ReplayError> {
         .collect()
 }
 
-/// A decision whose hashes differ from the stored ones.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Drift {
+/// Names one decision of a replay: drifts are listed in (policy,
+/// replication, time) order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct DecisionRef {
     /// The policy.
     pub policy: String,
     /// The replication.
     pub replication: u32,
     /// The decision time.
     pub decision_bucket_ts: i64,
-    /// Which hash: `output_sha256`, `input_sha256`, `run_key_sha256`,
-    /// `error`, or `record` when a decision is missing on one side.
-    pub field: &'static str,
-    /// As stored.
-    pub expected: String,
-    /// As re-run.
-    pub actual: String,
 }
 
 /// What `--verify` found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VerifyReport {
-    /// Decisions re-run.
-    pub checked: usize,
-    /// Differences, in (policy, replication, time, field) order.
-    pub drifts: Vec<Drift>,
-}
+pub type VerifyReport = polis_runtime::verify::VerifyReport<DecisionRef>;
 
-fn show(digest: Option<Digest>) -> String {
-    digest.map_or_else(|| "none".to_owned(), |d| d.to_hex())
+fn trace(record: &DecisionRecord) -> Trace<DecisionRef> {
+    Trace {
+        key: DecisionRef {
+            policy: record.policy.clone(),
+            replication: record.replication,
+            decision_bucket_ts: record.decision_bucket_ts,
+        },
+        run_key_sha256: record.run_key_sha256,
+        input_sha256: record.input_sha256,
+        output_sha256: record.output_sha256,
+        error_code: record.error.as_ref().map(|e| e.code.clone()),
+    }
 }
 
 /// Runs the replay of `config` again and compares every decision with
@@ -308,43 +307,7 @@ pub fn verify(
     progress: &dyn Progress,
 ) -> Result<VerifyReport, ReplayError> {
     let replay = super::run(feed, host, config, progress)?;
-    let key = |r: &DecisionRecord| (r.policy.clone(), r.replication, r.decision_bucket_ts);
-    let fresh: BTreeMap<_, &DecisionRecord> =
-        replay.runs.iter().flat_map(|r| &r.records).map(|r| (key(r), r)).collect();
-    let old: BTreeMap<_, &DecisionRecord> = stored.iter().map(|r| (key(r), r)).collect();
-    let mut drifts = Vec::new();
-    let drift = |k: &(String, u32, i64), field, expected: String, actual: String| Drift {
-        policy: k.0.clone(),
-        replication: k.1,
-        decision_bucket_ts: k.2,
-        field,
-        expected,
-        actual,
-    };
-    let mut keys: Vec<&(String, u32, i64)> = fresh.keys().chain(old.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    for k in keys {
-        match (old.get(k), fresh.get(k)) {
-            (Some(a), Some(b)) => {
-                if a.run_key_sha256 != b.run_key_sha256 {
-                    drifts.push(drift(k, "run_key_sha256", a.run_key_sha256.to_hex(), b.run_key_sha256.to_hex()));
-                }
-                if a.input_sha256 != b.input_sha256 {
-                    drifts.push(drift(k, "input_sha256", show(a.input_sha256), show(b.input_sha256)));
-                }
-                if a.output_sha256 != b.output_sha256 {
-                    drifts.push(drift(k, "output_sha256", show(a.output_sha256), show(b.output_sha256)));
-                }
-                let code = |r: &DecisionRecord| r.error.as_ref().map_or_else(|| "none".to_owned(), |e| e.code.clone());
-                if code(a) != code(b) {
-                    drifts.push(drift(k, "error", code(a), code(b)));
-                }
-            }
-            (Some(_), None) => drifts.push(drift(k, "record", "stored".to_owned(), "not re-run".to_owned())),
-            (None, Some(_)) => drifts.push(drift(k, "record", "not stored".to_owned(), "re-run".to_owned())),
-            (None, None) => {}
-        }
-    }
-    Ok(VerifyReport { checked: fresh.len(), drifts })
+    let fresh: Vec<Trace<DecisionRef>> = replay.runs.iter().flat_map(|r| &r.records).map(trace).collect();
+    let old: Vec<Trace<DecisionRef>> = stored.iter().map(trace).collect();
+    Ok(polis_runtime::verify::compare(&old, &fresh))
 }

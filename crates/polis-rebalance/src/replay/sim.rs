@@ -29,8 +29,8 @@ use serde_json::json;
 use super::demand::{Demand, DemandEvent, Kind, is_jump};
 use super::kpi::Kpis;
 use super::output::{DecisionError, DecisionRecord, MoveRow, TimePoint};
-use super::{Progress, ReplayConfig};
-use crate::contract::{Neighbor, PolicyInput, Station};
+use super::{Progress, ReplayConfig, ReplayError};
+use crate::contract::{DecisionSubject, Neighbor, PolicyInput, RebalanceParams, RunKey, Station};
 use crate::gbfs::{Feed, StationStatus};
 use crate::host::{Decision, Host};
 use crate::snapshot::{neighbor_graph, quality};
@@ -74,7 +74,7 @@ pub fn decision_times(from: i64, to: i64, bucket_s: i64) -> Vec<i64> {
 
 impl<'f> World<'f> {
     /// Cuts the window out of the feed; `config` has been prepared.
-    pub fn new(feed: &'f Feed, config: &super::ReplayConfig) -> Self {
+    pub fn new(feed: &'f Feed, config: &super::ReplayConfig) -> Result<Self, ReplayError> {
         let start = config.from;
         let end = config.to;
         let first = feed.snapshots.partition_point(|s| s.ts <= start).saturating_sub(1);
@@ -108,8 +108,8 @@ impl<'f> World<'f> {
             "station_information_last_updated": feed.info_last_updated,
             "config": identity,
         }))
-        .unwrap_or_else(|_| Digest::of_bytes(b""));
-        World {
+        .map_err(|e| not_canonical("replay configuration", &e))?;
+        Ok(World {
             feed,
             start,
             end,
@@ -118,7 +118,7 @@ impl<'f> World<'f> {
             frames,
             decisions: decision_times(start, end, config.bucket_s),
             config_digest,
-        }
+        })
     }
 
     /// The station id of local station `l`.
@@ -130,10 +130,10 @@ impl<'f> World<'f> {
     /// the SHA-256 of the system, its station-information watermark, the
     /// configuration (without the policy list) and `r`. Every input of a
     /// replay is built from this view, so it names it in every run key.
-    pub fn serving_view(&self, replication: u32) -> String {
+    pub fn serving_view(&self, replication: u32) -> Result<String, ReplayError> {
         let digest = canonical::digest_of(&json!({"config": self.config_digest, "replication": replication}))
-            .unwrap_or_else(|_| Digest::of_bytes(b""));
-        format!("rp1-{}", &digest.to_hex()[..16])
+            .map_err(|e| not_canonical("serving view", &e))?;
+        Ok(format!("rp1-{}", &digest.to_hex()[..16]))
     }
 }
 
@@ -351,7 +351,7 @@ pub fn simulate(
     replication: u32,
     demand: &Demand,
     progress: &dyn Progress,
-) -> RunResult {
+) -> Result<RunResult, ReplayError> {
     let n = world.stations.len();
     let mut state = State::new(n);
     let flow = matches!(demand, Demand::Flow);
@@ -359,7 +359,7 @@ pub fn simulate(
         Demand::Flow => &[],
         Demand::Events(events) => events,
     };
-    let sv = world.serving_view(replication);
+    let sv = world.serving_view(replication)?;
     let mut graph = GraphCache::default();
     let mut arrivals: BinaryHeap<Arrival> = BinaryHeap::new();
     let mut sequence = 0u64;
@@ -413,7 +413,7 @@ pub fn simulate(
             timeseries.push(state.time_point(now));
             let mut run =
                 Run { world, host, config, policy, replication, sv: &sv, state: &mut state, graph: &mut graph };
-            let record = run.decide(now, &mut arrivals, &mut sequence, &mut moves);
+            let record = run.decide(now, &mut arrivals, &mut sequence, &mut moves)?;
             records.push(record);
             progress.advance(1);
         }
@@ -422,7 +422,7 @@ pub fn simulate(
     state.ledger.in_transit = state.in_transit;
     state.ledger.waiting = state.waiting_total;
     state.kpis.stations_touched = state.touched.iter().filter(|&&t| t).count() as u64;
-    RunResult {
+    Ok(RunResult {
         policy: policy.to_owned(),
         replication,
         kpis: state.kpis,
@@ -430,7 +430,7 @@ pub fn simulate(
         moves,
         timeseries,
         ledger: state.ledger,
-    }
+    })
 }
 
 /// One run's fixed context while it decides.
@@ -454,7 +454,7 @@ impl Run<'_, '_> {
         arrivals: &mut BinaryHeap<Arrival>,
         sequence: &mut u64,
         moves: &mut Vec<MoveRow>,
-    ) -> DecisionRecord {
+    ) -> Result<DecisionRecord, ReplayError> {
         let world = self.world;
         let state = &mut *self.state;
         let present: Vec<usize> = (0..world.stations.len()).filter(|&l| state.active[l]).collect();
@@ -463,7 +463,7 @@ impl Run<'_, '_> {
             self.graph.neighbors =
                 neighbor_graph(&world.feed.stations, &feed_present, self.config.k, self.config.radius_m);
             self.graph.digest =
-                Some(canonical::digest_of(&self.graph.neighbors).unwrap_or_else(|_| Digest::of_bytes(b"")));
+                Some(canonical::digest_of(&self.graph.neighbors).map_err(|e| not_canonical("neighbour graph", &e))?);
             self.graph.present = feed_present;
         }
         let stations: Vec<Station> = present
@@ -484,30 +484,27 @@ impl Run<'_, '_> {
             .collect();
         let view_snapshot_sha256 =
             canonical::digest_of(&json!({"stations": &stations, "neighbors_sha256": self.graph.digest}))
-                .unwrap_or_else(|_| Digest::of_bytes(b""));
+                .map_err(|e| not_canonical("simulated view", &e))?;
         let input = PolicyInput {
             stations,
             neighbors: self.graph.neighbors.clone(),
             effort: self.config.effort.clone(),
             targets: self.config.targets.clone(),
         };
-        let decision = Decision {
-            system_id: &world.feed.system_id,
-            sv: self.sv,
+        let subject = DecisionSubject {
+            system_id: world.feed.system_id.clone(),
+            sv: self.sv.to_owned(),
             decision_bucket_ts: now,
             horizon_steps: 0,
-            request_id: None,
-            input: &input,
-            params: &self.config.params,
-            control: None,
         };
-        let run_key = Host::run_key(self.policy, &decision);
+        let decision = Decision::new(&subject, &input, &self.config.params);
+        let (run_key, run_key_sha256) = run_key(self.policy, &subject, &self.config.params)?;
         let entry = self.host.registry().resolve(self.policy).ok();
         let mut record = DecisionRecord {
             policy: self.policy.to_owned(),
             replication: self.replication,
             decision_bucket_ts: now,
-            run_key_sha256: run_key.digest(),
+            run_key_sha256,
             policy_spec_sha256: run_key.policy_spec_sha256,
             run_key,
             plugin_id: entry.map(|e| e.manifest.plugin_id.clone()),
@@ -533,7 +530,7 @@ impl Run<'_, '_> {
             Err(error) => {
                 state.kpis.errors += 1;
                 record.error = Some(DecisionError { code: error.code().to_owned(), message: error.to_string() });
-                return record;
+                return Ok(record);
             }
         };
         let speed_m_per_s = self.config.speed_kmh.map(|kmh| kmh / 3.6);
@@ -578,6 +575,18 @@ impl Run<'_, '_> {
                 reason_codes: m.reason_codes.join(";"),
             });
         }
-        record
+        Ok(record)
     }
+}
+
+/// The run key of `policy`'s decision on `subject`, with its digest.
+fn run_key(policy: &str, subject: &DecisionSubject, params: &RebalanceParams) -> Result<(RunKey, Digest), ReplayError> {
+    let key = Host::run_key(policy, subject, params)
+        .map_err(|e| ReplayError::NotCanonical { what: "run key", message: e.to_string() })?;
+    let digest = key.digest().map_err(|e| not_canonical("run key", &e))?;
+    Ok((key, digest))
+}
+
+fn not_canonical(what: &'static str, error: &canonical::CanonicalError) -> ReplayError {
+    ReplayError::NotCanonical { what, message: error.to_string() }
 }

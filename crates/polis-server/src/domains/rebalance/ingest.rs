@@ -11,8 +11,10 @@
 use polis_core::canonical::{self, Digest};
 use polis_rebalance::contract::{Neighbor, PolicyInput, Station};
 use polis_rebalance::gbfs::Feed;
+use polis_rebalance::snapshot::SnapshotError;
 use polis_rebalance::snapshot::{SnapshotBuilder, SnapshotOptions};
-use polis_store::{IngestCounts, NewSnapshot, SnapshotRecord, StationRow, Store, StoreError};
+use polis_store::rebalance::{IngestCounts, NewSnapshot, SnapshotRecord, StationRow};
+use polis_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 /// Snapshots written per transaction.
@@ -24,6 +26,9 @@ pub enum IngestError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A snapshot could not be built into an input.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
     /// A document would not canonicalise (a non-finite number).
     #[error("cannot canonicalise {what}: {message}")]
     Canonical {
@@ -47,6 +52,7 @@ impl IngestError {
     pub fn code(&self) -> &'static str {
         match self {
             IngestError::Store(e) => e.code(),
+            IngestError::Snapshot(e) => e.code(),
             IngestError::Canonical { .. } => "ingest.not_canonical",
             IngestError::Corrupt { .. } => "snapshot.corrupt",
         }
@@ -92,7 +98,7 @@ pub async fn ingest_feed(
     for chunk in feed.snapshots.chunks(BATCH) {
         let mut batch = Vec::with_capacity(chunk.len());
         for snapshot in chunk {
-            let built = builder.build(feed, snapshot, None);
+            let built = builder.build(feed, snapshot, None)?;
             let (neighbors_json, graph_sha256) = match &last_graph {
                 Some((neighbors, json, sha)) if *neighbors == built.input.neighbors => (json.clone(), sha.clone()),
                 _ => {

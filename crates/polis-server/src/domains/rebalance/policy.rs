@@ -10,23 +10,25 @@
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use polis_core::run::RunKey;
-use polis_rebalance::contract::RebalanceParams;
+use polis_rebalance::contract::{DecisionSubject, RebalanceParams, RunKey};
 use polis_rebalance::snapshot::{BUCKET_SECONDS, DEGRADED_AFTER_S};
-use polis_store::{MoveRow, NewRun, RunRow, RunStatus};
+use polis_store::JobStatus;
+use polis_store::rebalance::{DecisionRow, MoveRow, NewDecision};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::RebalanceState;
+use super::lookup::{SnapshotKey, spec_text};
 use crate::error::{AppError, ErrorBody, ErrorDetail};
 use crate::extract::{ApiJson, ApiQuery, ReadAccess};
-use crate::lookup::{SnapshotKey, spec_text};
-use crate::{AppState, now_ms};
+use crate::now_ms;
+use crate::runs::answer_status;
 
 /// Most moves per page.
 pub const MAX_PAGE: i64 = 1000;
 
 /// The routes of this area.
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<RebalanceState> {
     Router::new()
         .route("/api/policy/config", get(config))
         .route("/api/policy/run", post(run))
@@ -87,9 +89,9 @@ pub struct ConfigQuery {
 #[utoipa::path(get, path = "/api/policy/config", params(ConfigQuery),
     responses((status = 200, body = ConfigResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn config(
+pub(super) async fn config(
     _: ReadAccess,
-    State(state): State<AppState>,
+    State(state): State<RebalanceState>,
     ApiQuery(query): ApiQuery<ConfigQuery>,
 ) -> Result<Json<ConfigResponse>, AppError> {
     let mut versions = Vec::new();
@@ -112,6 +114,7 @@ async fn config(
     strategies.sort();
     strategies.dedup();
     let systems = state
+        .core
         .store
         .systems()
         .await?
@@ -127,7 +130,7 @@ async fn config(
         available_policy_versions: versions,
         available_strategies: strategies,
         default_spec: DefaultSpec {
-            policy_version: state.config.default_policy_version.clone(),
+            policy_version: state.settings.default_policy_version.clone(),
             horizon_steps: 0,
             params: RebalanceParams::default(),
         },
@@ -236,34 +239,25 @@ pub struct Timings {
     pub attempts: i64,
 }
 
-/// The public answer status of a stored run: running runs are `pending`.
-pub fn answer_status(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Pending | RunStatus::Running => "pending",
-        RunStatus::Ready => "ready",
-        RunStatus::Error => "error",
-        RunStatus::Cancelled => "cancelled",
-    }
-}
-
-/// Renders a stored run.
-pub fn run_response(row: &RunRow) -> Result<RunResponse, AppError> {
-    let result = match (&row.output_json, row.status) {
-        (Some(text), RunStatus::Ready) => {
+/// Renders a stored decision.
+pub fn run_response(row: &DecisionRow) -> Result<RunResponse, AppError> {
+    let job = &row.job;
+    let result = match (&job.result_json, job.status) {
+        (Some(text), JobStatus::Ready) => {
             Some(serde_json::from_str(text).map_err(|e| AppError::internal("store.corrupt", e))?)
         }
         _ => None,
     };
-    let error = (row.status == RunStatus::Error).then(|| ErrorDetail {
-        code: row.error_code.clone().unwrap_or_else(|| "run.failed".to_owned()),
+    let error = (job.status == JobStatus::Error).then(|| ErrorDetail {
+        code: job.error_code.clone().unwrap_or_else(|| "run.failed".to_owned()),
         field: None,
-        message: row.error_message.clone().unwrap_or_default(),
+        message: job.error_message.clone().unwrap_or_default(),
     });
-    let r = &row.run;
+    let r = &row.decision;
     Ok(RunResponse {
-        status: answer_status(row.status).to_owned(),
-        run_id: r.run_id.clone(),
-        run_status: row.status.as_str().to_owned(),
+        status: answer_status(job.status).to_owned(),
+        run_id: r.job_id.clone(),
+        run_status: job.status.as_str().to_owned(),
         run_key: RunKeyBody {
             system_id: r.system_id.clone(),
             sv: r.sv.clone(),
@@ -274,21 +268,21 @@ pub fn run_response(row: &RunRow) -> Result<RunResponse, AppError> {
         },
         provenance: Provenance {
             run_key_sha256: r.run_key_sha256.clone(),
-            plugin_id: row.plugin_id.clone(),
-            manifest_sha256: row.manifest_sha256.clone(),
+            plugin_id: job.plugin_id.clone(),
+            manifest_sha256: job.manifest_sha256.clone(),
             view_snapshot_id: r.view_snapshot_id.clone(),
             view_snapshot_sha256: r.view_snapshot_sha256.clone(),
-            input_sha256: row.input_sha256.clone(),
-            output_sha256: row.output_sha256.clone(),
+            input_sha256: job.job.input_sha256.clone(),
+            output_sha256: job.output_sha256.clone(),
         },
         result,
         error,
         timings: Timings {
-            created_at_ms: row.created_at_ms,
-            started_at_ms: row.started_at_ms,
-            finished_at_ms: row.finished_at_ms,
-            plugin_us: row.plugin_us,
-            attempts: row.attempts,
+            created_at_ms: job.created_at_ms,
+            started_at_ms: job.started_at_ms,
+            finished_at_ms: job.finished_at_ms,
+            plugin_us: job.plugin_us,
+            attempts: job.attempts,
         },
     })
 }
@@ -303,9 +297,9 @@ pub fn run_id_for(run_key_sha256: &str) -> String {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn run(
+pub(super) async fn run(
     _: ReadAccess,
-    State(state): State<AppState>,
+    State(state): State<RebalanceState>,
     ApiJson(request): ApiJson<RunRequest>,
 ) -> Result<axum::response::Response, AppError> {
     use axum::response::IntoResponse;
@@ -375,50 +369,57 @@ async fn run(
     }
     .ok_or_else(|| AppError::unprocessable("request.invalid_field", "params", "params do not canonicalise"))?;
     let key = RunKey {
-        system_id: request.system_id.clone(),
-        sv: snapshot.sv.clone(),
-        decision_bucket_ts: bucket,
+        subject: DecisionSubject {
+            system_id: request.system_id.clone(),
+            sv: snapshot.sv.clone(),
+            decision_bucket_ts: bucket,
+            horizon_steps: request.horizon_steps.unwrap_or(0),
+        },
         policy_version: request.policy_version.clone(),
         policy_spec_sha256: spec.sha256,
-        horizon_steps: request.horizon_steps.unwrap_or(0),
     };
-    let key_sha = key.digest().to_hex();
+    let key_sha = key
+        .digest()
+        .map_err(|e| AppError::unprocessable("request.not_canonical", "system_id", format!("run key: {e}")))?
+        .to_hex();
     if let Some(cached) = state.ready_cache.get(&key_sha) {
-        state.metrics.request("cached");
+        state.core.metrics.request("cached");
         return Ok(cached.into_response());
     }
-    let new_run = NewRun {
-        run_id: run_id_for(&key_sha),
+    let new_run = NewDecision {
+        job_id: run_id_for(&key_sha),
         run_key_sha256: key_sha.clone(),
-        system_id: key.system_id.clone(),
-        sv: key.sv.clone(),
-        decision_bucket_ts: key.decision_bucket_ts,
+        system_id: key.subject.system_id.clone(),
+        sv: key.subject.sv.clone(),
+        decision_bucket_ts: key.subject.decision_bucket_ts,
         policy_version: key.policy_version.clone(),
         policy_spec_sha256: key.policy_spec_sha256.to_hex(),
-        horizon_steps: i64::from(key.horizon_steps),
+        horizon_steps: i64::from(key.subject.horizon_steps),
         policy_spec_json: spec.json.to_string(),
         view_snapshot_id: snapshot.view_snapshot_id.clone(),
         view_snapshot_sha256: snapshot.view_snapshot_sha256.clone(),
+        submitted_by: None,
     };
-    let row = match state.store.run_by_key(&key_sha).await? {
-        Some(row) if row.status != RunStatus::Cancelled => row,
+    let store = &state.core.store;
+    let row = match store.decision_by_key(&key_sha).await? {
+        Some(row) if row.job.status != JobStatus::Cancelled => row,
         _ => {
-            let (row, enqueued) = state.store.enqueue(&new_run, now_ms()).await?;
+            let (row, enqueued) = store.enqueue_decision(&new_run, now_ms()).await?;
             if enqueued {
-                tracing::info!(run_key = %key_sha, run_id = %row.run.run_id, plugin_id = %plugin_id, "run enqueued");
-                state.work_available.notify_waiters();
+                tracing::info!(run_key = %key_sha, run_id = %row.decision.job_id, plugin_id = %plugin_id, "run enqueued");
+                state.core.work_available.notify_waiters();
             }
             row
         }
     };
     let response = run_response(&row)?;
-    if row.status == RunStatus::Ready {
+    if row.job.status == JobStatus::Ready {
         let body = serde_json::to_vec(&response).map_err(|e| AppError::internal("encode", e))?;
         let cached = state.ready_cache.insert(key_sha, body);
-        state.metrics.request("ready");
+        state.core.metrics.request("ready");
         return Ok(cached.into_response());
     }
-    state.metrics.request(answer_status(row.status));
+    state.core.metrics.request(answer_status(row.job.status));
     Ok(Json(response).into_response())
 }
 
@@ -433,16 +434,18 @@ pub struct RunSelector {
     pub run_key: Option<String>,
 }
 
-async fn find_run(state: &AppState, selector: &RunSelector) -> Result<RunRow, AppError> {
+async fn find_run(state: &RebalanceState, selector: &RunSelector) -> Result<DecisionRow, AppError> {
     let found = match (&selector.run_id, &selector.run_key) {
         (Some(id), None) => state
+            .core
             .store
-            .run_by_id(id)
+            .decision_by_id(id)
             .await?
             .ok_or_else(|| AppError::not_found("run.not_found", "run_id", format!("no run with id `{id}`")))?,
         (None, Some(key)) => state
+            .core
             .store
-            .run_by_key(key)
+            .decision_by_key(key)
             .await?
             .ok_or_else(|| AppError::not_found("run.not_found", "run_key", format!("no run with key `{key}`")))?,
         (Some(_), Some(_)) => {
@@ -467,9 +470,9 @@ async fn find_run(state: &AppState, selector: &RunSelector) -> Result<RunRow, Ap
     responses((status = 200, body = RunResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn status(
+pub(super) async fn status(
     _: ReadAccess,
-    State(state): State<AppState>,
+    State(state): State<RebalanceState>,
     ApiQuery(selector): ApiQuery<RunSelector>,
 ) -> Result<Json<RunResponse>, AppError> {
     let row = find_run(&state, &selector).await?;
@@ -548,9 +551,9 @@ fn move_body(m: MoveRow) -> Result<MoveBody, AppError> {
     responses((status = 200, body = MovesResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn moves(
+pub(super) async fn moves(
     _: ReadAccess,
-    State(state): State<AppState>,
+    State(state): State<RebalanceState>,
     ApiQuery(query): ApiQuery<MovesQuery>,
 ) -> Result<Json<MovesResponse>, AppError> {
     let offset = query.offset.unwrap_or(0);
@@ -566,10 +569,10 @@ async fn moves(
         ));
     }
     let row = find_run(&state, &RunSelector { run_id: query.run_id, run_key: query.run_key }).await?;
-    let (page, total) = state.store.moves(&row.run.run_id, offset, limit).await?;
+    let (page, total) = state.core.store.moves(&row.decision.job_id, offset, limit).await?;
     Ok(Json(MovesResponse {
-        run_id: row.run.run_id.clone(),
-        status: answer_status(row.status).to_owned(),
+        run_id: row.decision.job_id.clone(),
+        status: answer_status(row.job.status).to_owned(),
         total,
         offset,
         limit,
@@ -589,16 +592,20 @@ pub struct CancelRequest {
     responses((status = 200, description = "the run as it now is", body = RunResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn cancel(
+pub(super) async fn cancel(
     _: ReadAccess,
-    State(state): State<AppState>,
+    State(state): State<RebalanceState>,
     ApiJson(request): ApiJson<CancelRequest>,
 ) -> Result<Json<RunResponse>, AppError> {
-    let row = state.store.cancel(&request.run_id, now_ms()).await?.ok_or_else(|| {
-        AppError::not_found("run.not_found", "run_id", format!("no run with id `{}`", request.run_id))
-    })?;
-    if row.status == RunStatus::Cancelled {
-        tracing::info!(run_key = %row.run.run_key_sha256, run_id = %row.run.run_id, "run cancelled");
+    let store = &state.core.store;
+    let not_found = || AppError::not_found("run.not_found", "run_id", format!("no run with id `{}`", request.run_id));
+    // Only rebalancing decisions are cancelled here; other jobs have
+    // their own routes.
+    store.decision_by_id(&request.run_id).await?.ok_or_else(not_found)?;
+    store.cancel_job(&request.run_id, now_ms()).await?;
+    let row = store.decision_by_id(&request.run_id).await?.ok_or_else(not_found)?;
+    if row.job.status == JobStatus::Cancelled {
+        tracing::info!(run_key = %row.decision.run_key_sha256, run_id = %row.decision.job_id, "run cancelled");
     }
     Ok(Json(run_response(&row)?))
 }

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use polis_core::canonical::{self, Digest};
 use polis_rebalance::contract::RebalanceParams;
 use polis_rebalance::host::Host;
-use polis_store::SnapshotRecord;
+use polis_store::rebalance::SnapshotRecord;
 
 /// What a run needs of a snapshot: its identity, not its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +172,7 @@ impl Lookups {
 /// The canonical text and hash of the spec of `policy_version` with
 /// `params`; `None` if it does not canonicalise (a non-finite number).
 pub fn spec_text(policy_version: &str, params: &RebalanceParams) -> Option<SpecText> {
-    let spec = Host::spec(policy_version, params);
+    let spec = Host::spec(policy_version, params).ok()?;
     let json = canonical::to_canonical_vec(&spec).ok().and_then(|b| String::from_utf8(b).ok())?;
     let sha256 = Digest::of_bytes(json.as_bytes());
     Some(SpecText { json: json.into(), sha256 })
