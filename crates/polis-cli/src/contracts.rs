@@ -61,8 +61,9 @@ pub struct Conformed {
 pub trait ContractCli {
     /// The contract.
     fn info(&self) -> ContractInfo;
-    /// The built-ins plus every plugin under `dirs`, as listed rows.
-    fn statuses(&self, dirs: &PluginDirs) -> anyhow::Result<Vec<PluginStatus>>;
+    /// The built-ins plus every plugin under `dirs`, as listed rows; with
+    /// `probe`, process workers start so a failing handshake shows.
+    fn statuses(&self, dirs: &PluginDirs, probe: bool) -> anyhow::Result<Vec<PluginStatus>>;
     /// Loads one plugin directory; `None` when the contract does not claim
     /// it.
     fn inspect(&self, dir: &Path, tiers: &polis_plugins::Tiers) -> Option<Inspected>;
@@ -96,8 +97,8 @@ impl<C: Conformance> ContractCli for Entry<C> {
         ContractInfo::of::<C>()
     }
 
-    fn statuses(&self, dirs: &PluginDirs) -> anyhow::Result<Vec<PluginStatus>> {
-        Ok(dirs.registry((self.builtins)(), false)?.statuses())
+    fn statuses(&self, dirs: &PluginDirs, probe: bool) -> anyhow::Result<Vec<PluginStatus>> {
+        Ok(dirs.load((self.builtins)(), false, probe)?.statuses())
     }
 
     fn inspect(&self, dir: &Path, tiers: &polis_plugins::Tiers) -> Option<Inspected> {
@@ -155,10 +156,15 @@ pub struct RunDocument {
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
     /// List every plugin of every contract with its policy version, tier,
-    /// manifest hash and status; disabled plugins show why.
+    /// manifest hash and status; disabled plugins show why. Loading checks
+    /// manifests and artifacts; process workers start only with `--probe`.
     List {
         #[command(flatten)]
         plugins: PluginDirs,
+        /// Start every process plugin's worker and run its `initialize`
+        /// handshake, so a plugin that cannot start is listed as disabled.
+        #[arg(long)]
+        probe: bool,
     },
 }
 
@@ -224,10 +230,10 @@ pub struct RunArgs {
 }
 
 pub fn plugins(command: PluginsCommand, json: bool) -> anyhow::Result<Outcome> {
-    let PluginsCommand::List { plugins } = command;
+    let PluginsCommand::List { plugins, probe } = command;
     let mut statuses = Vec::new();
     for contract in all() {
-        statuses.extend(contract.statuses(&plugins)?);
+        statuses.extend(contract.statuses(&plugins, probe)?);
     }
     // A manifest no contract could read is reported by every contract's
     // loader; list it once.

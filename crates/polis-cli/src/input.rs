@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use polis_core::canonical;
 use polis_rebalance::contract::{PolicyInput, RebalanceParams};
+use polis_rebalance::urbanflow;
 use serde::Deserialize;
 
 /// Input documents larger than this are refused.
@@ -26,6 +27,9 @@ pub struct LoadedInput {
     pub names: BTreeMap<String, String>,
     /// `(view_snapshot_id, view_snapshot_sha256)`, when built from GBFS.
     pub snapshot: Option<(String, String)>,
+    /// What an original-format (UrbanFlow) request's output echoes, when
+    /// the input came as one.
+    pub original: Option<urbanflow::Original>,
 }
 
 /// The context fields a caller may set.
@@ -69,8 +73,9 @@ struct Envelope {
     snapshot: Option<serde_json::Value>,
 }
 
-/// Reads a file (or `-` for stdin) holding a bare `policy.input.v1` or an
-/// envelope `{"context": …, "input": …, "params": …}`.
+/// Reads a file (or `-` for stdin) holding a bare `policy.input.v1`, an
+/// envelope `{"context": …, "input": …, "params": …}`, or a request in the
+/// original system's format (a top-level `spec` beside `stations`).
 pub fn load(path: &Path) -> anyhow::Result<LoadedInput> {
     let bytes = read_capped(path)?;
     parse(&bytes).with_context(|| format!("`{}` is not a valid policy input", path.display()))
@@ -97,6 +102,28 @@ pub fn read_capped(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// Parses input bytes; see [`load`].
 pub fn parse(bytes: &[u8]) -> anyhow::Result<LoadedInput> {
     let value: serde_json::Value = serde_json::from_slice(bytes).context("malformed JSON")?;
+    if urbanflow::Request::looks_like(&value) {
+        let request = urbanflow::Request::from_value(value).context("a request in the original's format")?;
+        let translated = request.translate().context("a request in the original's format")?;
+        let digest = canonical::digest_of(&translated.input).context("input cannot be canonicalised")?;
+        let context = ContextFields {
+            system_id: translated.original.system_id.clone(),
+            sv: format!("input-{}", &digest.to_hex()[..16]),
+            decision_bucket_ts: translated.original.decision_bucket_ts,
+            horizon_steps: 0,
+            request_id: None,
+            now_iso: None,
+            seed: None,
+        };
+        return Ok(LoadedInput {
+            input: translated.input,
+            params: translated.params,
+            context,
+            names: BTreeMap::new(),
+            snapshot: None,
+            original: Some(translated.original),
+        });
+    }
     let is_envelope = value.get("input").is_some();
     let (input, params, context, snapshot) = if is_envelope {
         let envelope: Envelope = from_value(value)?;
@@ -122,7 +149,7 @@ pub fn parse(bytes: &[u8]) -> anyhow::Result<LoadedInput> {
             }
         }
     };
-    Ok(LoadedInput { input, params, context, names: BTreeMap::new(), snapshot })
+    Ok(LoadedInput { input, params, context, names: BTreeMap::new(), snapshot, original: None })
 }
 
 fn from_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> anyhow::Result<T> {

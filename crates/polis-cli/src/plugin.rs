@@ -90,7 +90,10 @@ fn claiming(dir: &Path) -> anyhow::Result<Box<dyn ContractCli>> {
 }
 
 fn inspect(dir: PathBuf, json: bool) -> anyhow::Result<Outcome> {
-    let tiers = polis_plugins::Tiers::new()?;
+    // Inspecting one plugin starts its worker, so its status includes the
+    // handshake.
+    let mut tiers = polis_plugins::Tiers::new()?;
+    tiers.start_processes = true;
     let contract = claiming(&dir)?;
     let Some(inspected) = contract.inspect(&dir, &tiers) else {
         anyhow::bail!("`{}` is not a plugin of a contract this build knows", dir.display());

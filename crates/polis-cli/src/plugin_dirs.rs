@@ -32,13 +32,21 @@ impl PluginDirs {
 
     /// `builtins` plus every plugin of contract `C` under the roots. Failed
     /// loads are kept in the registry as disabled and, with `warn`,
-    /// reported on stderr.
+    /// reported on stderr. Process workers start on their first call.
     pub fn registry<C: Contract>(&self, builtins: Registry<C>, warn: bool) -> anyhow::Result<Registry<C>> {
+        self.load(builtins, warn, false)
+    }
+
+    /// As [`PluginDirs::registry`], and with `probe` every process worker
+    /// starts now, so a plugin whose handshake fails is disabled with its
+    /// reason.
+    pub fn load<C: Contract>(&self, builtins: Registry<C>, warn: bool, probe: bool) -> anyhow::Result<Registry<C>> {
         if self.plugin_dirs.is_empty() {
             return Ok(builtins);
         }
         self.check()?;
-        let tiers = polis_plugins::Tiers::new()?;
+        let mut tiers = polis_plugins::Tiers::new()?;
+        tiers.start_processes = probe;
         let roots: Vec<&std::path::Path> = self.plugin_dirs.iter().map(PathBuf::as_path).collect();
         let (registry, reports) = polis_plugins::load_roots(builtins, &roots, &tiers);
         for report in &reports {

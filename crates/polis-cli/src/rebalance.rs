@@ -8,6 +8,8 @@ use polis_core::run::{parse_time, rfc3339};
 use polis_rebalance::Rebalance;
 use polis_rebalance::contract::{DecisionSubject, Effort, PolicyOutput, RebalanceParams, Targets};
 use polis_rebalance::gbfs::Feed;
+use polis_rebalance::network::Network;
+use polis_rebalance::urbanflow;
 use polis_rebalance::host::{Decision, Host};
 use polis_rebalance::snapshot::BuiltSnapshot;
 use polis_rebalance::snapshot::{SnapshotBuilder, SnapshotOptions};
@@ -129,12 +131,16 @@ pub struct SnapshotArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The policy version to run, such as `rebal.global.v1`.
-    #[arg(long, default_value = "rebal.global.v1")]
-    policy: String,
-    /// A `policy.input.v1` file, or `{"context", "input", "params"}`; `-`
-    /// reads stdin. A bare input runs with system `local`, sv
-    /// `input-<hash>` and bucket 0.
+    /// The policy version to run, such as `rebal.global.v1`. By default the
+    /// request's `policy_version` for an original-format request, else
+    /// `rebal.global.v1`.
+    #[arg(long)]
+    policy: Option<String>,
+    /// A `policy.input.v1` file, `{"context", "input", "params"}`, or a
+    /// request in the original system's (UrbanFlow's) format
+    /// `{policy_version, system_id, decision_bucket_ts, bucket_size_s, spec,
+    /// stations}`; `-` reads stdin. A bare input runs with system `local`,
+    /// sv `input-<hash>` and bucket 0.
     #[arg(long, value_name = "FILE", conflicts_with = "gbfs", required_unless_present = "gbfs")]
     input: Option<PathBuf>,
     /// Build the input from GBFS data instead.
@@ -143,10 +149,27 @@ pub struct RunArgs {
     /// Decision time for `--gbfs`.
     #[arg(long, value_name = "TIME", requires = "gbfs")]
     at: Option<String>,
+    /// How to print the result: a table, the `policy.output.v1` document
+    /// (also `--json`), or the original system's output shape with
+    /// `stations_touched` (needs an original-format request).
+    #[arg(long, value_enum)]
+    output_format: Option<OutputFormat>,
     #[command(flatten)]
     shape: ShapeArgs,
     #[command(flatten)]
     plugins: PluginDirs,
+}
+
+/// `rebalance run --output-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Moves as a table, then diagnostics and hashes.
+    Table,
+    /// The `policy.output.v1` document.
+    Json,
+    /// The original system's output: moves with their edge `rank`,
+    /// `stations_touched` with `L_s`, `U_s`, bikes before and after.
+    Urbanflow,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +236,7 @@ fn loaded_from(built: BuiltSnapshot) -> LoadedInput {
         params: RebalanceParams::default(),
         names: built.names,
         snapshot: Some((built.view_snapshot_id, built.view_snapshot_sha256.to_hex())),
+        original: None,
     }
 }
 
@@ -259,12 +283,28 @@ fn run_policy(args: RunArgs, json: bool) -> anyhow::Result<Outcome> {
         (None, Some(gbfs)) => from_gbfs(gbfs, args.at.as_deref(), &args.shape)?,
         (None, None) => anyhow::bail!("give `--input FILE` or `--gbfs DIR|CSV`"),
     };
+    let format = args.output_format.unwrap_or(if json { OutputFormat::Json } else { OutputFormat::Table });
+    let original = match format {
+        OutputFormat::Urbanflow => Some(loaded.original.as_ref().context(
+            "`--output-format urbanflow` needs a request in the original's format (with `spec`) as `--input`",
+        )?),
+        OutputFormat::Table | OutputFormat::Json => None,
+    };
+    let policy = match (&args.policy, &loaded.original) {
+        (Some(policy), _) => policy.clone(),
+        (None, Some(original)) => original.policy_version.clone(),
+        (None, None) => "rebal.global.v1".to_owned(),
+    };
     let host = Host::new(args.plugins.rebalance(true)?, polis_runtime::HostLimits::default())?;
-    let record = decide(&host, &args.policy, &loaded)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&record.output)?);
-    } else {
-        print!("{}", describe(&record, &loaded));
+    let record = decide(&host, &policy, &loaded)?;
+    match (format, original) {
+        (OutputFormat::Urbanflow, Some(original)) => {
+            let network = Network::new(&loaded.input, &loaded.params)?;
+            let output = urbanflow::Output::new(original, &policy, &loaded.input, &network, &record.output)?;
+            println!("{}", serde_json::to_string_pretty(&output)?);
+        }
+        (OutputFormat::Json, _) => println!("{}", serde_json::to_string_pretty(&record.output)?),
+        _ => print!("{}", describe(&record, &loaded)),
     }
     Ok(Outcome::Success)
 }

@@ -212,3 +212,41 @@ fn a_settings_file_with_an_unknown_key_is_refused_naming_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The same document by RFC 8785: `150` and `150.0` are one number.
+fn canonical(value: &serde_json::Value) -> String {
+    String::from_utf8(polis_core::canonical::to_canonical_vec(value).unwrap()).unwrap()
+}
+
+#[test]
+fn an_original_format_request_round_trips_to_the_original_output_shape() {
+    let request = fixture("urbanflow/tiebreak_request.json");
+    let out = polis(&["rebalance", "run", "--input", &request, "--output-format", "urbanflow"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("urbanflow/tiebreak_expected.json")).unwrap()).unwrap();
+    assert_eq!(canonical(&got), canonical(&expected));
+}
+
+#[test]
+fn an_original_format_request_that_turns_off_a_rule_names_the_field() {
+    let mut request: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("urbanflow/tiebreak_request.json")).unwrap()).unwrap();
+    request["spec"]["constraints"]["forbid_donating_below_L"] = serde_json::json!(false);
+    let out = run_with_stdin(&["rebalance", "run", "--input", "-"], &request.to_string());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("spec.constraints.forbid_donating_below_L"), "{}", stderr(&out));
+    request["spec"]["constraints"]["forbid_donating_below_L"] = serde_json::json!(true);
+    request["spec"]["effort"]["max_moves"] = serde_json::json!("four");
+    let out = run_with_stdin(&["rebalance", "run", "--input", "-"], &request.to_string());
+    assert!(stderr(&out).contains("spec.effort.max_moves"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_original_output_shape_needs_an_original_request() {
+    let input = rebalance_fixture("small_city.json");
+    let out = polis(&["rebalance", "run", "--input", &input, "--output-format", "urbanflow"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("needs a request in the original's format"), "{}", stderr(&out));
+}

@@ -247,3 +247,54 @@ fn plugin_new_rust_creates_a_plugin_that_builds_to_wasm_passes_its_own_test_and_
     let _ = std::fs::remove_dir_all(&into);
     assert_eq!(code, 0, "{out}");
 }
+
+/// A root holding the Python greedy example beside a plugin that never
+/// answers `initialize`.
+fn root_with_a_silent_plugin() -> PathBuf {
+    let root = std::env::temp_dir().join(format!("polis-lazy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::symlink(here("../../examples/plugins/greedy-python"), root.join("greedy-python")).unwrap();
+    std::os::unix::fs::symlink(here("tests/fixtures/lazy/silent"), root.join("silent")).unwrap();
+    root
+}
+
+#[test]
+fn choosing_one_plugin_of_a_directory_starts_only_its_worker() {
+    let root = root_with_a_silent_plugin();
+    let input = here("../polis-rebalance/tests/fixtures/small_city.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(["rebalance", "run", "--json", "--plugin-dir", root.to_str().unwrap()])
+        .args(["--policy", "rebal.greedy_python.v1", "--input", input.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Starting the silent plugin would have disabled it after its handshake
+    // timed out, with a warning; it was never started.
+    assert!(!stderr.contains("silent"), "{stderr}");
+    let builtin = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(["rebalance", "run", "--json", "--policy", "rebal.greedy.v1", "--input", input.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let moves = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap()["moves"].clone();
+    assert_eq!(moves(&out.stdout), moves(&builtin.stdout));
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn plugins_list_starts_workers_only_with_probe() {
+    let root = here("tests/fixtures/probe");
+    let status = |args: &[&str]| {
+        let mut all = vec!["--json", "plugins", "list", "--plugin-dir", root.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let (code, out) = polis(&all);
+        assert_eq!(code, 0, "{out}");
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+        rows.as_array().unwrap().iter().find(|r| r["plugin_id"] == "test.dies.v1").cloned().unwrap()
+    };
+    assert_eq!(status(&[])["status"], "active", "loading is static");
+    let probed = status(&["--probe"]);
+    assert_eq!(probed["status"], "disabled", "{probed}");
+    assert!(probed["reason"].as_str().unwrap().contains("handshake"), "{probed}");
+}

@@ -218,4 +218,78 @@ mod tests {
     fn sha256_of_empty_input_is_the_known_constant() {
         assert_eq!(Digest::of_bytes(b"").to_hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
+
+    /// RFC 8785 written out plainly over `serde_json::Value`: the writer
+    /// must agree with it byte for byte.
+    fn reference(value: &serde_json::Value, out: &mut String) {
+        use serde_json::Value;
+        match value {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) if i.unsigned_abs() <= 1 << 53 => out.push_str(&i.to_string()),
+                (_, Some(u), _) if u <= 1 << 53 => out.push_str(&u.to_string()),
+                (_, _, Some(f)) => out.push_str(ryu_js::Buffer::new().format_finite(f)),
+                _ => unreachable!("a JSON number is an i64, a u64 or an f64"),
+            },
+            Value::String(text) => out.push_str(&serde_json::to_string(text).unwrap()),
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    reference(item, out);
+                }
+                out.push(']');
+            }
+            Value::Object(members) => {
+                let mut keys: Vec<&String> = members.keys().collect();
+                keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+                out.push('{');
+                for (i, key) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::to_string(key).unwrap());
+                    out.push(':');
+                    reference(&members[key], out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        // Keys mix ASCII, high-BMP and astral characters, where UTF-16
+        // order and byte order disagree.
+        let key = proptest::sample::select(vec!["a", "B", "ab", "z", "é", "\u{ff61}", "\u{1f600}", "10", "9", ""]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            "[a-z\"\\\\\u{0}-\u{1f}é😀]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(key.clone().prop_map(str::to_owned), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_writer_agrees_with_a_plain_reference(value in json_value()) {
+            let mut expected = String::new();
+            reference(&value, &mut expected);
+            let written = to_canonical_vec(&value).unwrap();
+            proptest::prop_assert_eq!(String::from_utf8(written).unwrap(), expected);
+        }
+    }
 }

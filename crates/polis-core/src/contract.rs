@@ -84,8 +84,14 @@ pub trait Contract: Send + Sync + 'static {
     /// `request_id` is the caller's, when it gave one.
     fn context(key: &RunKey<Self::Subject>, key_sha256: &Digest, request_id: Option<&str>) -> Self::Context;
 
+    /// What checking an input leaves behind for the policies that decide
+    /// on it and for the output check, so a host validates each input once
+    /// however many policies it runs (rebalancing keeps its validated
+    /// network). `()` for a contract with nothing to keep.
+    type Checked: Send + Sync + 'static;
+
     /// Checks an input before any policy sees it.
-    fn validate_input(input: &Self::Input, params: &Self::Params) -> Result<(), Violations>;
+    fn check_input(input: &Self::Input, params: &Self::Params) -> Result<Self::Checked, Violations>;
 
     /// Whether a plugin with these manifest fields may run this subject and
     /// input (a horizon it supports, features it requires). By default yes.
@@ -98,9 +104,15 @@ pub trait Contract: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Checks an output against the input it answers: the contract's
-    /// semantic rules beyond what the schema can say.
-    fn validate_output(input: &Self::Input, params: &Self::Params, output: &Self::Output) -> Result<(), Violations>;
+    /// Checks an output against the input it answers (and what
+    /// [`Contract::check_input`] kept of it): the contract's semantic rules
+    /// beyond what the schema can say.
+    fn validate_output(
+        input: &Self::Input,
+        params: &Self::Params,
+        checked: &Self::Checked,
+        output: &Self::Output,
+    ) -> Result<(), Violations>;
 
     /// How many items (moves, intents, findings) an output holds, for the
     /// guard's item cap.

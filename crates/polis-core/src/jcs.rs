@@ -6,6 +6,9 @@
 //! stations and 13,000 edges canonicalises several times faster this way,
 //! which matters because every decision hashes its input.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
+
 use serde::ser::{self, Impossible, Serialize};
 
 /// Why a value has no canonical form.
@@ -39,7 +42,7 @@ const EXACT_INTEGER: u64 = 1 << 53;
 
 fn write_u64(out: &mut Vec<u8>, v: u64) {
     if v <= EXACT_INTEGER {
-        out.extend_from_slice(itoa(v).as_bytes());
+        write_digits(out, v);
     } else {
         write_finite(out, v as f64);
     }
@@ -50,14 +53,26 @@ fn write_i64(out: &mut Vec<u8>, v: i64) {
         if v < 0 {
             out.push(b'-');
         }
-        out.extend_from_slice(itoa(v.unsigned_abs()).as_bytes());
+        write_digits(out, v.unsigned_abs());
     } else {
         write_finite(out, v as f64);
     }
 }
 
-fn itoa(v: u64) -> String {
-    v.to_string()
+/// Decimal digits without an allocation: inputs hold hundreds of thousands
+/// of integers.
+fn write_digits(out: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 fn write_finite(out: &mut Vec<u8>, v: f64) {
@@ -288,14 +303,28 @@ impl ser::SerializeTupleVariant for Seq<'_> {
     }
 }
 
+/// `(key, start, end)` of a member's value within the output.
+type Member = (Cow<'static, str>, usize, usize);
+
+thread_local! {
+    /// Member lists of finished objects, reused by the next ones: an input
+    /// holds one object per station and per edge, and an allocation for
+    /// each would cost more than writing it.
+    static SPARE_MEMBERS: RefCell<Vec<Vec<Member>>> = const { RefCell::new(Vec::new()) };
+    /// Where an object's values wait while it is rewritten in key order.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The scratch a thread keeps between objects.
+const SCRATCH_KEPT_BYTES: usize = 1 << 20;
+
 /// An object being written: members are written as they come, then
 /// reordered by key when the object ends.
 struct Object<'a> {
     out: &'a mut Vec<u8>,
     /// Where the members start in `out`.
     base: usize,
-    /// `(key, start, end)` of each member's value within `out`.
-    members: Vec<(String, usize, usize)>,
+    members: Vec<Member>,
     pending_key: Option<String>,
     /// Close an enclosing `{"variant": …}` too.
     variant: bool,
@@ -304,10 +333,11 @@ struct Object<'a> {
 impl<'a> Object<'a> {
     fn new(out: &'a mut Vec<u8>, variant: bool) -> Self {
         let base = out.len();
-        Object { out, base, members: Vec::new(), pending_key: None, variant }
+        let members = SPARE_MEMBERS.with(|spare| spare.borrow_mut().pop()).unwrap_or_default();
+        Object { out, base, members, pending_key: None, variant }
     }
 
-    fn member<T: Serialize + ?Sized>(&mut self, key: String, value: &T) -> Result<(), Error> {
+    fn member<T: Serialize + ?Sized>(&mut self, key: Cow<'static, str>, value: &T) -> Result<(), Error> {
         let start = self.out.len();
         value.serialize(Writer { out: self.out })?;
         self.members.push((key, start, self.out.len()));
@@ -318,17 +348,37 @@ impl<'a> Object<'a> {
         // RFC 8785 §3.2.3: members sorted by the UTF-16 code units of their
         // keys, which differs from byte order only when astral characters
         // meet high-BMP ones.
-        self.members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-        let values = self.out.split_off(self.base);
-        self.out.push(b'{');
-        for (i, (key, start, end)) in self.members.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
+        self.members.sort_by(|a, b| {
+            if a.0.is_ascii() && b.0.is_ascii() {
+                a.0.as_bytes().cmp(b.0.as_bytes())
+            } else {
+                a.0.encode_utf16().cmp(b.0.encode_utf16())
             }
-            write_str(self.out, key)?;
-            self.out.push(b':');
-            self.out.extend_from_slice(&values[start - self.base..end - self.base]);
-        }
+        });
+        let written = SCRATCH.with(|scratch| {
+            let mut values = scratch.borrow_mut();
+            values.clear();
+            values.extend_from_slice(&self.out[self.base..]);
+            self.out.truncate(self.base);
+            self.out.push(b'{');
+            for (i, (key, start, end)) in self.members.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(b',');
+                }
+                write_str(self.out, key)?;
+                self.out.push(b':');
+                self.out.extend_from_slice(&values[start - self.base..end - self.base]);
+            }
+            // A thread keeps a small scratch, not the largest document it
+            // ever wrote.
+            values.clear();
+            values.shrink_to(SCRATCH_KEPT_BYTES);
+            Ok(())
+        });
+        let mut members = std::mem::take(&mut self.members);
+        members.clear();
+        SPARE_MEMBERS.with(|spare| spare.borrow_mut().push(members));
+        written?;
         self.out.push(b'}');
         if self.variant {
             self.out.push(b'}');
@@ -346,7 +396,7 @@ impl ser::SerializeMap for Object<'_> {
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
         let key = self.pending_key.take().ok_or_else(|| Error("map value without a key".to_owned()))?;
-        self.member(key, value)
+        self.member(Cow::Owned(key), value)
     }
     fn end(self) -> Result<(), Error> {
         self.finish()
@@ -357,7 +407,7 @@ impl ser::SerializeStruct for Object<'_> {
     type Ok = ();
     type Error = Error;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
-        self.member(key.to_owned(), value)
+        self.member(Cow::Borrowed(key), value)
     }
     fn end(self) -> Result<(), Error> {
         self.finish()
@@ -368,7 +418,7 @@ impl ser::SerializeStructVariant for Object<'_> {
     type Ok = ();
     type Error = Error;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
-        self.member(key.to_owned(), value)
+        self.member(Cow::Borrowed(key), value)
     }
     fn end(self) -> Result<(), Error> {
         self.finish()

@@ -44,6 +44,8 @@ pub struct Call<'a, C: Contract> {
     pub input: &'a C::Input,
     /// The params.
     pub params: &'a C::Params,
+    /// What the host's check of the input kept ([`Contract::check_input`]).
+    pub checked: &'a C::Checked,
     /// The run's seed, derived from its key, below 2^53.
     pub seed: u64,
     /// Cancels the run from outside.

@@ -135,7 +135,11 @@ impl Contract for Echo {
         }
     }
 
-    fn validate_input(input: &EchoInput, params: &EchoParams) -> Result<(), Violations> {
+    /// The expected answer, `(scaled values, sum)`, worked out once when
+    /// the input is checked.
+    type Checked = (Vec<i64>, i64);
+
+    fn check_input(input: &EchoInput, params: &EchoParams) -> Result<(Vec<i64>, i64), Violations> {
         let mut found = Vec::new();
         if input.values.len() > MAX_VALUES {
             found.push(Violation::new(
@@ -144,17 +148,21 @@ impl Contract for Echo {
                 format!("{} values exceed the limit of {MAX_VALUES}", input.values.len()),
             ));
         }
-        if scaled(input, params).is_none() {
+        let expected = scaled(input, params);
+        if expected.is_none() {
             found.push(Violation::new("echo.overflow", "params.scale", "the scaled values or their sum overflow i64"));
         }
-        Violations::check(found)
+        Violations::check(found)?;
+        expected.ok_or_else(|| Violations::one("echo.overflow", "params.scale", "the scaled values overflow i64"))
     }
 
-    fn validate_output(input: &EchoInput, params: &EchoParams, output: &EchoOutput) -> Result<(), Violations> {
+    fn validate_output(
+        _input: &EchoInput,
+        _params: &EchoParams,
+        (values, sum): &(Vec<i64>, i64),
+        output: &EchoOutput,
+    ) -> Result<(), Violations> {
         let mut found = Vec::new();
-        let Some((values, sum)) = scaled(input, params) else {
-            return Err(Violations::one("echo.overflow", "params.scale", "the scaled values overflow i64"));
-        };
         if output.values.len() != values.len() {
             found.push(Violation::new(
                 "echo.length",
@@ -162,12 +170,12 @@ impl Contract for Echo {
                 format!("{} values for an input of {}", output.values.len(), values.len()),
             ));
         }
-        for (i, (got, want)) in output.values.iter().zip(&values).enumerate() {
+        for (i, (got, want)) in output.values.iter().zip(values).enumerate() {
             if got != want {
                 found.push(Violation::new("echo.value", format!("values[{i}]"), format!("is {got}, expected {want}")));
             }
         }
-        if output.sum != sum {
+        if output.sum != *sum {
             found.push(Violation::new("echo.sum", "sum", format!("is {}, expected {sum}", output.sum)));
         }
         if output.notes.len() > MAX_NOTES {
@@ -239,16 +247,17 @@ mod tests {
         let input = EchoInput { values: vec![1, 2] };
         let params = EchoParams { scale: 3 };
         let good = EchoOutput { values: vec![3, 6], sum: 9, notes: vec![] };
-        assert!(Echo::validate_output(&input, &params, &good).is_ok());
+        let checked = Echo::check_input(&input, &params).unwrap();
+        assert!(Echo::validate_output(&input, &params, &checked, &good).is_ok());
         let bad = EchoOutput { values: vec![3, 7], sum: 10, notes: vec![] };
         let codes: Vec<&str> =
-            Echo::validate_output(&input, &params, &bad).unwrap_err().0.iter().map(|v| v.code).collect();
+            Echo::validate_output(&input, &params, &checked, &bad).unwrap_err().0.iter().map(|v| v.code).collect();
         assert_eq!(codes, ["echo.value", "echo.sum"]);
     }
 
     #[test]
     fn an_overflowing_scale_is_an_invalid_input_naming_the_param() {
-        let error = Echo::validate_input(&EchoInput { values: vec![i64::MAX] }, &EchoParams { scale: 2 }).unwrap_err();
+        let error = Echo::check_input(&EchoInput { values: vec![i64::MAX] }, &EchoParams { scale: 2 }).unwrap_err();
         assert_eq!(error.0[0].path, "params.scale");
     }
 

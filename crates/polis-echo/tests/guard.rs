@@ -175,11 +175,13 @@ impl Contract for Broken {
         key.subject.clone()
     }
 
-    fn validate_input(_: &EchoInput, _: &EchoParams) -> Result<(), Violations> {
+    type Checked = ();
+
+    fn check_input(_: &EchoInput, _: &EchoParams) -> Result<(), Violations> {
         Ok(())
     }
 
-    fn validate_output(_: &EchoInput, _: &EchoParams, _: &Nothing) -> Result<(), Violations> {
+    fn validate_output(_: &EchoInput, _: &EchoParams, (): &(), _: &Nothing) -> Result<(), Violations> {
         Ok(())
     }
 

@@ -68,9 +68,11 @@ pub struct Tiers {
     pub process: ProcessConfig,
     /// Remote tier settings.
     pub remote: RemoteConfig,
-    /// Start each process plugin's worker at load, so a plugin whose
-    /// handshake fails is listed as disabled at once. When false, a worker
-    /// starts on its plugin's first call. By default true.
+    /// Start each process plugin's worker at load (`plugins list --probe`),
+    /// so a plugin whose handshake fails is listed as disabled at once. By
+    /// default false: loading checks manifests and artifacts statically and
+    /// a worker starts on its plugin's first call, so choosing one plugin of
+    /// a directory never waits for the others.
     pub start_processes: bool,
 }
 
@@ -81,7 +83,7 @@ impl Tiers {
             wasm: WasmRuntime::new(WasmConfig::default())?,
             process: ProcessConfig::default(),
             remote: RemoteConfig::default(),
-            start_processes: true,
+            start_processes: false,
         })
     }
 }

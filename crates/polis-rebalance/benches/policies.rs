@@ -43,6 +43,13 @@ fn bench_policies(c: &mut Criterion, label: &str, input: &PolicyInput) {
     group.bench_function("guarded rebal.global.v1 (validate, run, validate, hash)", |b| {
         b.iter(|| black_box(host.decide("rebal.global.v1", &decision).unwrap()))
     });
+    let checked = host.check_input(input, &params).unwrap();
+    group.bench_function("guarded rebal.global.v1, input checked once", |b| {
+        b.iter(|| black_box(host.decide_checked("rebal.global.v1", &decision, &checked).unwrap()))
+    });
+    group.bench_function("input validation (the network)", |b| {
+        b.iter(|| black_box(Network::new(input, &params).unwrap()))
+    });
     group.bench_function("canonical hash of the input (polis writer)", |b| {
         b.iter(|| black_box(polis_core::canonical::digest_of(input).unwrap()))
     });

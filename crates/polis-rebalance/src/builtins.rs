@@ -51,7 +51,7 @@ impl Builtin {
     }
 
     /// Runs the algorithm on a validated network.
-    pub fn decide(self, network: &Network<'_>) -> PolicyOutput {
+    pub fn decide(self, network: &Network) -> PolicyOutput {
         match self {
             Builtin::Greedy => crate::greedy::run(network),
             Builtin::Global => crate::global::run(network),
@@ -117,8 +117,8 @@ impl Policy<Rebalance> for BuiltinPolicy {
 
     fn run(&self, call: &Call<'_, Rebalance>) -> Result<PolicyOutput, PolicyError> {
         call.check_cancelled()?;
-        let network = Network::new(call.input, call.params).map_err(|v| PolicyError::Rejected(v.to_string()))?;
-        Ok(self.which.decide(&network))
+        // The guard built and validated the network once for this input.
+        Ok(self.which.decide(call.checked))
     }
 }
 

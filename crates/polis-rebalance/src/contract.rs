@@ -91,13 +91,21 @@ impl Contract for Rebalance {
         Ok(())
     }
 
-    fn validate_input(input: &PolicyInput, params: &RebalanceParams) -> Result<(), Violations> {
-        Network::new(input, params).map(|_| ())
+    /// The validated network: built once per input, then handed to every
+    /// built-in that decides on it and to the output check.
+    type Checked = Network;
+
+    fn check_input(input: &PolicyInput, params: &RebalanceParams) -> Result<Network, Violations> {
+        Network::new(input, params)
     }
 
-    fn validate_output(input: &PolicyInput, params: &RebalanceParams, output: &PolicyOutput) -> Result<(), Violations> {
-        let network = Network::new(input, params)?;
-        crate::validate::check_output(&network, output)
+    fn validate_output(
+        _input: &PolicyInput,
+        _params: &RebalanceParams,
+        network: &Network,
+        output: &PolicyOutput,
+    ) -> Result<(), Violations> {
+        crate::validate::check_output(network, output)
     }
 
     fn output_items(output: &PolicyOutput) -> usize {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::network::Network;
 
 /// Eligible stations, donors, receivers and their totals.
-pub fn totals(network: &Network<'_>) -> BTreeMap<String, Value> {
+pub fn totals(network: &Network) -> BTreeMap<String, Value> {
     let (mut eligible, mut donors, mut receivers, mut excess, mut need) = (0u64, 0u64, 0u64, 0u64, 0u64);
     for s in network.stations().iter().filter(|s| s.eligible) {
         eligible += 1;
@@ -29,7 +29,7 @@ pub fn totals(network: &Network<'_>) -> BTreeMap<String, Value> {
 
 /// The weighted transfer distance `Σ bikes·dist_m` of a plan, in metres
 /// rounded to 0.1 m.
-pub fn effort_used(network: &Network<'_>, plan: &[(usize, usize, u32)]) -> BTreeMap<String, Value> {
+pub fn effort_used(network: &Network, plan: &[(usize, usize, u32)]) -> BTreeMap<String, Value> {
     let weighted: f64 = plan.iter().map(|&(f, t, b)| f64::from(b) * network.edge(f, t).map_or(0.0, |e| e.dist_m)).sum();
     BTreeMap::from([("weighted_distance_m".to_owned(), json!((weighted * 10.0).round() / 10.0))])
 }

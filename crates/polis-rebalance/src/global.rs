@@ -53,7 +53,7 @@ pub struct Solution {
 
 impl Solution {
     /// Distinct stations touched.
-    pub fn stations_touched(&self, network: &Network<'_>) -> usize {
+    pub fn stations_touched(&self, network: &Network) -> usize {
         let mut touched: Vec<usize> =
             self.flows.iter().flat_map(|&(e, _)| [network.edges()[e].from, network.edges()[e].to]).collect();
         touched.sort_unstable();
@@ -61,7 +61,7 @@ impl Solution {
         touched.len()
     }
 
-    fn fits_caps(&self, network: &Network<'_>) -> bool {
+    fn fits_caps(&self, network: &Network) -> bool {
         let effort = network.effort();
         self.flows.len() as u64 <= u64::from(effort.max_moves)
             && self.stations_touched(network) as u64 <= u64::from(effort.max_stations_touched)
@@ -113,7 +113,7 @@ pub fn cost_mm(dist_m: f64) -> i64 {
 }
 
 /// Eligible donor → receiver edges, by edge index.
-pub fn transfer_edges(network: &Network<'_>) -> Vec<usize> {
+pub fn transfer_edges(network: &Network) -> Vec<usize> {
     let stations = network.stations();
     network
         .edges()
@@ -129,7 +129,7 @@ pub fn transfer_edges(network: &Network<'_>) -> Vec<usize> {
 
 /// Solves the min-cost max-flow problem restricted to `edges` (indices into
 /// `network.edges()`, in ascending order) within the bike budget.
-pub fn solve(network: &Network<'_>, edges: &[usize]) -> Solution {
+pub fn solve(network: &Network, edges: &[usize]) -> Solution {
     let stations = network.stations();
     // Node layout: 0 = source, 1 = sink, then one node per station that
     // appears in `edges`, numbered in station (key) order.
@@ -172,7 +172,7 @@ pub fn solve(network: &Network<'_>, edges: &[usize]) -> Solution {
 }
 
 /// Runs the optimiser and, when a cap binds, the repair.
-pub fn plan(network: &Network<'_>) -> Plan {
+pub fn plan(network: &Network) -> Plan {
     let optimum = solve(network, &transfer_edges(network));
     if optimum.fits_caps(network) {
         return Plan { chosen: optimum.clone(), optimum, repair: Repair::None };
@@ -193,7 +193,7 @@ pub fn plan(network: &Network<'_>) -> Plan {
 
 /// The optimum's transfers, largest first (then shorter, then by edge
 /// order), kept while they fit `max_moves` and `max_stations_touched`.
-fn largest_fitting(network: &Network<'_>, optimum: &Solution) -> Vec<usize> {
+fn largest_fitting(network: &Network, optimum: &Solution) -> Vec<usize> {
     let effort = network.effort();
     let mut order = optimum.flows.clone();
     order.sort_by(|&(ea, fa), &(eb, fb)| {
@@ -222,7 +222,7 @@ fn largest_fitting(network: &Network<'_>, optimum: &Solution) -> Vec<usize> {
 
 /// Runs `rebal.global.v1` and builds its output. Moves are listed shortest
 /// first, then largest, then by from and to key.
-pub fn run(network: &Network<'_>) -> PolicyOutput {
+pub fn run(network: &Network) -> PolicyOutput {
     let plan = plan(network);
     let mut moves: Vec<(usize, usize, u32)> =
         plan.chosen.flows.iter().map(|&(e, bikes)| (network.edges()[e].from, network.edges()[e].to, bikes)).collect();

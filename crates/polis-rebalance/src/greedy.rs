@@ -6,6 +6,11 @@
 //! then `x` descending, then the from key, then the to key (keys compared
 //! as bytes); take the first whose stations keep the touched set within
 //! `max_stations_touched`, and move `min(x, remaining budget)` bikes.
+//! Excess and need are read from the current state each round, and a
+//! station that received bikes never gives while one that gave never
+//! receives (the output rule in [`crate::validate`]): with a band that holds
+//! no integer (`L = U + 1`) a donor drops to U and would need one bike, a
+//! receiver rises to L and would have one to spare.
 
 use std::collections::BTreeMap;
 
@@ -54,12 +59,14 @@ pub struct Plan {
 }
 
 /// Runs the greedy rule on a network.
-pub fn plan(network: &Network<'_>) -> Plan {
+pub fn plan(network: &Network) -> Plan {
     let stations = network.stations();
     let effort = network.effort();
-    // Excess and need only shrink as moves are made, so an edge that starts
-    // with x = 0 never becomes a candidate, and one whose x drops to 0 stays
-    // dead. Candidates are sorted once by (dist, from, to); each round the
+    // Under the give-or-receive rule excess and need only shrink as moves
+    // are made (a station's excess grows only by receiving, which ends its
+    // giving; its need grows only by giving, which ends its receiving), so
+    // an edge that starts with x = 0 never becomes a candidate, and one
+    // whose x drops to 0 stays dead. Candidates are sorted once by (dist, from, to); each round the
     // winner is the first live, fitting candidate in that order, or a later
     // one at the same distance with a strictly larger x. That is exactly the
     // rule's order (dist asc, x desc, from, to), without rescanning the dead
@@ -89,11 +96,11 @@ pub fn plan(network: &Network<'_>) -> Plan {
         if moves.len() as u64 >= u64::from(effort.max_moves) {
             break Stop::MaxMoves;
         }
-        let x_of = |ledger: &Ledger<'_, '_>, c: usize| ledger.excess(edges[c].from).min(ledger.need(edges[c].to));
+        let x_of = |ledger: &Ledger<'_>, c: usize| ledger.excess(edges[c].from).min(ledger.need(edges[c].to));
         while live_from < order.len() && x_of(&ledger, order[live_from]) == 0 {
             live_from += 1;
         }
-        let fits = |ledger: &Ledger<'_, '_>, c: usize| {
+        let fits = |ledger: &Ledger<'_>, c: usize| {
             ledger.touched_count() + ledger.new_stations(edges[c].from, edges[c].to) <= effort.max_stations_touched
         };
         let mut best: Option<(usize, u32)> = None;
@@ -134,7 +141,7 @@ pub fn plan(network: &Network<'_>) -> Plan {
 }
 
 /// Runs `rebal.greedy.v1` and builds its output.
-pub fn run(network: &Network<'_>) -> PolicyOutput {
+pub fn run(network: &Network) -> PolicyOutput {
     let plan = plan(network);
     let mut diagnostics = crate::diagnostics::totals(network);
     diagnostics.insert("stop_reason".into(), json!(plan.stop.label()));

@@ -51,6 +51,7 @@ pub mod parity;
 pub mod replay;
 pub mod snapshot;
 pub mod synth;
+pub mod urbanflow;
 pub mod validate;
 
 pub use contract::{PolicyInput, PolicyOutput, Rebalance, RebalanceParams};

@@ -60,19 +60,19 @@ pub struct Edge {
 
 /// The canonical view of one input.
 #[derive(Debug, Clone)]
-pub struct Network<'a> {
-    keys: Vec<&'a str>,
+pub struct Network {
+    keys: Vec<String>,
     stations: Vec<StationState>,
     edges: Vec<Edge>,
     /// `out[i]..out[i + 1]` are the edges leaving station `i`.
     out: Vec<usize>,
-    effort: &'a Effort,
+    effort: Effort,
 }
 
-impl<'a> Network<'a> {
+impl Network {
     /// Validates `input` and builds its canonical view. Every problem is
     /// reported with its path, such as `stations[3].bikes`.
-    pub fn new(input: &'a PolicyInput, params: &RebalanceParams) -> Result<Network<'a>, Violations> {
+    pub fn new(input: &PolicyInput, params: &RebalanceParams) -> Result<Network, Violations> {
         let mut problems = Vec::new();
         check_targets(input, &mut problems);
 
@@ -195,7 +195,8 @@ impl<'a> Network<'a> {
         for i in 0..stations.len() {
             out[i + 1] += out[i];
         }
-        Ok(Network { keys, stations, edges, out, effort: &input.effort })
+        let keys = keys.into_iter().map(str::to_owned).collect();
+        Ok(Network { keys, stations, edges, out, effort: input.effort.clone() })
     }
 
     /// Number of stations.
@@ -209,18 +210,18 @@ impl<'a> Network<'a> {
     }
 
     /// Station keys in index (byte) order.
-    pub fn keys(&self) -> &[&'a str] {
+    pub fn keys(&self) -> &[String] {
         &self.keys
     }
 
     /// The key of station `i`.
-    pub fn key(&self, i: usize) -> &'a str {
-        self.keys[i]
+    pub fn key(&self, i: usize) -> &str {
+        &self.keys[i]
     }
 
     /// Index of a station key.
     pub fn index_of(&self, key: &str) -> Option<usize> {
-        self.keys.binary_search(&key).ok()
+        self.keys.binary_search_by(|k| k.as_str().cmp(key)).ok()
     }
 
     /// Station states in index order.
@@ -252,7 +253,7 @@ impl<'a> Network<'a> {
 
     /// The effort limits.
     pub fn effort(&self) -> &Effort {
-        self.effort
+        &self.effort
     }
 }
 

@@ -8,6 +8,9 @@
 //! - both ends are eligible;
 //! - every station stays within `[0, capacity]`, a donor never goes below
 //!   its band top U and a receiver never goes above its band bottom L;
+//! - a station that received bikes never gives in the same decision, and one
+//!   that gave never receives (with a band that holds no integer,
+//!   `L = U + 1`, a bike could otherwise ping-pong between two stations);
 //! - total bikes ≤ `bike_move_budget_per_step`, distinct stations ≤
 //!   `max_stations_touched`, moves ≤ `max_moves`;
 //! - `budget_exhausted` and `neighbor_exhausted` say what actually
@@ -27,21 +30,34 @@ const MAX_REPORTED: usize = 50;
 
 /// Running state while moves are applied in order.
 #[derive(Debug, Clone)]
-pub struct Ledger<'n, 'a> {
-    network: &'n Network<'a>,
+pub struct Ledger<'n> {
+    network: &'n Network,
     bikes: Vec<u32>,
     touched: Vec<bool>,
+    role: Vec<Role>,
     touched_count: u32,
     moved: u64,
 }
 
-impl<'n, 'a> Ledger<'n, 'a> {
+/// What a station has done so far in this decision. A station that gave
+/// never receives and one that received never gives: with a band that holds
+/// no integer (`L = U + 1`) a bike could otherwise ping-pong between two
+/// stations, each move "valid" on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Untouched,
+    Gave,
+    Received,
+}
+
+impl<'n> Ledger<'n> {
     /// Starts from the snapshot's inventory.
-    pub fn new(network: &'n Network<'a>) -> Self {
+    pub fn new(network: &'n Network) -> Self {
         Ledger {
             network,
             bikes: network.stations().iter().map(|s| s.bikes).collect(),
             touched: vec![false; network.len()],
+            role: vec![Role::Untouched; network.len()],
             touched_count: 0,
             moved: 0,
         }
@@ -52,14 +68,26 @@ impl<'n, 'a> Ledger<'n, 'a> {
         self.bikes[i]
     }
 
-    /// Excess of station `i` now.
+    /// Excess of station `i` now: what it can still give, zero once it has
+    /// received bikes in this decision.
     pub fn excess(&self, i: usize) -> u32 {
-        self.network.stations()[i].excess(self.bikes[i])
+        if self.role[i] == Role::Received { 0 } else { self.network.stations()[i].excess(self.bikes[i]) }
     }
 
-    /// Need of station `i` now.
+    /// Need of station `i` now: what it can still take, zero once it has
+    /// given bikes in this decision.
     pub fn need(&self, i: usize) -> u32 {
-        self.network.stations()[i].need(self.bikes[i])
+        if self.role[i] == Role::Gave { 0 } else { self.network.stations()[i].need(self.bikes[i]) }
+    }
+
+    /// Whether station `i` has received bikes in this decision.
+    pub fn has_received(&self, i: usize) -> bool {
+        self.role[i] == Role::Received
+    }
+
+    /// Whether station `i` has given bikes in this decision.
+    pub fn has_given(&self, i: usize) -> bool {
+        self.role[i] == Role::Gave
     }
 
     /// Whether station `i` has been touched.
@@ -91,6 +119,8 @@ impl<'n, 'a> Ledger<'n, 'a> {
     pub fn apply(&mut self, from: usize, to: usize, bikes: u32) {
         self.bikes[from] = self.bikes[from].saturating_sub(bikes);
         self.bikes[to] = self.bikes[to].saturating_add(bikes);
+        self.role[from] = Role::Gave;
+        self.role[to] = Role::Received;
         for i in [from, to] {
             if !self.touched[i] {
                 self.touched[i] = true;
@@ -114,7 +144,7 @@ impl<'n, 'a> Ledger<'n, 'a> {
 /// Turns a planned sequence of `(from, to, bikes)` into contract moves with
 /// ranks, truthful flags and a summary.
 pub fn build_output(
-    network: &Network<'_>,
+    network: &Network,
     plan: &[(usize, usize, u32)],
     reason_codes: &[&str],
     diagnostics: std::collections::BTreeMap<String, serde_json::Value>,
@@ -145,7 +175,7 @@ pub fn build_output(
 
 /// Checks an output against its input's network; see the module docs for
 /// the rules.
-pub fn check_output(network: &Network<'_>, output: &PolicyOutput) -> Result<(), Violations> {
+pub fn check_output(network: &Network, output: &PolicyOutput) -> Result<(), Violations> {
     let mut problems = Vec::new();
     let effort = network.effort();
     let stations = network.stations();
@@ -207,6 +237,20 @@ pub fn check_output(network: &Network<'_>, output: &PolicyOutput) -> Result<(), 
                     format!("station `{}` is not eligible (capacity or bucket quality)", network.key(idx)),
                 ));
             }
+        }
+        if ledger.has_received(from) {
+            problems.push(Violation::new(
+                "output.receiver_gives",
+                format!("{path}.from_station_key"),
+                format!("`{}` received bikes earlier in this decision and cannot give", m.from_station_key),
+            ));
+        }
+        if ledger.has_given(to) {
+            problems.push(Violation::new(
+                "output.donor_receives",
+                format!("{path}.to_station_key"),
+                format!("`{}` gave bikes earlier in this decision and cannot receive", m.to_station_key),
+            ));
         }
         if m.bikes_moved > ledger.bikes(from) {
             problems.push(Violation::new(

@@ -19,14 +19,17 @@ fn instance(max_stations: usize, max_edges: usize) -> impl Strategy<Value = Poli
     (2..=max_stations)
         .prop_flat_map(move |n| {
             let stations = proptest::collection::vec(
-                (5u32..=20, 0u32..=100, prop_oneof![4 => Just("ok"), 1 => Just("degraded"), 1 => Just("stale")]),
+                (prop_oneof![5u32..=20, Just(7)], 0u32..=100, prop_oneof![4 => Just("ok"), 1 => Just("degraded"), 1 => Just("stale")]),
                 n,
             );
             let edges = proptest::collection::vec((0..n, 0..n, 1u32..=3000), 0..=max_edges);
             let effort = (0u32..=40, 2u32..=12, 1u32..=8);
-            (stations, edges, effort)
+            // One instance in four has a band that holds no integer on
+            // capacity 7 (L = 4, U = 3).
+            let band = prop_oneof![3 => Just((0.3, 0.7)), 1 => Just((0.45, 0.55))];
+            (stations, edges, effort, band)
         })
-        .prop_map(|(stations, edges, (budget, max_stations_touched, max_moves))| {
+        .prop_map(|(stations, edges, (budget, max_stations_touched, max_moves), (alpha, beta))| {
             let stations: Vec<Station> = stations
                 .into_iter()
                 .enumerate()
@@ -56,7 +59,7 @@ fn instance(max_stations: usize, max_edges: usize) -> impl Strategy<Value = Poli
                 stations,
                 neighbors,
                 effort: Effort { bike_move_budget_per_step: budget, max_stations_touched, max_moves },
-                targets: Targets { alpha: 0.3, beta: 0.7, min_capacity_for_policy: 6 },
+                targets: Targets { alpha, beta, min_capacity_for_policy: 6 },
             }
         })
 }
@@ -68,7 +71,7 @@ fn decide(which: Builtin, input: &PolicyInput) -> PolicyOutput {
 
 /// Exhaustive search over integer flows on the transfer edges: the best
 /// `(delivered, -cost_mm)` within the budget, supplies and demands.
-fn brute_force(network: &Network<'_>) -> (u64, i128) {
+fn brute_force(network: &Network) -> (u64, i128) {
     let edges = global::transfer_edges(network);
     let stations = network.stations();
     let budget = u64::from(network.effort().bike_move_budget_per_step);
@@ -77,7 +80,7 @@ fn brute_force(network: &Network<'_>) -> (u64, i128) {
     let mut best = (0u64, 0i128);
     #[expect(clippy::too_many_arguments, reason = "a recursive search's state, spelled out")]
     fn search(
-        network: &Network<'_>,
+        network: &Network,
         edges: &[usize],
         supply: &mut [u64],
         demand: &mut [u64],
@@ -151,12 +154,16 @@ proptest! {
 }
 
 /// The greedy rule written out literally: every round, rescan every edge
-/// and take the smallest (dist, -x, from, to) that fits the station cap.
-fn literal_greedy(network: &Network<'_>) -> Vec<(usize, usize, u32)> {
+/// and take the smallest (dist, -x, from, to) that fits the station cap,
+/// where a station that received never gives and one that gave never
+/// receives.
+fn literal_greedy(network: &Network) -> Vec<(usize, usize, u32)> {
     let stations = network.stations();
     let effort = network.effort();
     let mut bikes: Vec<u32> = stations.iter().map(|s| s.bikes).collect();
     let mut touched = std::collections::BTreeSet::new();
+    let mut gave = std::collections::BTreeSet::new();
+    let mut received = std::collections::BTreeSet::new();
     let mut left = u64::from(effort.bike_move_budget_per_step);
     let mut moves = Vec::new();
     while left > 0 && (moves.len() as u64) < u64::from(effort.max_moves) {
@@ -166,7 +173,9 @@ fn literal_greedy(network: &Network<'_>) -> Vec<(usize, usize, u32)> {
             if !(u.eligible && v.eligible) {
                 continue;
             }
-            let x = u.excess(bikes[e.from]).min(v.need(bikes[e.to]));
+            let excess = if received.contains(&e.from) { 0 } else { u.excess(bikes[e.from]) };
+            let need = if gave.contains(&e.to) { 0 } else { v.need(bikes[e.to]) };
+            let x = excess.min(need);
             let new = usize::from(!touched.contains(&e.from)) + usize::from(!touched.contains(&e.to));
             if x == 0 || touched.len() + new > effort.max_stations_touched as usize {
                 continue;
@@ -184,6 +193,8 @@ fn literal_greedy(network: &Network<'_>) -> Vec<(usize, usize, u32)> {
         bikes[to] += amount;
         touched.insert(from);
         touched.insert(to);
+        gave.insert(from);
+        received.insert(to);
         left -= u64::from(amount);
         moves.push((from, to, amount));
     }

@@ -51,6 +51,16 @@ pub struct RunRequest<'a, C: Contract> {
     pub host: Arc<dyn HostApi>,
 }
 
+/// An input the guard has checked: what the contract kept of it and the
+/// digest of its canonical form. A host that runs several policies on one
+/// input checks it once ([`Guard::check_input`]) and hands this to each run.
+pub struct CheckedInput<C: Contract> {
+    /// What [`Contract::check_input`] kept.
+    pub checked: C::Checked,
+    /// SHA-256 of the input's RFC 8785 form.
+    pub digest: Digest,
+}
+
 /// What a successful run records: the seed's provenance fields and the
 /// validated output.
 #[derive(Debug, Clone, Serialize)]
@@ -222,13 +232,15 @@ impl<C: Contract> Guard<C> {
         self.limits
     }
 
-    /// Validates the input against the contract. Hosts that call many
-    /// policies on one input call this once and then [`Guard::run_checked`].
-    pub fn check_input(&self, input: &C::Input, params: &C::Params) -> Result<Digest, RunError> {
-        C::validate_input(input, params).map_err(RunError::InvalidInput)?;
-        canonical::digest_of(input).map_err(|e| {
+    /// Validates the input against the contract and hashes it. Hosts that
+    /// call many policies on one input call this once and then
+    /// [`Guard::run_checked`].
+    pub fn check_input(&self, input: &C::Input, params: &C::Params) -> Result<CheckedInput<C>, RunError> {
+        let checked = C::check_input(input, params).map_err(RunError::InvalidInput)?;
+        let digest = canonical::digest_of(input).map_err(|e| {
             RunError::InvalidInput(Violations(vec![Violation::new("input.not_canonical", "", e.to_string())]))
-        })
+        })?;
+        Ok(CheckedInput { checked, digest })
     }
 
     /// Whether the plugin behind `entry` may run this subject and input, by
@@ -241,19 +253,19 @@ impl<C: Contract> Guard<C> {
     /// Runs `entry` on the request: validates the input, calls the policy,
     /// and validates and hashes its output.
     pub fn run(&self, entry: &Entry<C>, request: &RunRequest<'_, C>) -> Result<RunRecord<C>, RunError> {
-        let input_sha256 = self.check_input(request.input, request.params)?;
-        self.run_checked(entry, request, input_sha256)
+        let checked = self.check_input(request.input, request.params)?;
+        self.run_checked(entry, request, &checked)
     }
 
     /// Like [`Guard::run`] for an input already checked by
-    /// [`Guard::check_input`], whose digest is `input_sha256`. The plugin's
-    /// circuit breaker is consulted first and told the outcome; its metrics
-    /// count the call.
+    /// [`Guard::check_input`] (the same input and params as the request's).
+    /// The plugin's circuit breaker is consulted first and told the
+    /// outcome; its metrics count the call.
     pub fn run_checked(
         &self,
         entry: &Entry<C>,
         request: &RunRequest<'_, C>,
-        input_sha256: Digest,
+        checked: &CheckedInput<C>,
     ) -> Result<RunRecord<C>, RunError> {
         let plugin_id = entry.manifest.plugin_id.as_str();
         let started = Instant::now();
@@ -269,7 +281,7 @@ impl<C: Contract> Guard<C> {
             self.with_health(plugin_id, |_, metrics| *metrics.errors.entry(error.code().to_owned()).or_default() += 1);
             return Err(error);
         }
-        let result = self.run_admitted(entry, request, input_sha256);
+        let result = self.run_admitted(entry, request, checked);
         let finished = Instant::now();
         let micros = u64::try_from(finished.saturating_duration_since(started).as_micros()).unwrap_or(u64::MAX);
         self.with_health(plugin_id, |breaker, metrics| {
@@ -303,7 +315,7 @@ impl<C: Contract> Guard<C> {
         &self,
         entry: &Entry<C>,
         request: &RunRequest<'_, C>,
-        input_sha256: Digest,
+        checked: &CheckedInput<C>,
     ) -> Result<RunRecord<C>, RunError> {
         self.admit(entry, request)?;
         let plugin_id = entry.manifest.plugin_id.clone();
@@ -312,6 +324,7 @@ impl<C: Contract> Guard<C> {
             context: &request.context,
             input: request.input,
             params: request.params,
+            checked: &checked.checked,
             seed: polis_core::run::seed_of(&request.key_sha256),
             control: &request.control,
             host: &request.host,
@@ -358,7 +371,7 @@ impl<C: Contract> Guard<C> {
         if !schema_errors.is_empty() {
             return Err(invalid(schema_errors));
         }
-        C::validate_output(request.input, request.params, &output)
+        C::validate_output(request.input, request.params, &checked.checked, &output)
             .map_err(|violations| RunError::InvalidOutput { plugin_id: plugin_id.clone(), violations })?;
 
         Ok(RunRecord {
@@ -366,7 +379,7 @@ impl<C: Contract> Guard<C> {
             run_key_sha256: request.key_sha256,
             plugin_id,
             manifest_sha256: entry.manifest_digest,
-            input_sha256,
+            input_sha256: checked.digest,
             output_sha256: Digest::of_bytes(&bytes),
             output,
         })

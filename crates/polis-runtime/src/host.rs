@@ -8,13 +8,12 @@
 
 use std::sync::Arc;
 
-use polis_core::canonical::Digest;
 use polis_core::contract::{Contract, SchemaError};
 use polis_core::policy::{HostApi, RunControl, no_host};
 use polis_core::registry::{Registry, RegistryError};
 use polis_core::run::{PolicySpec, RunKey};
 
-use crate::guard::{Guard, HostLimits, RunError, RunRecord, RunRequest};
+use crate::guard::{CheckedInput, Guard, HostLimits, RunError, RunRecord, RunRequest};
 use crate::health::BreakerConfig;
 
 /// One decision to make.
@@ -113,25 +112,25 @@ impl<C: Contract> Host<C> {
         Ok(RunKey { subject: subject.clone(), policy_version: policy_version.to_owned(), policy_spec_sha256 })
     }
 
-    /// Validates an input once, returning its digest, for callers that run
-    /// several policies on it.
-    pub fn check_input(&self, input: &C::Input, params: &C::Params) -> Result<Digest, HostError> {
+    /// Validates and hashes an input once, for callers that run several
+    /// policies on it.
+    pub fn check_input(&self, input: &C::Input, params: &C::Params) -> Result<CheckedInput<C>, HostError> {
         Ok(self.guard.check_input(input, params)?)
     }
 
     /// Decides with `policy_version`: resolve (failing closed), key, guard.
     pub fn decide(&self, policy_version: &str, decision: &Decision<'_, C>) -> Result<RunRecord<C>, HostError> {
-        let input_sha256 = self.check_input(decision.input, decision.params)?;
-        self.decide_checked(policy_version, decision, input_sha256)
+        let checked = self.check_input(decision.input, decision.params)?;
+        self.decide_checked(policy_version, decision, &checked)
     }
 
-    /// Like [`Host::decide`] for an input already checked by
-    /// [`Host::check_input`], whose digest is `input_sha256`.
+    /// Like [`Host::decide`] for the decision's input and params already
+    /// checked by [`Host::check_input`].
     pub fn decide_checked(
         &self,
         policy_version: &str,
         decision: &Decision<'_, C>,
-        input_sha256: Digest,
+        checked: &CheckedInput<C>,
     ) -> Result<RunRecord<C>, HostError> {
         let entry = self.registry.resolve(policy_version)?;
         let key = Host::<C>::run_key(policy_version, decision.subject, decision.params)?;
@@ -147,6 +146,6 @@ impl<C: Contract> Host<C> {
             control: decision.control.cloned().unwrap_or_default(),
             host: decision.host.clone().unwrap_or_else(no_host),
         };
-        Ok(self.guard.run_checked(entry, &request, input_sha256)?)
+        Ok(self.guard.run_checked(entry, &request, checked)?)
     }
 }

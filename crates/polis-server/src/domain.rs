@@ -321,11 +321,11 @@ impl<C: Contract> ContractService for HostService<C> {
             field: "policy_version".to_owned(),
             message: e.to_string(),
         })?;
-        let input_sha256 = self.host.check_input(&input, &params).map_err(|e| SubmissionError {
-            code: e.code(),
-            field: "input".to_owned(),
-            message: e.to_string(),
-        })?;
+        let input_sha256 = self
+            .host
+            .check_input(&input, &params)
+            .map_err(|e| SubmissionError { code: e.code(), field: "input".to_owned(), message: e.to_string() })?
+            .digest;
         let key = Host::<C>::run_key(&submission.policy_version, &subject, &params).map_err(|e| SubmissionError {
             code: e.code(),
             field: "params".to_owned(),

@@ -518,9 +518,9 @@ impl Run<'_, '_> {
             error: None,
         };
         state.kpis.decisions += 1;
-        let result = self.host.check_input(&input, &self.config.params).and_then(|input_sha256| {
-            record.input_sha256 = Some(input_sha256);
-            self.host.decide_checked(self.policy, &decision, input_sha256)
+        let result = self.host.check_input(&input, &self.config.params).and_then(|checked| {
+            record.input_sha256 = Some(checked.digest);
+            self.host.decide_checked(self.policy, &decision, &checked)
         });
         let output = match result {
             Ok(run) => {
