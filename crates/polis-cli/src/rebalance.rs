@@ -8,12 +8,12 @@ use polis_core::run::{parse_time, rfc3339};
 use polis_rebalance::Rebalance;
 use polis_rebalance::contract::{DecisionSubject, Effort, PolicyOutput, RebalanceParams, Targets};
 use polis_rebalance::gbfs::Feed;
-use polis_rebalance::network::Network;
-use polis_rebalance::urbanflow;
 use polis_rebalance::host::{Decision, Host};
+use polis_rebalance::network::Network;
 use polis_rebalance::snapshot::BuiltSnapshot;
 use polis_rebalance::snapshot::{SnapshotBuilder, SnapshotOptions};
 use polis_rebalance::synth::{self, CityOptions};
+use polis_rebalance::urbanflow;
 use polis_runtime::RunRecord;
 
 use crate::Outcome;

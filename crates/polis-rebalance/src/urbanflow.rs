@@ -160,7 +160,8 @@ impl Request {
 
     /// Parses a request, naming the field of the first error.
     pub fn from_value(value: serde_json::Value) -> Result<Request, RequestError> {
-        serde_path_to_error::deserialize(value).map_err(|e| RequestError::new(e.path().to_string(), e.into_inner().to_string()))
+        serde_path_to_error::deserialize(value)
+            .map_err(|e| RequestError::new(e.path().to_string(), e.into_inner().to_string()))
     }
 
     /// The request in polis's terms.
@@ -301,7 +302,8 @@ impl Output {
         let mut moves = Vec::with_capacity(output.moves.len());
         for (i, m) in output.moves.iter().enumerate() {
             let (from, to) = (m.from_station_key.as_str(), m.to_station_key.as_str());
-            let (Some(&rank), Some(f), Some(t)) = (ranks.get(&(from, to)), network.index_of(from), network.index_of(to))
+            let (Some(&rank), Some(f), Some(t)) =
+                (ranks.get(&(from, to)), network.index_of(from), network.index_of(to))
             else {
                 return Err(RequestError::new(format!("moves[{i}]"), "is not on an edge of the request"));
             };

@@ -19,7 +19,11 @@ fn instance(max_stations: usize, max_edges: usize) -> impl Strategy<Value = Poli
     (2..=max_stations)
         .prop_flat_map(move |n| {
             let stations = proptest::collection::vec(
-                (prop_oneof![5u32..=20, Just(7)], 0u32..=100, prop_oneof![4 => Just("ok"), 1 => Just("degraded"), 1 => Just("stale")]),
+                (
+                    prop_oneof![5u32..=20, Just(7)],
+                    0u32..=100,
+                    prop_oneof![4 => Just("ok"), 1 => Just("degraded"), 1 => Just("stale")],
+                ),
                 n,
             );
             let edges = proptest::collection::vec((0..n, 0..n, 1u32..=3000), 0..=max_edges);
