@@ -347,3 +347,66 @@ fn a_remote_condition_that_times_out_counts_as_false_within_its_deadline() {
     assert!(took < std::time::Duration::from_secs(2), "bounded by the 200 ms deadline: {took:?}");
     assert_eq!(host.reports()[0].health.conditions.failures, 1);
 }
+
+/// The Python fixture's `low_energy` and `rest`, written as a built-in.
+struct LowEnergy {
+    manifest: polis_core::manifest::Manifest,
+}
+
+impl BehaviorPlugin for LowEnergy {
+    fn manifest(&self) -> &polis_core::manifest::Manifest {
+        &self.manifest
+    }
+    fn register(&self, ctx: &polis_behavior::PluginContext) -> Result<(), polis_core::PolicyError> {
+        let rejected = |e: polis_behavior::ContextError| polis_core::PolicyError::Rejected(e.to_string());
+        ctx.behavior().register_condition_evaluator("low_energy", None).map_err(rejected)?;
+        let defaults = json!({"amount": 5}).as_object().cloned().unwrap();
+        ctx.behavior().register_effect_handler("rest", None, defaults).map_err(rejected)?;
+        Ok(())
+    }
+    fn evaluate_condition(
+        &self,
+        call: &polis_behavior::ConditionCall,
+        ctx: &polis_behavior::PluginContext,
+    ) -> Result<bool, polis_core::PolicyError> {
+        let npc = ctx.npc().unwrap().get(call.npc_id.as_deref().unwrap()).unwrap();
+        let energy = npc["state"]["energy"].as_f64().unwrap_or(100.0);
+        Ok(energy < call.params.get("below").and_then(Value::as_f64).unwrap_or(50.0))
+    }
+    fn apply_effect(
+        &self,
+        call: &polis_behavior::EffectCall,
+        ctx: &polis_behavior::PluginContext,
+    ) -> Result<(), polis_core::PolicyError> {
+        let amount = call.params["amount"].as_f64();
+        ctx.npc_mut().unwrap().update_state(call.npc_id.as_deref().unwrap(), amount, None).unwrap();
+        Ok(())
+    }
+}
+
+/// Drives a host through a fixed script: drain or rest each NPC by turns,
+/// checking the condition; returns the outcomes and the session's digest.
+fn script(plugin: Arc<dyn BehaviorPlugin>) -> (Vec<bool>, String) {
+    let host = BehaviorHost::load(vec![plugin], HostConfig::default());
+    let world = common::world();
+    let scene = Scene::new(Arc::clone(&world), common::session(&world));
+    let mut outcomes = Vec::new();
+    for step in 0..120i64 {
+        let npc = if step % 3 == 0 { "bob" } else { "ann" };
+        let amount = json!({"amount": ((step * 37) % 23) - 12}).as_object().cloned().unwrap();
+        assert!(host.apply_effect("effect:plugin:test.probe:rest", &amount, Some(npc), 0, &scene).applied);
+        let below = json!({"below": 40 + step % 20}).as_object().cloned().unwrap();
+        outcomes.push(host.evaluate_condition("plugin:test.probe:low_energy", &below, Some(npc), 0, &scene).result);
+    }
+    let session = scene.session.as_ref().unwrap().lock().unwrap().clone();
+    (outcomes, polis_core::canonical::digest_of(&session).unwrap().to_string())
+}
+
+#[test]
+fn a_python_plugin_and_its_builtin_twin_give_the_same_outcomes_and_session_digest() {
+    let permissions = ["group:behavior", "npc:write"];
+    let builtin = script(Arc::new(LowEnergy { manifest: manifest(PROBE, &permissions, "builtin", "") }));
+    let python = script(Arc::new(EndpointPlugin::new(Arc::new(python_plugin(&permissions)))));
+    assert!(builtin.0.iter().any(|b| *b) && builtin.0.iter().any(|b| !*b), "the script exercises both answers");
+    assert_eq!(python, builtin);
+}
