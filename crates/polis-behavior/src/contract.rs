@@ -1,0 +1,122 @@
+//! `behavior.v1`: the contract behaviour plugins declare, so polis's plugin
+//! loader claims their manifests and gives them the seed's permissions and
+//! capabilities.
+//!
+//! A behaviour plugin answers several methods (see [`crate::plugin`]), so
+//! the engine drives it through [`crate::BehaviorPlugin`] rather than one
+//! `run`. The contract's input and output describe its central method,
+//! `evaluate_condition`, so that `polis contract schema behavior.v1` shows
+//! what a plugin is sent and must answer.
+
+use polis_core::canonical::Digest;
+use polis_core::contract::{Contract, Violations};
+use polis_core::run::{RunKey, seed_of};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::permissions::{CAPABILITIES, GROUPS, PERMISSIONS};
+
+/// The behaviour contract.
+pub struct Behavior;
+
+/// The methods every sandboxed behaviour plugin must answer (wasm plugins
+/// must export them). The others (`evaluate_condition`, `apply_effect`,
+/// `on_event`) are needed only by plugins that register something that
+/// calls them; a missing one fails that call, which falls back.
+pub const REQUIRED_METHODS: &[&str] = &["register"];
+
+/// What `evaluate_condition` is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionRequest {
+    /// `plugin:<plugin id>:<name>`.
+    pub condition_id: String,
+    /// The registered name.
+    pub name: String,
+    /// The condition's params.
+    #[serde(default)]
+    pub params: Map<String, Value>,
+    /// The NPC decided for.
+    #[serde(default)]
+    pub npc_id: Option<String>,
+    /// A seed for anything random.
+    #[serde(default)]
+    pub seed: u64,
+    /// For remote plugins: what their permissions let them see.
+    #[serde(default)]
+    pub context: Option<Value>,
+}
+
+/// What `evaluate_condition` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionReply {
+    /// Whether the condition holds.
+    pub result: bool,
+}
+
+/// No params beyond the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BehaviorParams {}
+
+/// A condition evaluation is about one condition in one world.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BehaviorSubject {
+    /// The world.
+    pub world_id: String,
+    /// The condition.
+    pub condition_id: String,
+}
+
+/// What a plugin sees of a run besides its request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BehaviorContext {
+    /// The world.
+    pub world_id: String,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+/// The contract's manifest fields: none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BehaviorManifest {}
+
+impl Contract for Behavior {
+    const ID: &'static str = "behavior.v1";
+    const METHOD: &'static str = "evaluate_condition";
+    const PERMISSIONS: &'static [polis_core::permission::PermissionSpec] = PERMISSIONS;
+    const PERMISSION_GROUPS: &'static [polis_core::permission::PermissionGroup] = GROUPS;
+    const CAPABILITIES: &'static [polis_core::permission::Capability] = CAPABILITIES;
+
+    type Input = ConditionRequest;
+    type Output = ConditionReply;
+    type Params = BehaviorParams;
+    type Subject = BehaviorSubject;
+    type Context = BehaviorContext;
+    type ManifestFields = BehaviorManifest;
+
+    fn context(key: &RunKey<BehaviorSubject>, key_sha256: &Digest, _request_id: Option<&str>) -> BehaviorContext {
+        BehaviorContext { world_id: key.subject.world_id.clone(), seed: seed_of(key_sha256) }
+    }
+
+    fn validate_input(_input: &ConditionRequest, _params: &BehaviorParams) -> Result<(), Violations> {
+        Ok(())
+    }
+
+    fn validate_output(
+        _input: &ConditionRequest,
+        _params: &BehaviorParams,
+        _output: &ConditionReply,
+    ) -> Result<(), Violations> {
+        Ok(())
+    }
+
+    fn output_items(_output: &ConditionReply) -> usize {
+        1
+    }
+}
