@@ -104,13 +104,16 @@ impl Contract for Behavior {
         BehaviorContext { world_id: key.subject.world_id.clone(), seed: seed_of(key_sha256) }
     }
 
-    fn validate_input(_input: &ConditionRequest, _params: &BehaviorParams) -> Result<(), Violations> {
+    type Checked = ();
+
+    fn check_input(_input: &ConditionRequest, _params: &BehaviorParams) -> Result<(), Violations> {
         Ok(())
     }
 
     fn validate_output(
         _input: &ConditionRequest,
         _params: &BehaviorParams,
+        (): &(),
         _output: &ConditionReply,
     ) -> Result<(), Violations> {
         Ok(())
