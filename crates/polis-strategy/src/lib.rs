@@ -16,7 +16,9 @@
 //!   the semantic validator; [`builtins`]: the four families;
 //!   [`catalog`]: the fail-closed catalog; [`engine`]: the host loop
 //!   (warm-up, cooldown, position limits, breakers, counters);
-//!   [`replay`]: intents, digest, evaluation; [`svg`]: `equity.svg`.
+//!   [`replay`]: intents, digest, evaluation; [`svg`]: `equity.svg`;
+//!   [`endpoint`]: a sandboxed plugin (process, wasm, remote) behind the
+//!   typed surface.
 //!
 //! # Example
 //!
@@ -37,6 +39,7 @@ pub mod bars;
 pub mod builtins;
 pub mod catalog;
 pub mod contract;
+pub mod endpoint;
 pub mod engine;
 pub mod features;
 pub mod indicators;
