@@ -83,6 +83,59 @@ fn legacy(data: &[Bar], label: &str) {
     );
 }
 
+/// Per-event cost of `mean_reversion` as a sandboxed Python process plugin
+/// (tests/fixtures/mean_reversion_py) against the built-in, on `data`.
+fn process(data: &[Bar]) {
+    use polis_core::policy::PluginEndpoint;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mean_reversion_py");
+    let manifest = std::fs::read(dir.join("manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(|v| polis_core::Manifest::from_value(v).ok());
+    let Some(manifest) = manifest else {
+        eprintln!("cannot load the fixture manifest");
+        std::process::exit(2);
+    };
+    let python = polis_testdata::python();
+    let mut sandbox = polis_process::SandboxConfig::default();
+    sandbox.read_paths.extend([python.prefix.clone(), python.sdk.clone()]);
+    if let Some(bin) = python.exe.parent() {
+        sandbox.read_paths.push(bin.to_path_buf());
+    }
+    let env = vec![("PYTHONPATH".to_owned(), python.sdk.display().to_string())];
+    let spec = polis_process::ProcessSpec { program: python.exe, args: vec!["plugin.py".into()], dir, env };
+    let config = polis_process::ProcessConfig { sandbox, ..polis_process::ProcessConfig::default() };
+    let plugin = polis_process::ProcessPlugin::new(
+        manifest,
+        spec,
+        config,
+        polis_core::permission::PermissionCatalog::platform(),
+    );
+    if let Err(e) = plugin.start_worker() {
+        eprintln!("{e}");
+        std::process::exit(2);
+    }
+    let endpoint: Arc<dyn PluginEndpoint> = Arc::new(plugin);
+    let text = "[[strategies]]\nstrategy_id = \"mr\"\nstrategy_type = \"mean_reversion\"\nversion = \"1.0.0\"\nsymbols = [\"SYN\"]\n";
+    let Ok(catalog) = Catalog::load("bench.toml", text) else { std::process::exit(2) };
+    let mut engine = Engine::with_plugins(&catalog, BreakerConfig::default(), |_| {
+        let endpoint = endpoint.clone();
+        Some(Box::new(move || {
+            Box::new(polis_strategy::endpoint::EndpointStrategy::new(endpoint.clone(), "mr"))
+                as Box<dyn polis_strategy::contract::StrategyPlugin>
+        }))
+    });
+    let mut streams = polis_strategy::features::Streams::new(engine.features().clone());
+    let start = Instant::now();
+    let mut intents = 0;
+    for b in data {
+        let row = streams.push(b);
+        intents += engine.on_row(&row, "1d").len();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("features + mean_reversion, Python process plugin  {}  [{intents} intents]", rate(data.len(), secs));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
@@ -110,6 +163,7 @@ fn main() {
             }
         };
         legacy(&goog, "GOOG.csv");
+        process(&goog);
     }
     legacy(&data, "synthetic");
     let set = Arc::new(FeatureSet::default_set());

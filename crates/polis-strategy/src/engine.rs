@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use polis_runtime::{Breaker, BreakerConfig, BreakerState};
@@ -78,6 +79,9 @@ struct Running {
     breaker: Breaker,
     counters: StrategyCounters,
     make: Box<dyn Fn() -> Box<dyn StrategyPlugin> + Send>,
+    /// The slots of `entry.features` in the feature set last seen, so the
+    /// missing-feature check costs no name lookups per event.
+    slots: Option<(Arc<FeatureSet>, Vec<Option<usize>>)>,
 }
 
 /// Runs a catalog's enabled strategies over events.
@@ -134,6 +138,7 @@ impl Engine {
                     breaker: Breaker::new(breaker),
                     counters: StrategyCounters::default(),
                     make,
+                    slots: None,
                 })
             })
             .collect();
@@ -195,20 +200,24 @@ fn step(r: &mut Running, row: &Row, timeframe: &str, upstream: &[IntentRecord], 
         r.counters.circuit_open += 1;
         return None;
     }
-    let symbol = row.symbol.to_string();
-    if !r.instances.contains_key(&symbol) {
+    let symbol: &str = &row.symbol;
+    if !r.instances.contains_key(symbol) {
         let mut plugin = (r.make)();
         if let Err(problems) = plugin.validate_params(&r.ctx.params) {
             fail(r, now, format!("params: {}", problems.join("; ")));
             return None;
         }
         r.instances.insert(
-            symbol.clone(),
+            symbol.to_owned(),
             Instance { plugin, seen: 0, last_ts: None, last_intent_ts: None, position: Direction::Flat },
         );
     }
+    if !r.slots.as_ref().is_some_and(|(set, _)| Arc::ptr_eq(set, &row.set)) {
+        let slots = r.entry.features.iter().map(|f| row.set.slot(f)).collect();
+        r.slots = Some((row.set.clone(), slots));
+    }
     let open_positions = r.instances.values().filter(|i| i.position != Direction::Flat).count();
-    let inst = r.instances.get_mut(&symbol)?;
+    let inst = r.instances.get_mut(symbol)?;
     if inst.last_ts.is_some_and(|t| row.ts <= t) {
         r.counters.stale += 1;
         return None;
@@ -216,7 +225,9 @@ fn step(r: &mut Running, row: &Row, timeframe: &str, upstream: &[IntentRecord], 
     inst.last_ts = Some(row.ts);
     inst.seen += 1;
     let warming = inst.seen <= inst.plugin.warmup_bars();
-    if !warming && r.entry.features.iter().any(|f| row.get(f).is_none()) {
+    let missing =
+        r.slots.as_ref().is_some_and(|(_, slots)| slots.iter().any(|s| s.and_then(|i| row.values[i]).is_none()));
+    if !warming && missing {
         r.counters.missing_features += 1;
         return None;
     }
@@ -249,7 +260,7 @@ fn step(r: &mut Running, row: &Row, timeframe: &str, upstream: &[IntentRecord], 
         return None;
     }
     r.breaker.record(true, now);
-    let inst = r.instances.get_mut(&symbol)?;
+    let inst = r.instances.get_mut(symbol)?;
     if let (Some(cool), Some(last)) = (r.entry.entry.cooldown_seconds, inst.last_intent_ts)
         && row.ts.saturating_sub(last) < i64::try_from(cool).unwrap_or(i64::MAX)
     {
@@ -268,7 +279,7 @@ fn step(r: &mut Running, row: &Row, timeframe: &str, upstream: &[IntentRecord], 
     inst.position = intent.direction;
     r.counters.intents += 1;
     Some(IntentRecord {
-        intent_id: intent_id(&r.key, &symbol, row.ts),
+        intent_id: intent_id(&r.key, symbol, row.ts),
         event_ts: row.ts,
         strategy: r.key.clone(),
         intent,

@@ -428,13 +428,13 @@ impl Streams {
 
     /// Computes one bar's features on its symbol's pipeline.
     pub fn push(&mut self, bar: &Bar) -> Row {
-        if !self.pipelines.contains_key(&bar.symbol) {
-            self.pipelines.insert(bar.symbol.clone(), Pipeline::new(self.set.clone(), &bar.symbol));
+        if let Some(p) = self.pipelines.get_mut(&bar.symbol) {
+            return p.push(bar);
         }
-        match self.pipelines.get_mut(&bar.symbol) {
-            Some(p) => p.push(bar),
-            None => Pipeline::new(self.set.clone(), &bar.symbol).push(bar),
-        }
+        let mut p = Pipeline::new(self.set.clone(), &bar.symbol);
+        let row = p.push(bar);
+        self.pipelines.insert(bar.symbol.clone(), p);
+        row
     }
 }
 

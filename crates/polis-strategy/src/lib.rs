@@ -18,7 +18,7 @@
 //!   (warm-up, cooldown, position limits, breakers, counters);
 //!   [`replay`]: intents, digest, evaluation; [`svg`]: `equity.svg`;
 //!   [`endpoint`]: a sandboxed plugin (process, wasm, remote) behind the
-//!   typed surface.
+//!   typed surface; [`live`]: the live loop (JSON lines, atomic reload).
 //!
 //! # Example
 //!
@@ -43,6 +43,7 @@ pub mod endpoint;
 pub mod engine;
 pub mod features;
 pub mod indicators;
+pub mod live;
 pub mod replay;
 pub mod svg;
 mod ts;

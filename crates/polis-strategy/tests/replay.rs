@@ -210,3 +210,17 @@ fn cooldown_and_position_limits_are_enforced_by_the_host() {
     assert!(c.intents.iter().all(|r| r.intent.direction == polis_strategy::contract::Direction::Flat));
     assert!(c.evaluations[0].counters.max_positions > 0);
 }
+
+#[test]
+fn the_equity_plot_draws_a_curve_per_strategy_and_a_mark_per_intent() {
+    let Some(bars) = goog() else { return };
+    let out = replay(&bars, &catalog(), &ReplayConfig { cost_bps: 5.0, ..ReplayConfig::default() }).unwrap();
+    let svg = polis_strategy::svg::equity_svg("GOOG", &out.equity, &out.intents);
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    assert_eq!(svg.matches("<polyline").count(), 4);
+    let marks = svg.matches("<path d=").count() + svg.matches("<circle").count();
+    assert_eq!(marks, out.intents.len());
+    for key in ["legacy@1.0.0", "trend@1.0.0", "mr@1.0.0", "overlay@1.0.0", "2004-08-19", "2013-03-01"] {
+        assert!(svg.contains(key), "{key}");
+    }
+}
