@@ -12,6 +12,7 @@ mod rebalance;
 mod replay;
 mod service;
 mod settings;
+mod strategy;
 mod table;
 
 use std::process::ExitCode;
@@ -47,6 +48,9 @@ enum Command {
     /// Bike-share rebalancing: snapshots, policy runs, a synthetic city.
     #[command(subcommand)]
     Rebalance(rebalance::Command),
+    /// Trading strategies: feature vectors, catalog checks, replays.
+    #[command(subcommand)]
+    Strategy(strategy::Command),
     /// List the plugins polis knows, with their status.
     #[command(subcommand)]
     Plugins(contracts::PluginsCommand),
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
     let json = cli.json;
     let result = match cli.command {
         Command::Rebalance(command) => rebalance::run(command, json),
+        Command::Strategy(command) => strategy::run(command, json),
         Command::Plugins(command) => contracts::plugins(command, json),
         Command::Contract(command) => contracts::contract(command, json),
         Command::Manifest(command) => contracts::manifest(command, json),

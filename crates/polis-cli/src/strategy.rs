@@ -1,0 +1,362 @@
+//! `polis strategy …`: feature vectors from bars, catalog checks and
+//! replays with digests (seed 001, see docs/strategy.md).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use polis_strategy::bars::{BarReader, read_bars};
+use polis_strategy::catalog::{Catalog, EntryState};
+use polis_strategy::contract::IntentRecord;
+use polis_strategy::features::{FeatureSet, Streams};
+use polis_strategy::live::{Live, Reloaded};
+use polis_strategy::replay::{ReplayConfig, first_difference, intents_jsonl, replay};
+use polis_strategy::svg::equity_svg;
+
+use crate::Outcome;
+use crate::table::{Align, render};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print one `feature_vector.v3` JSON document per bar.
+    ///
+    /// The CSV has a header; the time column is named date, datetime,
+    /// timestamp or time (any case) or is the unnamed first column; open,
+    /// high, low, close and volume in any case; an optional symbol column.
+    /// A feature is absent until the bar where TA-Lib first gives it.
+    Features(FeaturesArgs),
+    /// Check a strategy catalog and print every entry's state and reasons.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Replay bars through a catalog's enabled strategies: intents, an
+    /// evaluation table and a digest.
+    ///
+    /// `--out DIR` writes `intents.jsonl`, `metrics.json`, `digest` and
+    /// `equity.svg`; `--verify DIR` re-runs and reports the first intent
+    /// that differs from the stored `intents.jsonl`.
+    Replay(ReplayArgs),
+    /// The live loop: bars or feature vectors as JSON lines on stdin,
+    /// intents as canonical JSON lines on stdout.
+    ///
+    /// The catalog reloads atomically on SIGHUP or when the file changes
+    /// (checked before every line); a catalog that does not parse leaves
+    /// the old one running and says why on stderr. A bad line is reported
+    /// with its number and skipped. A failing strategy degrades alone.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The strategy catalog.
+    #[arg(long)]
+    catalog: PathBuf,
+    /// The bar length of incoming bars.
+    #[arg(long, default_value = "1d")]
+    timeframe: String,
+}
+
+#[derive(Debug, Args)]
+pub struct FeaturesArgs {
+    /// The OHLCV CSV file.
+    #[arg(long)]
+    bars: PathBuf,
+    /// The symbol of a file without a symbol column.
+    #[arg(long, default_value = "BARS")]
+    symbol: String,
+    /// The bar length written into every vector.
+    #[arg(long, default_value = "1d")]
+    timeframe: String,
+    /// Features to compute, comma-separated (such as `close,ema_50,rsi_7`);
+    /// the 17 defaults when absent.
+    #[arg(long, value_delimiter = ',')]
+    features: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Print each entry's state (enabled, off, disabled) and reasons.
+    Check {
+        /// `strategies.toml` or `.json`.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The OHLCV CSV file.
+    #[arg(long)]
+    bars: PathBuf,
+    /// The strategy catalog.
+    #[arg(long)]
+    catalog: PathBuf,
+    /// The symbol of a file without a symbol column.
+    #[arg(long, default_value = "BARS")]
+    symbol: String,
+    /// The bar length.
+    #[arg(long, default_value = "1d")]
+    timeframe: String,
+    /// Trading cost in basis points of the notional traded.
+    #[arg(long, default_value_t = 0.0)]
+    cost_bps: f64,
+    /// Starting equity of each strategy.
+    #[arg(long, default_value_t = 100_000.0)]
+    capital: f64,
+    /// Write intents.jsonl, metrics.json, digest and equity.svg here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Compare with the intents stored in this directory by `--out`.
+    #[arg(long)]
+    verify: Option<PathBuf>,
+}
+
+/// Runs a strategy command.
+pub fn run(command: Command, json: bool) -> anyhow::Result<Outcome> {
+    match command {
+        Command::Features(args) => features(&args),
+        Command::Catalog(CatalogCommand::Check { file }) => catalog_check(&file, json),
+        Command::Replay(args) => replay_command(&args, json),
+        Command::Run(args) => live(&args),
+    }
+}
+
+fn features(args: &FeaturesArgs) -> anyhow::Result<Outcome> {
+    let set = if args.features.is_empty() {
+        FeatureSet::default_set()
+    } else {
+        FeatureSet::new(&args.features)
+            .map_err(|errors| anyhow::anyhow!(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))?
+    };
+    let file = File::open(&args.bars).with_context(|| format!("cannot open `{}`", args.bars.display()))?;
+    let reader =
+        BarReader::new(BufReader::new(file), &args.symbol).with_context(|| format!("`{}`", args.bars.display()))?;
+    let mut streams = Streams::new(set);
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    for bar in reader {
+        let bar = bar.with_context(|| format!("`{}`", args.bars.display()))?;
+        let vector = streams.push(&bar).to_vector(&args.timeframe);
+        serde_json::to_writer(&mut out, &vector)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(Outcome::Success)
+}
+
+fn load_catalog(file: &Path) -> anyhow::Result<Catalog> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read `{}`", file.display()))?;
+    Ok(Catalog::load(&file.display().to_string(), &text)?)
+}
+
+fn catalog_check(file: &Path, json: bool) -> anyhow::Result<Outcome> {
+    let catalog = load_catalog(file)?;
+    let disabled = catalog.entries.iter().any(|e| e.state == EntryState::Disabled);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&catalog)?);
+    } else {
+        let rows: Vec<Vec<String>> = catalog
+            .entries
+            .iter()
+            .map(|e| {
+                let state = match e.state {
+                    EntryState::Enabled => "enabled",
+                    EntryState::Off => "off",
+                    EntryState::Disabled => "disabled",
+                };
+                let mut notes = e.reasons.clone();
+                notes.extend(e.warnings.iter().map(|w| format!("warning: {w}")));
+                vec![
+                    e.entry.strategy_id.clone(),
+                    format!("{}@{}", e.entry.strategy_type, e.entry.version),
+                    state.to_owned(),
+                    e.warmup_bars.to_string(),
+                    e.entry.symbols.join(","),
+                    notes.join("; "),
+                ]
+            })
+            .collect();
+        let headers = [
+            ("strategy", Align::Left),
+            ("family", Align::Left),
+            ("state", Align::Left),
+            ("warm-up", Align::Right),
+            ("symbols", Align::Left),
+            ("reasons", Align::Left),
+        ];
+        print!("{}", render(&headers, &rows, 200));
+    }
+    Ok(if disabled { Outcome::Findings } else { Outcome::Success })
+}
+
+fn replay_command(args: &ReplayArgs, json: bool) -> anyhow::Result<Outcome> {
+    let catalog = load_catalog(&args.catalog)?;
+    for e in catalog.entries.iter().filter(|e| e.state == EntryState::Disabled) {
+        eprintln!("warning: `{}` is disabled: {}", e.entry.strategy_id, e.reasons.join("; "));
+    }
+    if catalog.enabled().next().is_none() {
+        bail!("catalog `{}` has no enabled strategy", args.catalog.display());
+    }
+    let file = File::open(&args.bars).with_context(|| format!("cannot open `{}`", args.bars.display()))?;
+    let bars = read_bars(BufReader::new(file), &args.symbol).with_context(|| format!("`{}`", args.bars.display()))?;
+    let config = ReplayConfig {
+        timeframe: args.timeframe.clone(),
+        cost_bps: args.cost_bps,
+        capital: args.capital,
+        ..ReplayConfig::default()
+    };
+    let result = replay(&bars, &catalog, &config)?;
+    let metrics = serde_json::json!({
+        "bars": result.bars,
+        "digest": result.digest.to_hex(),
+        "cost_bps": args.cost_bps,
+        "capital": args.capital,
+        "timeframe": args.timeframe,
+        "strategies": result.evaluations,
+    });
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+        let write = |name: &str, bytes: &[u8]| -> anyhow::Result<()> {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).with_context(|| format!("cannot write `{}`", path.display()))
+        };
+        write("intents.jsonl", &intents_jsonl(&result.intents)?)?;
+        write("metrics.json", format!("{}\n", serde_json::to_string_pretty(&metrics)?).as_bytes())?;
+        write("digest", format!("{}\n", result.digest.to_hex()).as_bytes())?;
+        let title = format!(
+            "{} — equity by strategy",
+            args.bars.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned())
+        );
+        write("equity.svg", equity_svg(&title, &result.equity, &result.intents).as_bytes())?;
+    }
+    let mut outcome = Outcome::Success;
+    let mut verify_note = None;
+    if let Some(dir) = &args.verify {
+        let path = dir.join("intents.jsonl");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let stored: Vec<IntentRecord> = text
+            .lines()
+            .enumerate()
+            .map(|(i, line)| serde_json::from_str(line).with_context(|| format!("`{}` line {}", path.display(), i + 1)))
+            .collect::<anyhow::Result<_>>()?;
+        verify_note = Some(match first_difference(&stored, &result.intents) {
+            None => format!("verified: {} intents identical to `{}`", stored.len(), path.display()),
+            Some((i, was, now)) => {
+                outcome = Outcome::Findings;
+                let show = |r: Option<&IntentRecord>| {
+                    r.map_or_else(|| "(none)".to_owned(), |r| serde_json::to_string(r).unwrap_or_default())
+                };
+                format!("drift at intent {}:\n  stored: {}\n  replay: {}", i + 1, show(was), show(now))
+            }
+        });
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&metrics)?);
+    } else {
+        let pct = |x: f64| format!("{:.2}%", x * 100.0);
+        let rows: Vec<Vec<String>> = result
+            .evaluations
+            .iter()
+            .map(|e| {
+                vec![
+                    e.strategy.clone(),
+                    e.intents.to_string(),
+                    pct(e.total_return),
+                    format!("{:.2}", e.sharpe),
+                    pct(e.max_drawdown),
+                    pct(e.hit_rate),
+                    format!("{:.2}", e.turnover),
+                    pct(e.exposure),
+                    e.counters.errors.to_string(),
+                ]
+            })
+            .collect();
+        let headers = [
+            ("strategy", Align::Left),
+            ("intents", Align::Right),
+            ("return", Align::Right),
+            ("sharpe", Align::Right),
+            ("max dd", Align::Right),
+            ("hit rate", Align::Right),
+            ("turnover", Align::Right),
+            ("exposure", Align::Right),
+            ("errors", Align::Right),
+        ];
+        print!("{}", render(&headers, &rows, 60));
+        println!("{} bars, {} intents, digest {}", result.bars, result.intents.len(), result.digest.to_hex());
+        if let Some(dir) = &args.out {
+            println!("wrote intents.jsonl, metrics.json, digest and equity.svg to `{}`", dir.display());
+        }
+    }
+    if let Some(note) = verify_note {
+        eprintln!("{note}");
+    }
+    Ok(outcome)
+}
+
+/// Sets a flag on every SIGHUP, from a thread of its own.
+fn on_sighup() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let set = flag.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::spawn(move || {
+        runtime.block_on(async move {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+            while hup.recv().await.is_some() {
+                set.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    });
+    Ok(flag)
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn live(args: &RunArgs) -> anyhow::Result<Outcome> {
+    use std::io::BufRead;
+    let name = args.catalog.display().to_string();
+    let text = std::fs::read_to_string(&args.catalog).with_context(|| format!("cannot read `{name}`"))?;
+    let mut live = Live::new(&name, &text, &args.timeframe, polis_runtime::BreakerConfig::default())?;
+    let hup = on_sighup()?;
+    eprintln!("running `{name}`: {} enabled strategies; reading JSON lines on stdin", live.catalog().enabled().count());
+    let mut stamp = modified(&args.catalog);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for (i, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.context("cannot read stdin")?;
+        let changed = modified(&args.catalog);
+        if hup.swap(false, std::sync::atomic::Ordering::SeqCst) || changed != stamp {
+            stamp = changed;
+            match std::fs::read_to_string(&args.catalog)
+                .map_err(|e| e.to_string())
+                .and_then(|t| live.reload(&name, &t).map_err(|e| e.to_string()))
+            {
+                Ok(Reloaded::Swapped) => eprintln!("reloaded `{name}`: {} enabled", live.catalog().enabled().count()),
+                Ok(Reloaded::Unchanged) => {}
+                Err(e) => eprintln!("reload refused, the old catalog keeps running: {e}"),
+            }
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        match live.on_line(&line) {
+            Ok(intents) => {
+                for intent in intents {
+                    out.write_all(&polis_core::canonical::to_canonical_vec(&intent)?)?;
+                    out.write_all(b"\n")?;
+                }
+                out.flush()?;
+            }
+            Err(e) => eprintln!("stdin line {}: {e}", i + 1),
+        }
+    }
+    for (key, c) in live.engine().counters() {
+        eprintln!(
+            "{key}: {} events, {} intents, {} errors, breaker opened {} times",
+            c.events, c.intents, c.errors, c.circuit_opened
+        );
+    }
+    Ok(Outcome::Success)
+}
