@@ -204,6 +204,8 @@ struct Watch {
     ceiling_ms: AtomicU64,
     /// Where the current call's budget started.
     base_ms: AtomicU64,
+    /// The CPU time seen at the last look.
+    seen_ms: AtomicU64,
     budget_ms: u64,
     max_threads: u64,
     breach: Mutex<Option<Breach>>,
@@ -216,6 +218,7 @@ impl Watchdog {
         let state = Arc::new(Watch {
             ceiling_ms: AtomicU64::new(budget_ms),
             base_ms: AtomicU64::new(0),
+            seen_ms: AtomicU64::new(0),
             budget_ms,
             max_threads,
             breach: Mutex::new(None),
@@ -226,6 +229,7 @@ impl Watchdog {
             while !watch.stop.load(Ordering::Relaxed) {
                 std::thread::sleep(WATCH_EVERY);
                 let Some((cpu_ms, threads)) = sandbox::usage(pid) else { return };
+                watch.seen_ms.store(cpu_ms, Ordering::Relaxed);
                 let breach = if cpu_ms > watch.ceiling_ms.load(Ordering::Relaxed) {
                     let used_ms = cpu_ms.saturating_sub(watch.base_ms.load(Ordering::Relaxed));
                     Some(Breach::CpuTime { used_ms, budget_ms: watch.budget_ms })
@@ -250,8 +254,12 @@ impl Watchdog {
     }
 
     /// Starts a call's budget: the worker may use `budget_ms` more than
-    /// the `used_ms` it has used so far.
-    pub(crate) fn arm(&self, used_ms: u64) {
+    /// it had used at the watchdog's last look (at most one period ago, so
+    /// the budget can only be stricter than stated, by what the worker
+    /// burned since). This makes no system call, keeping the round trip
+    /// as cheap as before the watchdog.
+    pub(crate) fn arm(&self) {
+        let used_ms = self.state.seen_ms.load(Ordering::Relaxed);
         self.state.base_ms.store(used_ms, Ordering::Relaxed);
         self.state.ceiling_ms.store(used_ms.saturating_add(self.state.budget_ms), Ordering::Relaxed);
     }

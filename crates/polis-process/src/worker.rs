@@ -144,8 +144,6 @@ struct Worker {
     /// The process polis started: the worker itself, or its reaper when
     /// the worker has a PID namespace of its own.
     child: Child,
-    /// The worker's pid in polis's PID namespace.
-    pid: i32,
     /// Kills it past a call's CPU budget or its thread limit.
     watchdog: Watchdog,
     /// Its stderr volume.
@@ -363,7 +361,7 @@ impl ProcessPlugin {
         let requests = write_requests(stdin);
         let sandbox = &self.config.sandbox;
         let watchdog = Watchdog::start(pid, killer, sandbox.cpu_ms_per_call, sandbox.max_threads);
-        let mut worker = Worker { child, pid, watchdog, stderr: meter, requests, lines, next_id: 1 };
+        let mut worker = Worker { child, watchdog, stderr: meter, requests, lines, next_id: 1 };
 
         let offered: Vec<&str> = PROTOCOL_VERSIONS.to_vec();
         let params = serde_json::json!({"protocol_versions": offered, "plugin_id": plugin_id});
@@ -475,28 +473,22 @@ impl ProcessPlugin {
         }
     }
 
-    /// Before a call: the worker's thread count and stderr are within
-    /// their limits, and its watchdog's CPU budget starts afresh.
+    /// Before a call: the worker's stderr is within its limit, and its
+    /// watchdog's CPU budget starts afresh. (The watchdog itself checks
+    /// CPU time and threads; the request path makes no extra system call.)
     fn arm(&self, worker: &mut Worker) -> Result<(), ExchangeError> {
         self.check_running(worker)?;
-        if let Some((cpu_ms, _)) = sandbox::usage(worker.pid) {
-            worker.watchdog.arm(cpu_ms);
-        }
+        worker.watchdog.arm();
         Ok(())
     }
 
-    /// Limits a running worker can break at any moment: its thread count
-    /// and its stderr volume.
+    /// The limit a running worker can break at any moment that the
+    /// watchdog does not watch: its stderr volume.
     fn check_running(&self, worker: &Worker) -> Result<(), ExchangeError> {
-        if let Some(breach) = worker.stderr.breach() {
-            return Err(ExchangeError::Limit(breach));
+        match worker.stderr.breach() {
+            Some(breach) => Err(ExchangeError::Limit(breach)),
+            None => Ok(()),
         }
-        if let Some((_, threads)) = sandbox::usage(worker.pid)
-            && threads > self.config.sandbox.max_threads
-        {
-            return Err(ExchangeError::Limit(Breach::Threads { threads, max: self.config.sandbox.max_threads }));
-        }
-        Ok(())
     }
 
     /// After a reply: the running limits still hold, and the plugin's

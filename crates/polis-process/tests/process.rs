@@ -429,11 +429,15 @@ fn a_call_that_spins_is_killed_at_its_cpu_budget_before_its_deadline() {
 #[test]
 fn too_many_threads_kill_the_worker() {
     let (host, plugin, _) = hostile_with(|_| {});
-    let error = contained(&host, "threads:20");
+    // It answers, leaving 20 sleeping threads; the watchdog kills it.
+    assert!(decide(&host, "rebal.hostile_python.v1", Some("threads:20")).unwrap().output.summary.no_op);
+    wait_for_death(&plugin);
+    let error = hostile_error(&host, "");
     let (limit, detail) = limit_exceeded(&error);
     assert_eq!(limit, "threads");
     assert!(detail.contains("more than the 16 allowed"), "{detail}");
     assert_eq!(plugin.stats().limit_kills, 1);
+    assert!(decide(&host, "rebal.hostile_python.v1", None).unwrap().output.summary.no_op);
 }
 
 #[test]
