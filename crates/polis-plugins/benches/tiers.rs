@@ -77,11 +77,7 @@ fn tiers(c: &mut Criterion) {
     ));
     c.bench_function("wasm greedy, full snapshot", |b| b.iter(|| greedy.run(&call)));
 
-    let python = {
-        let out =
-            std::process::Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().unwrap();
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).canonicalize().unwrap()
-    };
+    let python = polis_process::resolve_program(&repo(), "python3", &tiers.process.sandbox).unwrap();
     let dir = repo().join("crates/polis-process/tests/fixtures/hostile").canonicalize().unwrap();
     let sdk = repo().join("sdk/python").canonicalize().unwrap();
     let mut config = tiers.process.clone();

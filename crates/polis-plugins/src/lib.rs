@@ -353,20 +353,25 @@ fn load_process(
     let mut words = entry(manifest)?.split_whitespace();
     let program = words.next().ok_or_else(|| "`runtime.entry` is empty".to_owned())?;
     let args: Vec<String> = words.map(str::to_owned).collect();
-    let program = resolve_program(dir, program)?;
+    let program = resolve_program(dir, program, &tiers.process.sandbox)?;
     // The artifact is the first argument that is a file in the directory
     // (the script), else the program itself.
     let artifact = args.iter().find_map(|a| inside(dir, a).ok().filter(|p| p.is_file())).unwrap_or(program.clone());
     report.artifact_sha256 = Some(Digest::of_bytes(&read_capped(&artifact, MAX_WASM_BYTES)?));
     let mut config = tiers.process.clone();
-    if let Some(bin) = program.parent() {
+    let dir = dir.canonicalize().map_err(|e| format!("`{}` cannot be resolved: {e}", dir.display()))?;
+    // An interpreter outside the plugin's directory is readable with its
+    // libraries, which live beside its bin directory. A program inside the
+    // directory adds nothing: its parent is the plugin's own directory, and
+    // the grandparent (the plugin root) would expose every other plugin.
+    if !program.starts_with(&dir)
+        && let Some(bin) = program.parent()
+    {
         config.sandbox.read_paths.push(bin.to_path_buf());
-        // An interpreter's libraries live beside its bin directory.
-        if let Some(prefix) = bin.parent() {
+        if let Some(prefix) = bin.parent().filter(|p| p.parent().is_some()) {
             config.sandbox.read_paths.push(prefix.to_path_buf());
         }
     }
-    let dir = dir.canonicalize().map_err(|e| format!("`{}` cannot be resolved: {e}", dir.display()))?;
     let spec = ProcessSpec { program, args, dir, env: Vec::new() };
     let plugin = ProcessPlugin::new(manifest.clone(), spec, config, catalog.clone());
     report.sandbox = Some(plugin.sandbox_report().clone());
@@ -387,30 +392,13 @@ fn load_remote(
     Ok(Arc::new(plugin))
 }
 
-/// A program named with a `/` is relative to the plugin directory;
-/// otherwise it is looked up on `PATH` and resolved to the real file (the
-/// sandbox has no `PATH`).
-fn resolve_program(dir: &Path, program: &str) -> Result<PathBuf, String> {
+/// A program named with a `/` is relative to the plugin directory (and
+/// must stay inside it); otherwise the process tier resolves it on `PATH`
+/// to an interpreter the worker's account can run
+/// ([`polis_process::resolve_program`]).
+fn resolve_program(dir: &Path, program: &str, sandbox: &polis_process::SandboxConfig) -> Result<PathBuf, String> {
     if program.contains('/') {
         return inside(dir, program);
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-        .and_then(|p| p.canonicalize().ok())
-        .ok_or_else(|| format!("program `{program}` is not on PATH"))?;
-    if program.starts_with("python") {
-        // Version-manager shims (pyenv) are scripts that fork, which the
-        // sandbox forbids; ask the interpreter where it really lives.
-        let out = std::process::Command::new(&found)
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .map_err(|e| format!("`{program}` does not run: {e}"))?;
-        let real = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if out.status.success() && !real.is_empty() {
-            return PathBuf::from(real).canonicalize().map_err(|e| format!("`{program}` resolves nowhere: {e}"));
-        }
-    }
-    Ok(found)
+    polis_process::resolve_program(dir, program, sandbox)
 }

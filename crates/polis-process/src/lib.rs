@@ -40,10 +40,11 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod limits;
 pub mod sandbox;
 mod worker;
 
-pub use sandbox::{LayerState, SandboxConfig, SandboxReport};
+pub use sandbox::{LayerState, SandboxConfig, SandboxReport, WorkerIdentity, resolve_program};
 pub use worker::{
     CODE_FAILED, CODE_HOST_LIMIT, CODE_HOST_REFUSED, CODE_METHOD_NOT_FOUND, CODE_PERMISSION_DENIED, CODE_REJECTED,
     LogSink, MAX_HOST_CALLS_PER_REQUEST, PROTOCOL_VERSIONS, ProcessConfig, ProcessError, ProcessPlugin, ProcessSpec,

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::limits::{Breach, StderrMeter, Watchdog, Window};
 use crate::sandbox::{self, SandboxConfig, SandboxReport};
 
 /// Protocol versions this host speaks, newest first. The host offers them
@@ -67,6 +68,15 @@ pub struct ProcessConfig {
     pub init_timeout: Duration,
     /// Longest reply line, in bytes. By default 16 MiB.
     pub max_reply_bytes: usize,
+    /// Most reply bytes one plugin may return in a minute, all calls
+    /// together; past it the worker is killed. By default 256 MiB.
+    pub max_reply_bytes_per_minute: u64,
+    /// Most stderr bytes a worker may write in a minute; past it further
+    /// lines are dropped and the worker is killed. By default 1 MiB.
+    pub max_stderr_bytes_per_minute: u64,
+    /// Most stderr lines forwarded to the log sink in a minute; later ones
+    /// are dropped and counted in one notice. By default 600.
+    pub max_log_lines_per_minute: u64,
     /// The sandbox. By default every layer on.
     pub sandbox: SandboxConfig,
     /// Where stderr lines go. By default standard error, prefixed with the
@@ -80,6 +90,9 @@ impl Default for ProcessConfig {
             timeout: Duration::from_secs(5),
             init_timeout: Duration::from_secs(10),
             max_reply_bytes: 16 << 20,
+            max_reply_bytes_per_minute: 256 << 20,
+            max_stderr_bytes_per_minute: 1 << 20,
+            max_log_lines_per_minute: 600,
             sandbox: SandboxConfig::default(),
             log_sink: Arc::new(|plugin_id: &str, line: &str| eprintln!("[plugin {plugin_id}] {line}")),
         }
@@ -128,7 +141,13 @@ enum Line {
 
 /// A running worker.
 struct Worker {
+    /// The process polis started: the worker itself, or its reaper when
+    /// the worker has a PID namespace of its own.
     child: Child,
+    /// Kills it past a call's CPU budget or its thread limit.
+    watchdog: Watchdog,
+    /// Its stderr volume.
+    stderr: Arc<StderrMeter>,
     /// Requests go to a writer thread, so a worker that stops reading its
     /// stdin cannot block the host past the deadline.
     requests: SyncSender<Vec<u8>>,
@@ -174,6 +193,9 @@ pub struct WorkerStats {
     pub starts: u64,
     /// Workers killed on timeout or found dead.
     pub restarts: u64,
+    /// Workers killed for breaking a resource limit (CPU time, threads,
+    /// stderr or reply volume).
+    pub limit_kills: u64,
 }
 
 /// A plugin served by a persistent worker process, started on its first
@@ -187,6 +209,7 @@ pub struct ProcessPlugin {
     worker: Mutex<(Option<Worker>, WorkerStats)>,
     report: SandboxReport,
     protocol_version: Mutex<String>,
+    replies: Mutex<Window>,
 }
 
 impl ProcessPlugin {
@@ -231,6 +254,7 @@ impl ProcessPlugin {
             worker: Mutex::new((None, WorkerStats::default())),
             report,
             protocol_version: Mutex::new(String::new()),
+            replies: Mutex::new(Window::default()),
         }
     }
 
@@ -271,6 +295,15 @@ impl ProcessPlugin {
         self.protocol_version.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
+    /// Whether a worker process is running now (a call is not under way:
+    /// this waits for the worker's lock).
+    pub fn worker_running(&self) -> bool {
+        self.worker
+            .lock()
+            .map(|mut w| w.0.as_mut().is_some_and(|w| matches!(w.child.try_wait(), Ok(None))))
+            .unwrap_or(false)
+    }
+
     /// Worker start and restart counts.
     pub fn stats(&self) -> WorkerStats {
         self.worker.lock().map(|w| w.1).unwrap_or_default()
@@ -300,17 +333,35 @@ impl ProcessPlugin {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        sandbox::prepare(&self.config.sandbox, &self.spec.dir).apply_to(&mut command);
+        let identity = sandbox::worker_identity(&self.config.sandbox).map_err(&spawn_error)?;
+        sandbox::worker_can_access(&identity, &self.spec.dir, 0o5)
+            .map_err(|why| spawn_error(format!("the worker cannot read its plugin directory: {why}")))?;
+        let mut launch = sandbox::prepare(&self.config.sandbox, &self.spec.dir)
+            .apply_to(&mut command)
+            .map_err(|e| spawn_error(e.to_string()))?;
         let mut child = command.spawn().map_err(|e| spawn_error(e.to_string()))?;
+        let killer = sandbox::Killer::new(&child);
+        let pid = match launch.worker_pid(child.id()) {
+            Ok(pid) => pid,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(spawn_error(format!("the sandbox's reaper did not report the worker: {e}")));
+            }
+        };
         let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             let _ = child.kill();
             return Err(spawn_error("stdio pipes were not created".to_owned()));
         };
         let lines = read_lines(stdout, self.config.max_reply_bytes);
-        forward_stderr(stderr, plugin_id.clone(), Arc::clone(&self.config.log_sink));
+        let meter =
+            Arc::new(StderrMeter::new(self.config.max_stderr_bytes_per_minute, self.config.max_log_lines_per_minute));
+        forward_stderr(stderr, plugin_id.clone(), Arc::clone(&self.config.log_sink), Arc::clone(&meter));
         let requests = write_requests(stdin);
-        let mut worker = Worker { child, requests, lines, next_id: 1 };
+        let sandbox = &self.config.sandbox;
+        let watchdog = Watchdog::start(pid, killer, sandbox.cpu_ms_per_call, sandbox.max_threads);
+        let mut worker = Worker { child, watchdog, stderr: meter, requests, lines, next_id: 1 };
 
         let offered: Vec<&str> = PROTOCOL_VERSIONS.to_vec();
         let params = serde_json::json!({"protocol_versions": offered, "plugin_id": plugin_id});
@@ -378,8 +429,16 @@ impl ProcessPlugin {
         let (slot, stats) = &mut *guard;
         let alive = slot.as_mut().is_some_and(|w| matches!(w.child.try_wait(), Ok(None)));
         if !alive {
-            if slot.take().is_some() {
+            if let Some(dead) = slot.take() {
                 stats.restarts += 1;
+                // A worker the kernel killed at a limit between calls (a
+                // thread left spinning after it answered) is reported on
+                // this call, so that its breaker counts it; the next call
+                // starts a fresh worker.
+                if let Some(breach) = self.breach_of_dead(&dead) {
+                    stats.limit_kills += 1;
+                    return Err(breach.into_policy_error());
+                }
             }
             let worker = self.spawn().map_err(|e| PolicyError::Failed(e.to_string()))?;
             stats.starts += 1;
@@ -388,9 +447,23 @@ impl ProcessPlugin {
         let Some(worker) = slot.as_mut() else {
             return Err(PolicyError::Failed("worker is not running".to_owned()));
         };
-        match self.exchange(worker, method, params, self.config.timeout, control, host) {
+        let outcome = self
+            .arm(worker)
+            .and_then(|()| self.exchange(worker, method, params, self.config.timeout, control, host))
+            .and_then(|result| self.after_reply(worker, result));
+        match outcome {
             Ok(result) => Ok(result),
             Err(error) => {
+                let error = match error {
+                    ExchangeError::Closed(status) => match self.breach_of_dead(worker) {
+                        Some(breach) => ExchangeError::Limit(breach),
+                        None => ExchangeError::Closed(status),
+                    },
+                    other => other,
+                };
+                if matches!(error, ExchangeError::Limit(_)) {
+                    stats.limit_kills += 1;
+                }
                 if error.kills_worker() {
                     *slot = None;
                     stats.restarts += 1;
@@ -398,6 +471,41 @@ impl ProcessPlugin {
                 Err(error.into_policy_error(method, self.config.timeout, self.config.max_reply_bytes))
             }
         }
+    }
+
+    /// Before a call: the worker's stderr is within its limit, and its
+    /// watchdog's CPU budget starts afresh. (The watchdog itself checks
+    /// CPU time and threads; the request path makes no extra system call.)
+    fn arm(&self, worker: &mut Worker) -> Result<(), ExchangeError> {
+        self.check_running(worker)?;
+        worker.watchdog.arm();
+        Ok(())
+    }
+
+    /// The limit a running worker can break at any moment that the
+    /// watchdog does not watch: its stderr volume.
+    fn check_running(&self, worker: &Worker) -> Result<(), ExchangeError> {
+        match worker.stderr.breach() {
+            Some(breach) => Err(ExchangeError::Limit(breach)),
+            None => Ok(()),
+        }
+    }
+
+    /// After a reply: the running limits still hold, and the plugin's
+    /// replies of the last minute stay within their budget.
+    fn after_reply(&self, worker: &Worker, result: Vec<u8>) -> Result<Vec<u8>, ExchangeError> {
+        self.check_running(worker)?;
+        let max = self.config.max_reply_bytes_per_minute;
+        let total = self.replies.lock().map(|mut w| w.add(result.len() as u64)).unwrap_or(0);
+        if total > max {
+            return Err(ExchangeError::Limit(Breach::ReplyBytesPerMinute { bytes: total, max }));
+        }
+        Ok(result)
+    }
+
+    /// Which limit, if any, a dead worker was killed for.
+    fn breach_of_dead(&self, worker: &Worker) -> Option<Breach> {
+        worker.watchdog.breach().or_else(|| worker.stderr.breach())
     }
 
     /// Sends one request and waits for its response, answering the
@@ -424,6 +532,9 @@ impl ProcessPlugin {
         let mut host_calls = 0usize;
         loop {
             let line = next_line(worker, deadline, control)?;
+            if let Some(breach) = worker.stderr.breach() {
+                return Err(ExchangeError::Limit(breach));
+            }
             let incoming: Incoming<'_> =
                 serde_json::from_slice(&line).map_err(|e| ExchangeError::Garbage(e.to_string()))?;
             if incoming.jsonrpc != "2.0" {
@@ -551,6 +662,7 @@ enum ExchangeError {
     Closed(String),
     Garbage(String),
     Rpc { code: i64, message: String },
+    Limit(Breach),
 }
 
 impl std::fmt::Display for ExchangeError {
@@ -562,6 +674,7 @@ impl std::fmt::Display for ExchangeError {
             ExchangeError::Closed(status) => write!(f, "worker exited mid-call ({status})"),
             ExchangeError::Garbage(why) => write!(f, "reply is not a JSON-RPC response: {why}"),
             ExchangeError::Rpc { code, message } => write!(f, "error {code}: {message}"),
+            ExchangeError::Limit(breach) => write!(f, "{breach}"),
         }
     }
 }
@@ -583,6 +696,7 @@ impl ExchangeError {
                 detail: format!("reply exceeds the cap of {cap} bytes; the worker was killed"),
             },
             ExchangeError::Cancelled => PolicyError::Cancelled,
+            ExchangeError::Limit(breach) => breach.into_policy_error(),
             ExchangeError::Rpc { code: CODE_REJECTED, message } => PolicyError::Rejected(message),
             other => PolicyError::Failed(other.to_string()),
         }
@@ -609,7 +723,11 @@ fn next_line(worker: &mut Worker, deadline: Instant, control: &RunControl) -> Re
                 return Err(ExchangeError::Closed(exit_status(worker, "stdout closed")));
             }
             Err(RecvTimeoutError::Timeout) if left <= CANCEL_POLL => return Err(ExchangeError::Timeout),
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(breach) = worker.stderr.breach() {
+                    return Err(ExchangeError::Limit(breach));
+                }
+            }
         }
     }
 }
@@ -668,14 +786,24 @@ fn read_lines(stdout: impl Read + Send + 'static, cap: usize) -> Receiver<Line> 
     receiver
 }
 
-/// Forwards stderr lines to the log sink, tagged with the plugin id.
-fn forward_stderr(stderr: impl Read + Send + 'static, plugin_id: String, sink: LogSink) {
+/// Forwards stderr lines to the log sink, tagged with the plugin id, each
+/// cut to 4 KiB and metered: lines past the per-minute line budget are
+/// dropped (one notice says how many), and past the byte budget the meter
+/// trips, which kills the worker at the host's next look. The pipe is
+/// drained to the end either way, so a flooding worker never blocks on it.
+fn forward_stderr(stderr: impl Read + Send + 'static, plugin_id: String, sink: LogSink, meter: Arc<StderrMeter>) {
     std::thread::spawn(move || {
-        let reader = BufReader::new(stderr.take(64 << 20));
+        let reader = BufReader::new(stderr);
         for line in reader.split(b'\n') {
             let Ok(line) = line else { return };
-            let text = String::from_utf8_lossy(&line[..line.len().min(4096)]);
-            sink(&plugin_id, &text);
+            match meter.admit(line.len() as u64 + 1) {
+                crate::limits::Admit::Forward => {
+                    let text = String::from_utf8_lossy(&line[..line.len().min(4096)]);
+                    sink(&plugin_id, &text);
+                }
+                crate::limits::Admit::DropWithNotice(notice) => sink(&plugin_id, &notice),
+                crate::limits::Admit::Drop => {}
+            }
         }
     });
 }

@@ -27,23 +27,28 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
-/// The real interpreter (not a pyenv shim, which would need to fork) and
-/// its installation prefix.
+/// The interpreter the process tier itself would pick for `python3` (the
+/// first on PATH that the worker's account can run, never a pyenv shim,
+/// which would need to fork) and its installation prefix.
 fn python() -> (PathBuf, PathBuf) {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable); print(sys.base_prefix)"])
-        .output()
-        .expect("python3 must be installed (scripts/test checks)");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    let exe = PathBuf::from(lines.next().unwrap()).canonicalize().unwrap();
-    (exe, PathBuf::from(lines.next().unwrap()))
+    let exe = polis_process::resolve_program(Path::new("/"), "python3", &SandboxConfig::default())
+        .expect("python3 must be installed where the worker can run it (scripts/test checks)");
+    let out = std::process::Command::new(&exe).args(["-c", "import sys; print(sys.base_prefix)"]).output().unwrap();
+    (exe, PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()))
 }
 
 /// Starts the Python plugin in `dir`. The SDK is not copied into test
 /// fixtures: the host grants read access to `sdk/python` and puts it on
 /// `PYTHONPATH`, as a deployment with the SDK installed would.
 fn start(dir: &Path, logs: Option<Arc<Mutex<Vec<String>>>>) -> ProcessPlugin {
+    start_with(dir, logs, |_| {})
+}
+
+fn start_with(
+    dir: &Path,
+    logs: Option<Arc<Mutex<Vec<String>>>>,
+    tweak: impl FnOnce(&mut ProcessConfig),
+) -> ProcessPlugin {
     let (exe, prefix) = python();
     let manifest = Manifest::from_json(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     let sdk = repo().join("sdk/python");
@@ -53,14 +58,19 @@ fn start(dir: &Path, logs: Option<Arc<Mutex<Vec<String>>>>) -> ProcessPlugin {
     if let Some(logs) = logs {
         config.log_sink = Arc::new(move |id: &str, line: &str| logs.lock().unwrap().push(format!("{id}: {line}")));
     }
+    tweak(&mut config);
     let env = vec![("PYTHONPATH".to_owned(), sdk.display().to_string())];
     let spec = ProcessSpec { program: exe, args: vec!["plugin.py".into()], dir: dir.to_path_buf(), env };
     ProcessPlugin::start(manifest, spec, config).unwrap()
 }
 
 fn host_with(plugin: ProcessPlugin) -> Host {
+    host_of(Arc::new(plugin))
+}
+
+fn host_of(plugin: Arc<ProcessPlugin>) -> Host {
     let mut registry: Registry<Rebalance> = builtins::registry();
-    registry.register(Arc::new(polis_core::EndpointPolicy::<Rebalance>::new(Arc::new(plugin))), None).unwrap();
+    registry.register(Arc::new(polis_core::EndpointPolicy::<Rebalance>::new(plugin)), None).unwrap();
     Host::new(registry, HostLimits::default()).unwrap()
 }
 
@@ -93,10 +103,43 @@ fn decide_controlled(
     host.decide(version, &decision)
 }
 
+fn hostile_dir() -> PathBuf {
+    repo().join("crates/polis-process/tests/fixtures/hostile")
+}
+
 fn hostile() -> (Host, Arc<Mutex<Vec<String>>>) {
     let logs = Arc::new(Mutex::new(Vec::new()));
-    let dir = repo().join("crates/polis-process/tests/fixtures/hostile");
-    (host_with(start(&dir, Some(Arc::clone(&logs)))), logs)
+    (host_with(start(&hostile_dir(), Some(Arc::clone(&logs)))), logs)
+}
+
+/// The hostile plugin with its configuration tweaked, kept reachable so a
+/// test can watch its worker.
+fn hostile_with(tweak: impl FnOnce(&mut ProcessConfig)) -> (Host, Arc<ProcessPlugin>, Arc<Mutex<Vec<String>>>) {
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let plugin = Arc::new(start_with(&hostile_dir(), Some(Arc::clone(&logs)), tweak));
+    (host_of(Arc::clone(&plugin)), plugin, logs)
+}
+
+fn limit_exceeded(error: &PolicyError) -> (&'static str, &str) {
+    match error {
+        PolicyError::LimitExceeded { limit, detail } => (limit, detail),
+        other => panic!("expected a limit, got {other}"),
+    }
+}
+
+fn hostile_error(host: &Host, mode: &str) -> PolicyError {
+    match decide(host, "rebal.hostile_python.v1", Some(mode)) {
+        Ok(record) => panic!("mode {mode} unexpectedly succeeded: {:?}", record.output),
+        Err(HostError::Run(RunError::Policy { plugin_id, error })) => {
+            assert_eq!(plugin_id, "hostile.python.v1");
+            error
+        }
+        Err(other) => panic!("mode {mode}: unexpected error {other}"),
+    }
+}
+
+fn running_as_root() -> bool {
+    polis_process::sandbox::worker_identity(&SandboxConfig::default()).unwrap().drops_root
 }
 
 /// Runs `mode`, checks the host then serves a normal call, and returns the
@@ -120,6 +163,11 @@ fn failure(error: &PolicyError) -> &str {
         PolicyError::Failed(message) => message,
         other => panic!("expected a failure, got {other}"),
     }
+}
+
+#[test]
+fn the_tests_python_is_the_interpreter_the_tier_resolves() {
+    assert_eq!(polis_testdata::python().exe, python().0);
 }
 
 #[test]
@@ -248,4 +296,190 @@ fn the_example_s_vendored_python_sdk_matches_the_sdk() {
     let sdk = std::fs::read(repo().join("sdk/python/polis_plugin.py")).unwrap();
     let copy = std::fs::read(repo().join("examples/plugins/greedy-python/polis_plugin.py")).unwrap();
     assert!(copy == sdk, "examples/plugins/greedy-python/polis_plugin.py differs from sdk/python; copy it again");
+}
+
+// --- The host cannot be signalled, traced or inspected. ---
+
+#[test]
+fn the_worker_runs_unprivileged_as_process_one_of_its_own_namespace() {
+    let (host, _) = hostile();
+    let record = decide(&host, "rebal.hostile_python.v1", Some("whoami")).unwrap();
+    let who = serde_json::to_value(&record.output).unwrap()["diagnostics"].clone();
+    let report = polis_process::sandbox::report(&SandboxConfig::default());
+    assert_eq!(who["uid"], report.worker_uid, "{who}");
+    assert_eq!(who["gid"], report.worker_gid, "{who}");
+    if running_as_root() {
+        assert_ne!(who["uid"], 0, "{who}");
+        assert_eq!(who["groups"], serde_json::json!([]), "no supplementary groups: {who}");
+    }
+    if report.pid_namespace == LayerState::Active {
+        assert_eq!(who["pid"], 1, "{who}");
+        assert_eq!(who["ppid"], 0, "its parent is outside its namespace: {who}");
+    }
+}
+
+#[test]
+fn killing_the_parent_fails_and_the_host_serves_the_next_call() {
+    let (host, _) = hostile();
+    let error = contained(&host, "kill_parent");
+    assert!(failure(&error).contains("returned") || failure(&error).contains("Error"), "{error}");
+}
+
+#[test]
+fn killing_the_host_by_pid_fails() {
+    let (host, _) = hostile();
+    let error = contained(&host, &format!("kill:{}", std::process::id()));
+    let message = failure(&error);
+    assert!(message.contains("ProcessLookupError") || message.contains("PermissionError"), "{error}");
+}
+
+#[test]
+fn killing_every_process_it_can_see_kills_nothing_outside() {
+    let (host, _) = hostile();
+    let _ = decide(&host, "rebal.hostile_python.v1", Some("kill_all"));
+    // The test process (the host) is alive to make the next call.
+    assert!(decide(&host, "rebal.hostile_python.v1", None).unwrap().output.summary.no_op);
+}
+
+#[test]
+fn tracing_the_host_is_refused() {
+    let (host, _) = hostile();
+    let error = contained(&host, &format!("ptrace:{}", std::process::id()));
+    assert!(failure(&error).contains("Operation not permitted"), "{error}");
+}
+
+// --- No secrets are readable. ---
+
+fn refused_read(path: &Path) {
+    let (host, _) = hostile();
+    let error = contained(&host, &format!("read:{}", path.display()));
+    let message = failure(&error);
+    assert!(message.contains("Permission denied") || message.contains("No such file"), "{error}");
+}
+
+#[test]
+fn etc_shadow_is_unreadable() {
+    refused_read(Path::new("/etc/shadow"));
+}
+
+#[test]
+fn etc_passwd_is_unreadable_too() {
+    // Only what interpreters need of /etc is readable.
+    refused_read(Path::new("/etc/passwd"));
+}
+
+#[test]
+fn the_host_s_environment_is_unreadable() {
+    refused_read(&PathBuf::from(format!("/proc/{}/environ", std::process::id())));
+}
+
+#[test]
+fn a_database_file_of_the_host_is_unreadable() {
+    let dir = std::env::temp_dir().join(format!("polis-db-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("polis.sqlite");
+    std::fs::write(&db, "SQLite format 3\0 the host's data").unwrap();
+    refused_read(&db);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn another_plugin_s_directory_is_unreadable() {
+    refused_read(&repo().join("examples/plugins/greedy-python/plugin.py"));
+}
+
+// --- Resource abuse is bounded and attributed. ---
+
+/// Waits until the plugin's worker has died (the watchdog killed it).
+fn wait_for_death(plugin: &ProcessPlugin) {
+    for _ in 0..300 {
+        if !plugin.worker_running() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the worker was never killed");
+}
+
+#[test]
+fn threads_left_spinning_after_a_reply_are_killed_at_the_cpu_budget_and_counted() {
+    let (host, plugin, _) = hostile_with(|c| c.sandbox.cpu_ms_per_call = 1000);
+    // It answers at once, leaving eight threads burning the cores.
+    let spun = decide(&host, "rebal.hostile_python.v1", Some("spin_threads:8"));
+    assert!(spun.as_ref().is_ok_and(|r| r.output.summary.no_op), "{:?}", spun.map(|r| r.output));
+    wait_for_death(&plugin);
+    let error = hostile_error(&host, "");
+    let (limit, detail) = limit_exceeded(&error);
+    assert_eq!(limit, "cpu_time");
+    assert!(detail.contains("over the budget of 1000 ms"), "{detail}");
+    // A fresh worker serves the next call; the breach counted against the plugin.
+    assert!(decide(&host, "rebal.hostile_python.v1", None).unwrap().output.summary.no_op);
+    assert_eq!(plugin.stats().limit_kills, 1);
+    let metrics = host.guard().metrics("hostile.python.v1").unwrap();
+    assert_eq!(metrics.errors.get("policy.limit_exceeded"), Some(&1));
+}
+
+#[test]
+fn a_call_that_spins_is_killed_at_its_cpu_budget_before_its_deadline() {
+    let (host, _, _) = hostile_with(|c| c.sandbox.cpu_ms_per_call = 300);
+    let error = contained(&host, "spin");
+    assert_eq!(limit_exceeded(&error).0, "cpu_time", "{error}");
+}
+
+#[test]
+fn too_many_threads_kill_the_worker() {
+    let (host, plugin, _) = hostile_with(|_| {});
+    // It answers, leaving 20 sleeping threads; the watchdog kills it.
+    assert!(decide(&host, "rebal.hostile_python.v1", Some("threads:20")).unwrap().output.summary.no_op);
+    wait_for_death(&plugin);
+    let error = hostile_error(&host, "");
+    let (limit, detail) = limit_exceeded(&error);
+    assert_eq!(limit, "threads");
+    assert!(detail.contains("more than the 16 allowed"), "{detail}");
+    assert_eq!(plugin.stats().limit_kills, 1);
+    assert!(decide(&host, "rebal.hostile_python.v1", None).unwrap().output.summary.no_op);
+}
+
+#[test]
+fn opening_too_many_files_fails_inside_the_plugin() {
+    let (host, _) = hostile();
+    let error = contained(&host, "open_files:200");
+    assert!(failure(&error).contains("Too many open files"), "{error}");
+}
+
+#[test]
+fn a_stderr_flood_kills_the_worker() {
+    let (host, _, logs) = hostile_with(|_| {});
+    let error = contained(&host, &format!("stderr_flood:{}", 2 << 20));
+    let (limit, _) = limit_exceeded(&error);
+    assert_eq!(limit, "stderr_bytes");
+    let logs = logs.lock().unwrap();
+    assert!(logs.len() < 700, "{} lines were forwarded", logs.len());
+    assert!(logs.iter().any(|l| l.contains("stderr exceeds 1048576 bytes a minute")));
+}
+
+#[test]
+fn stderr_lines_past_the_rate_limit_are_dropped_with_one_notice() {
+    let (host, _, logs) = hostile_with(|c| c.max_log_lines_per_minute = 50);
+    decide(&host, "rebal.hostile_python.v1", Some("log_many:1000")).unwrap();
+    let notice = "more than 50 stderr lines this minute";
+    for _ in 0..500 {
+        if logs.lock().unwrap().iter().any(|l| l.contains(notice)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let logs = logs.lock().unwrap();
+    assert_eq!(logs.iter().filter(|l| l.contains(notice)).count(), 1, "{logs:?}");
+    assert_eq!(logs.len(), 51, "50 lines and the notice");
+}
+
+#[test]
+fn replies_past_the_per_minute_volume_kill_the_worker() {
+    let (host, plugin, _) = hostile_with(|c| c.max_reply_bytes_per_minute = 4000);
+    let error = hostile_error(&host, "big:5000");
+    let (limit, detail) = limit_exceeded(&error);
+    assert_eq!(limit, "reply_bytes_per_minute");
+    assert!(detail.contains("more than the 4000 allowed"), "{detail}");
+    assert_eq!(plugin.stats().limit_kills, 1);
 }

@@ -18,7 +18,7 @@
 //! ```
 #![deny(missing_docs)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The data directory: `POLIS_DATA_DIR`, or `../shared/data` beside the
 /// workspace.
@@ -85,18 +85,44 @@ pub struct Python {
     pub sdk: PathBuf,
 }
 
-/// The machine's Python, for process-tier tests.
+/// The machine's Python, for process-tier tests: the same interpreter
+/// `polis_process::resolve_program` picks for `python3` (the process tier's
+/// tests check that they agree). `PATH` is searched in order; each
+/// `python3` is asked for its real executable (through any pyenv shim),
+/// and when the tests run as root, whose workers drop to `nobody`, an
+/// interpreter that others cannot reach (pyenv's under `/root`) is passed
+/// over for the next.
 #[expect(clippy::panic, reason = "a test-support helper: a missing interpreter must fail loudly")]
 pub fn python() -> Python {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable); print(sys.base_prefix)"])
-        .output()
-        .unwrap_or_else(|e| panic!("python3 must be installed (scripts/test checks): {e}"));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut lines = text.lines();
-    let canonical = |p: &str| PathBuf::from(p).canonicalize().unwrap_or_else(|e| panic!("`{p}`: {e}"));
-    let exe = canonical(lines.next().unwrap_or_default());
-    let prefix = PathBuf::from(lines.next().unwrap_or_default());
-    let sdk = canonical(&format!("{}/../../sdk/python", env!("CARGO_MANIFEST_DIR")));
-    Python { exe, prefix, sdk }
+    let as_root = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata("/proc/self").unwrap_or_else(|e| panic!("/proc/self: {e}")),
+    ) == 0;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let sdk = PathBuf::from(format!("{}/../../sdk/python", env!("CARGO_MANIFEST_DIR")))
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("sdk/python: {e}"));
+    for candidate in std::env::split_paths(&path).map(|d| d.join("python3")).filter(|p| p.is_file()) {
+        let Ok(out) = std::process::Command::new(&candidate)
+            .args(["-c", "import sys; print(sys.executable); print(sys.base_prefix)"])
+            .output()
+        else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut lines = text.lines();
+        let Some(exe) = lines.next().and_then(|p| PathBuf::from(p).canonicalize().ok()) else { continue };
+        let prefix = PathBuf::from(lines.next().unwrap_or_default());
+        if !as_root || reachable_by_others(&exe) {
+            return Python { exe, prefix, sdk };
+        }
+    }
+    panic!("python3 must be installed where an unprivileged worker can run it (scripts/test checks)")
+}
+
+/// Whether every directory above `path` is searchable, and `path` readable
+/// and executable, by users other than the owner and group.
+fn reachable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mode = |p: &Path| std::fs::metadata(p).map(|m| m.mode()).unwrap_or(0);
+    path.ancestors().skip(1).all(|dir| mode(dir) & 0o001 != 0) && mode(path) & 0o005 == 0o005
 }
