@@ -42,6 +42,7 @@ pub mod effective;
 pub mod error;
 pub mod eval;
 pub mod finding;
+pub mod guidance;
 pub mod local;
 pub mod merge;
 pub mod pack;

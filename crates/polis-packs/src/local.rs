@@ -67,9 +67,26 @@ pub fn load(repo: &Path) -> Result<Option<RepoLocal>, PackError> {
     }
 }
 
-/// Reads and checks one policy file; `name` is how errors refer to it.
+/// Reads and checks one repo-local policy file; `name` is how errors refer
+/// to it.
 pub fn load_file(path: &Path, name: &str) -> Result<Value, PackError> {
-    let subject = format!("repo-local policy `{name}`");
+    read_policy_file(path, &format!("repo-local policy `{name}`"))
+}
+
+/// Reads and checks any partial-policy file (a repo-local file, or project
+/// overrides given to the CLI) under the rules of this module: JSON when
+/// the name ends in `.json`, YAML otherwise.
+pub fn read_policy_file(path: &Path, subject: &str) -> Result<Value, PackError> {
+    let value = read_document(path, subject)?;
+    check::policy(subject, &value, Kind::Override)?;
+    Ok(value)
+}
+
+/// Reads one JSON or YAML document under this module's caps, without the
+/// policy checks (for answers, waivers and operations files).
+pub fn read_document(path: &Path, subject: &str) -> Result<Value, PackError> {
+    let subject = subject.to_owned();
+    let name = path.to_string_lossy().into_owned();
     let io = |e: std::io::Error| PackError::Io { subject: subject.clone(), message: e.to_string() };
     let meta = path.symlink_metadata().map_err(io)?;
     if !meta.file_type().is_file() {
@@ -91,9 +108,7 @@ pub fn load_file(path: &Path, name: &str) -> Result<Value, PackError> {
         format: "UTF-8",
         message: "the file is not UTF-8 text".into(),
     })?;
-    let value = if name.ends_with(".json") { parse_json(&subject, &text)? } else { parse_yaml(&subject, &text)? };
-    check::policy(&subject, &value, Kind::Override)?;
-    Ok(value)
+    if name.ends_with(".json") { parse_json(&subject, &text) } else { parse_yaml(&subject, &text) }
 }
 
 /// Parses JSON, refusing repeated keys; serde_json's own recursion limit

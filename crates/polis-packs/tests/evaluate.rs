@@ -196,3 +196,15 @@ fn an_unknown_phase_and_a_bad_waiver_are_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("RFC 3339"), "{err}");
 }
+
+#[test]
+fn guidance_lists_what_a_planner_must_produce() {
+    let catalog = Catalog::builtin().unwrap();
+    let pack = catalog.resolve(&"enterprise-compliance".parse().unwrap()).unwrap();
+    let effective = resolve(pack, &ProjectLayer::default(), None).unwrap();
+    let mut answers = enterprise_answers();
+    answers.remove("change_window");
+    let guidance = polis_packs::guidance::guidance(&effective, &answers);
+    assert_eq!(guidance.unanswered.len(), 1);
+    insta::assert_snapshot!("enterprise_guidance", guidance.to_markdown());
+}
