@@ -6,6 +6,7 @@
 
 mod contracts;
 mod input;
+mod packs;
 mod plugin;
 mod plugin_dirs;
 mod rebalance;
@@ -75,6 +76,10 @@ enum Command {
     /// Run workers only, claiming runs from a shared store (PostgreSQL
     /// to scale out over machines).
     Worker(service::WorkerCommand),
+    /// Policy packs: list and validate packs, print a project's effective
+    /// policy, evaluate a repository into findings, gate it.
+    #[command(subcommand, alias = "packs")]
+    Pack(packs::Command),
 }
 
 /// How a command finished when it did not fail outright.
@@ -110,6 +115,7 @@ fn main() -> ExitCode {
         Command::Ingest(command) => service::ingest(command, json),
         Command::Serve(args) => service::serve(args),
         Command::Worker(args) => service::worker(args),
+        Command::Pack(command) => packs::run(command, json),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
