@@ -7,6 +7,7 @@
 //! fields a policy uses.
 //!
 //! - [`dsl`]: parsing, validation, compilation and the content-hash cache.
+//! - [`sim`]: SimCash scenario files and an RTGS simulator with its semantics.
 //!
 //! # Example
 //!
@@ -29,3 +30,4 @@
 #![deny(missing_docs)]
 
 pub mod dsl;
+pub mod sim;

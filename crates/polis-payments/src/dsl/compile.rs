@@ -97,6 +97,14 @@ impl fmt::Display for DecisionPath {
 }
 
 impl<A> Tree<A> {
+    /// Every action the tree can reach, in node order.
+    pub fn actions(&self) -> impl Iterator<Item = &A> {
+        self.nodes.iter().filter_map(|n| match n {
+            CNode::Action { action, .. } => Some(action),
+            CNode::Condition { .. } => None,
+        })
+    }
+
     /// Walks the tree from the root; returns the action reached and, when
     /// `path` is given, records every node visited into it.
     pub fn evaluate<C: Context>(&self, ctx: &C, mut path: Option<&mut DecisionPath>) -> Result<&A, EvalError> {
@@ -200,6 +208,9 @@ pub struct CompiledPolicy {
     pub parameters: std::collections::BTreeMap<String, f64>,
     /// State-register names, by slot.
     pub registers: Vec<String>,
+    /// The context fields each tree reads, by [`TreeKind::index`], so a
+    /// simulator can compute only those (or refuse fields it lacks).
+    pub fields: [std::collections::BTreeSet<Field>; 4],
     /// `payment_tree`.
     pub payment: Option<Tree<PaymentAction>>,
     /// `bank_tree`.
@@ -233,12 +244,16 @@ pub(crate) fn compile(doc: &PolicyDoc, policy_id: String) -> Result<CompiledPoli
         policy_id,
         parameters: doc.parameters.clone(),
         registers: registers.clone(),
+        fields: Default::default(),
         payment: None,
         bank: None,
         strategic_collateral: None,
         end_of_tick_collateral: None,
     };
     for (kind, root) in &doc.trees {
+        if let Some(set) = policy.fields.get_mut(kind.index()) {
+            collect_fields(root, set);
+        }
         match kind {
             TreeKind::Payment => policy.payment = Some(lower.tree(root, &|n, a, p| lower.payment(n, a, p))?),
             TreeKind::Bank => policy.bank = Some(lower.tree(root, &|n, a, p| lower.bank(n, a, p))?),
@@ -254,20 +269,56 @@ pub(crate) fn compile(doc: &PolicyDoc, policy_id: String) -> Result<CompiledPoli
 }
 
 fn collect_registers(node: &Node, out: &mut Vec<String>) {
+    visit_values(node, &mut |value| {
+        if let ValueKind::Field(name) = &value.kind
+            && name.starts_with(STATE_PREFIX)
+        {
+            out.push(name.clone());
+        }
+    });
     let mut stack = vec![node];
     while let Some(node) = stack.pop() {
         match &node.body {
-            NodeBody::Condition { condition, on_true, on_false } => {
-                expr_registers(condition, out);
+            NodeBody::Condition { on_true, on_false, .. } => {
                 stack.push(on_true);
                 stack.push(on_false);
             }
             NodeBody::Action { parameters, .. } => {
-                for (name, param) in parameters {
-                    match param {
-                        ActionParam::Text(key) if name == "key" => out.push(key.clone()),
-                        ActionParam::Number(v) => value_registers(v, out),
-                        _ => {}
+                if let Some(ActionParam::Text(key)) = parameters.get("key") {
+                    out.push(key.clone());
+                }
+            }
+            NodeBody::Invalid => {}
+        }
+    }
+}
+
+/// The context fields a tree reads (not counting state registers).
+fn collect_fields(node: &Node, out: &mut std::collections::BTreeSet<Field>) {
+    visit_values(node, &mut |value| {
+        if let ValueKind::Field(name) = &value.kind
+            && let Some(field) = Field::from_name(name)
+        {
+            out.insert(field);
+        }
+    });
+}
+
+/// Calls `f` on every value in the tree: in conditions, computations and
+/// numeric action parameters.
+fn visit_values(node: &Node, f: &mut dyn FnMut(&Value)) {
+    let mut stack = vec![node];
+    while let Some(node) = stack.pop() {
+        match &node.body {
+            NodeBody::Condition { condition, on_true, on_false } => {
+                expr_values(condition, f);
+                stack.push(on_true);
+                stack.push(on_false);
+            }
+            NodeBody::Action { parameters, .. } => {
+                for param in parameters.values() {
+                    if let ActionParam::Number(v) = param {
+                        value_values(v, f);
                     }
                 }
             }
@@ -276,35 +327,34 @@ fn collect_registers(node: &Node, out: &mut Vec<String>) {
     }
 }
 
-fn expr_registers(expr: &Expr, out: &mut Vec<String>) {
+fn expr_values(expr: &Expr, f: &mut dyn FnMut(&Value)) {
     match &expr.kind {
         ExprKind::Compare(_, l, r) => {
-            value_registers(l, out);
-            value_registers(r, out);
+            value_values(l, f);
+            value_values(r, f);
         }
-        ExprKind::And(items) | ExprKind::Or(items) => items.iter().for_each(|e| expr_registers(e, out)),
-        ExprKind::Not(inner) => expr_registers(inner, out),
+        ExprKind::And(items) | ExprKind::Or(items) => items.iter().for_each(|e| expr_values(e, f)),
+        ExprKind::Not(inner) => expr_values(inner, f),
         ExprKind::Invalid => {}
     }
 }
 
-fn value_registers(value: &Value, out: &mut Vec<String>) {
-    match &value.kind {
-        ValueKind::Field(name) if name.starts_with(STATE_PREFIX) => out.push(name.clone()),
-        ValueKind::Compute(c) => match c.as_ref() {
+fn value_values(value: &Value, f: &mut dyn FnMut(&Value)) {
+    f(value);
+    if let ValueKind::Compute(c) = &value.kind {
+        match c.as_ref() {
             Compute::Binary(_, a, b) => {
-                value_registers(a, out);
-                value_registers(b, out);
+                value_values(a, f);
+                value_values(b, f);
             }
-            Compute::Max(vs) | Compute::Min(vs) => vs.iter().for_each(|v| value_registers(v, out)),
-            Compute::Unary(_, v) => value_registers(v, out),
+            Compute::Max(vs) | Compute::Min(vs) => vs.iter().for_each(|v| value_values(v, f)),
+            Compute::Unary(_, v) => value_values(v, f),
             Compute::Clamp(a, b, c) | Compute::Div0(a, b, c) => {
-                value_registers(a, out);
-                value_registers(b, out);
-                value_registers(c, out);
+                value_values(a, f);
+                value_values(b, f);
+                value_values(c, f);
             }
-        },
-        _ => {}
+        }
     }
 }
 
