@@ -6,6 +6,7 @@
 
 mod contracts;
 mod input;
+mod payments;
 mod plugin;
 mod plugin_dirs;
 mod rebalance;
@@ -47,6 +48,10 @@ enum Command {
     /// Bike-share rebalancing: snapshots, policy runs, a synthetic city.
     #[command(subcommand)]
     Rebalance(rebalance::Command),
+    /// Payment policies in SimCash's decision-tree DSL: validate them, and
+    /// simulate SimCash scenario files with them.
+    #[command(subcommand)]
+    Payments(payments::Command),
     /// List the plugins polis knows, with their status.
     #[command(subcommand)]
     Plugins(contracts::PluginsCommand),
@@ -97,6 +102,7 @@ fn main() -> ExitCode {
     let json = cli.json;
     let result = match cli.command {
         Command::Rebalance(command) => rebalance::run(command, json),
+        Command::Payments(command) => payments::run(command, json),
         Command::Plugins(command) => contracts::plugins(command, json),
         Command::Contract(command) => contracts::contract(command, json),
         Command::Manifest(command) => contracts::manifest(command, json),

@@ -1,5 +1,6 @@
 //! The simulator on SimCash's own scenario files, against SimCash's numbers,
 //! and the seed's policy-configuration test plan.
+#![expect(clippy::unwrap_used, clippy::panic, reason = "test helpers fail loudly on bad fixtures")]
 
 use polis_payments::dsl::PolicyCache;
 use polis_payments::sim::{self, Options, Report, Resolver, Simulation};

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod plot;
 pub mod policy;
 pub mod rng;
 
@@ -128,6 +129,32 @@ pub struct SystemReport {
     pub arrived_value: i64,
     /// Value settled.
     pub settled_value: i64,
+}
+
+/// `costs.csv`: one row per agent, sorted by id, integer cents.
+pub fn costs_csv(report: &Report) -> String {
+    let mut out = String::from(
+        "agent,total_cost,overdraft,delay,deadline_penalty,eod_penalty,split_friction,collateral,liquidity_opportunity,arrived_count,settled_count,settlement_rate\n",
+    );
+    for a in &report.agents {
+        let c = &a.costs;
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            a.id,
+            a.total_cost,
+            c.overdraft,
+            c.delay,
+            c.deadline_penalty,
+            c.eod_penalty,
+            c.split_friction,
+            c.collateral,
+            c.liquidity_opportunity,
+            a.arrived_count,
+            a.settled_count,
+            a.settlement_rate
+        ));
+    }
+    out
 }
 
 fn rate(settled: i64, arrived: i64) -> f64 {
