@@ -54,6 +54,9 @@ fn bis_liquidity_delay_tradeoff_matches_simcash_to_the_cent() {
     assert_eq!(agent(&report, "FOCAL_BANK").costs.liquidity_opportunity, 22_500);
     assert_eq!(agent(&report, "COUNTERPARTY").total_cost, 0);
     assert_eq!(per_tick(&sim), vec![2, 1, 1]);
+    // FOCAL_BANK starts with its 500,000 allocation, receives 1,000,000 and
+    // pays 1,500,000: it uses its whole allocation at tick 2.
+    assert_eq!(agent(&report, "FOCAL_BANK").peak_liquidity_used, 500_000);
 }
 
 #[test]

@@ -413,15 +413,17 @@ impl Sim {
         // STEP 6: costs.
         self.accrue_costs(tick);
 
-        // STEP 8: end of day.
-        if tick % tpd == tpd - 1 {
-            self.end_of_day(tick);
-        }
+        // Liquidity used, measured before the end of day returns the pool.
         for (i, a) in self.agents.iter().enumerate() {
             let used = (self.opening[i] - a.balance).max(0);
             let peak = &mut self.totals[i].peak_liquidity_used;
             *peak = (*peak).max(used);
             stats.overdraft += (-a.balance).max(0);
+        }
+
+        // STEP 8: end of day.
+        if tick % tpd == tpd - 1 {
+            self.end_of_day(tick);
         }
         self.ticks.push(stats);
         Ok(())
