@@ -7,6 +7,7 @@
 mod contracts;
 mod input;
 mod packs;
+mod payments;
 mod plugin;
 mod plugin_dirs;
 mod rebalance;
@@ -52,6 +53,10 @@ enum Command {
     /// Trading strategies: feature vectors, catalog checks, replays.
     #[command(subcommand)]
     Strategy(strategy::Command),
+    /// Payment policies in SimCash's decision-tree DSL: validate them, and
+    /// simulate SimCash scenario files with them.
+    #[command(subcommand)]
+    Payments(payments::Command),
     /// List the plugins polis knows, with their status.
     #[command(subcommand)]
     Plugins(contracts::PluginsCommand),
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Rebalance(command) => rebalance::run(command, json),
         Command::Strategy(command) => strategy::run(command, json),
+        Command::Payments(command) => payments::run(command, json),
         Command::Plugins(command) => contracts::plugins(command, json),
         Command::Contract(command) => contracts::contract(command, json),
         Command::Manifest(command) => contracts::manifest(command, json),

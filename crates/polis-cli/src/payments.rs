@@ -1,0 +1,216 @@
+//! `polis payments …`: SimCash-compatible payment policies.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use polis_payments::dsl::{self, Limits, Report};
+
+use crate::Outcome;
+
+/// Payment policies in SimCash's decision-tree DSL, and SimCash scenarios.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate policy files before they run, printing every problem with
+    /// its JSON path.
+    ///
+    /// Checks duplicate node ids (across trees), tree depth (at most 100),
+    /// unknown fields and fields not available in a tree, unknown
+    /// parameters, literal zero denominators, unreachable actions, actions
+    /// a tree cannot take, action parameters and malformed nodes. Keys
+    /// SimCash ignores are warnings. Exits 1 when any file has errors.
+    Validate(ValidateArgs),
+    /// Run a SimCash scenario file (YAML or JSON) and report what each
+    /// bank's policy cost.
+    ///
+    /// Prints per-agent costs by component (integer cents, summed over the
+    /// whole run), settlement rate, value-weighted delay and peak liquidity
+    /// used; `--json` prints the same as a document. `--out DIR` also writes
+    /// `events.jsonl` (every arrival, decision with its path through the
+    /// tree, settlement and cost), `costs.csv` and `plot.svg`. Keys SimCash
+    /// ignores are warned about on stderr (`--strict` refuses them).
+    Simulate(SimulateArgs),
+}
+
+/// Arguments of `polis payments simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The scenario file, in SimCash's format.
+    config: PathBuf,
+    /// Look for `FromJson` `json_path` files here first (then the working
+    /// directory, then the scenario's directory).
+    #[arg(long, value_name = "DIR")]
+    policy_root: Option<PathBuf>,
+    /// Refuse keys SimCash would ignore instead of warning about them.
+    #[arg(long)]
+    strict: bool,
+    /// Write `events.jsonl`, `costs.csv` and `plot.svg` into DIR.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+/// Arguments of `polis payments validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Policy JSON files; `-` reads standard input.
+    #[arg(required = true, value_name = "FILE|-")]
+    files: Vec<PathBuf>,
+}
+
+/// Runs a `polis payments` command.
+pub fn run(command: Command, json: bool) -> anyhow::Result<Outcome> {
+    match command {
+        Command::Validate(args) => validate(&args, json),
+        Command::Simulate(args) => simulate(&args, json),
+    }
+}
+
+fn simulate(args: &SimulateArgs, json: bool) -> anyhow::Result<Outcome> {
+    use polis_payments::sim::{self, Options, Resolver};
+    let text = {
+        let mut bytes = Vec::new();
+        let file =
+            std::fs::File::open(&args.config).with_context(|| format!("cannot open `{}`", args.config.display()))?;
+        file.take(sim::config::MAX_SCENARIO_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read `{}`", args.config.display()))?;
+        String::from_utf8(bytes).with_context(|| format!("`{}` is not UTF-8 text", args.config.display()))?
+    };
+    let resolver = Resolver {
+        policy_root: args.policy_root.clone(),
+        working_dir: std::env::current_dir().ok(),
+        config_dir: args
+            .config
+            .parent()
+            .map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() }),
+    };
+    let options = Options { strict: args.strict, record_events: args.out.is_some(), resolver };
+    let result = sim::simulate(&text, &options, &dsl::PolicyCache::new())
+        .with_context(|| format!("cannot simulate `{}`", args.config.display()))?;
+    for warning in &result.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let report = sim::Report::of(&result);
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+        let mut events = String::new();
+        for event in &result.outcome.events {
+            events.push_str(&serde_json::to_string(event)?);
+            events.push('\n');
+        }
+        let write = |name: &str, body: &str| -> anyhow::Result<()> {
+            let path = dir.join(name);
+            std::fs::write(&path, body).with_context(|| format!("cannot write `{}`", path.display()))
+        };
+        write("events.jsonl", &events)?;
+        write("costs.csv", &sim::costs_csv(&report))?;
+        write("plot.svg", &sim::plot::svg(&result.outcome.ticks, &args.config.display().to_string()))?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(Outcome::Success);
+    }
+    println!(
+        "{:<16} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10} {:>9} {:>8} {:>12}",
+        "agent",
+        "total",
+        "overdraft",
+        "delay",
+        "deadline",
+        "eod",
+        "split",
+        "liquidity",
+        "settled",
+        "delay",
+        "peak used"
+    );
+    for a in &report.agents {
+        let c = &a.costs;
+        println!(
+            "{:<16} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10} {:>8.1}% {:>8.2} {:>12}",
+            a.id,
+            a.total_cost,
+            c.overdraft,
+            c.delay,
+            c.deadline_penalty,
+            c.eod_penalty,
+            c.split_friction,
+            c.liquidity_opportunity + c.collateral,
+            a.settlement_rate * 100.0,
+            a.value_weighted_delay,
+            a.peak_liquidity_used
+        );
+    }
+    let s = &report.system;
+    println!(
+        "system: total cost {} cents; {} of {} payments settled ({:.1}% of value)",
+        s.total_cost,
+        s.settlements,
+        s.arrivals,
+        s.settlement_rate * 100.0
+    );
+    Ok(Outcome::Success)
+}
+
+fn validate(args: &ValidateArgs, json: bool) -> anyhow::Result<Outcome> {
+    let mut all_ok = true;
+    let mut results = Vec::new();
+    for file in &args.files {
+        let text = read_policy(file)?;
+        let name = file.display().to_string();
+        let (report, compiled) = match dsl::compile(&text, &BTreeMap::new()) {
+            Ok(checked) => {
+                let report = Report { errors: Vec::new(), warnings: checked.warnings.clone() };
+                (report, Some(checked))
+            }
+            Err(report) => (report, None),
+        };
+        all_ok &= report.is_ok();
+        if json {
+            results.push(serde_json::json!({
+                "file": name,
+                "valid": report.is_ok(),
+                "policy_id": compiled.as_ref().map(|c| c.policy.policy_id.clone()),
+                "digest": compiled.as_ref().map(|c| c.digest.to_hex()),
+                "errors": report.errors,
+                "warnings": report.warnings,
+            }));
+        } else {
+            print_report(&name, &report, compiled.as_ref());
+        }
+    }
+    if json {
+        let body = if results.len() == 1 { results.remove(0) } else { serde_json::Value::Array(results) };
+        println!("{}", serde_json::to_string_pretty(&body)?);
+    }
+    Ok(if all_ok { Outcome::Success } else { Outcome::Findings })
+}
+
+fn print_report(name: &str, report: &Report, compiled: Option<&dsl::Checked>) {
+    match compiled {
+        Some(c) => println!("{name}: valid (policy `{}`, sha256 {})", c.policy.policy_id, c.digest.to_hex()),
+        None => println!("{name}: {} error(s)", report.errors.len()),
+    }
+    for e in &report.errors {
+        println!("  error   {e}");
+    }
+    for w in &report.warnings {
+        println!("  warning {w}");
+    }
+}
+
+/// Reads a policy file or stdin, one byte past the DSL's size limit so that
+/// validation, not the reader, reports an oversized policy.
+fn read_policy(path: &Path) -> anyhow::Result<String> {
+    let cap = Limits::default().max_bytes as u64 + 1;
+    let mut bytes = Vec::new();
+    let reader: Box<dyn std::io::Read> = if path == Path::new("-") {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?)
+    };
+    reader.take(cap).read_to_end(&mut bytes).with_context(|| format!("cannot read `{}`", path.display()))?;
+    String::from_utf8(bytes).with_context(|| format!("`{}` is not UTF-8 text", path.display()))
+}

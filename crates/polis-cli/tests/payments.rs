@@ -1,0 +1,90 @@
+//! `polis payments` end to end, through the built binary.
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly on bad fixtures")]
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+fn polis_stdin(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn validate_accepts_a_corpus_policy_and_names_its_hash() {
+    let Some(file) = polis_testdata::require("simcash-policies/target2_crisis_risk_denier.json") else { return };
+    let out = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(["payments", "validate", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("valid (policy `target2_crisis_risk_denier_v1`, sha256 "), "{stdout}");
+}
+
+#[test]
+fn validate_from_stdin_prints_every_error_with_its_path_and_exits_1() {
+    let policy = r#"{"version": "1.0", "parameters": {},
+        "payment_tree": {"type": "condition", "node_id": "N1",
+            "condition": {"op": ">", "left": {"field": "balanse"}, "right": {"param": "buffer"}},
+            "on_true": {"type": "action", "node_id": "N1", "action": "Release"},
+            "on_false": {"type": "action", "node_id": "A2", "action": "PostCollateral", "parameters": {"amount": {"value": 1}}}}}"#;
+    let out = polis_stdin(&["payments", "validate", "-", "--json"], policy);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["valid"], false);
+    let errors: Vec<(String, String)> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap().to_string(), e["path"].as_str().unwrap().to_string()))
+        .collect();
+    let want = [
+        ("unknown_field", "$.payment_tree.condition.left"),
+        ("unknown_parameter", "$.payment_tree.condition.right"),
+        ("duplicate_node_id", "$.payment_tree.on_true"),
+        ("action_not_allowed", "$.payment_tree.on_false.action"),
+    ];
+    for (kind, path) in want {
+        assert!(errors.contains(&(kind.to_string(), path.to_string())), "missing {kind} at {path}: {errors:?}");
+    }
+    let human = polis_stdin(&["payments", "validate", "-"], policy);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("error   $.payment_tree.condition.left: unknown field `balanse` [unknown_field]"), "{text}");
+}
+
+#[test]
+fn validate_refuses_text_that_is_not_json() {
+    let out = polis_stdin(&["payments", "validate", "-", "--json"], "{\"version\": ");
+    assert_eq!(out.status.code(), Some(1));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["errors"][0]["kind"], "invalid_json");
+}
+
+#[test]
+fn simulate_prints_simcash_costs_and_writes_the_event_log_costs_and_plot() {
+    let Some(file) = polis_testdata::require("simcash-scenarios/castro_exp1_2period.yaml") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(["payments", "simulate", file.to_str().unwrap(), "--json", "--out", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let agents = body["agents"].as_array().unwrap();
+    assert_eq!(agents[0]["id"], "BANK_A");
+    assert_eq!(agents[0]["total_cost"], 10_000);
+    assert_eq!(agents[1]["costs"]["liquidity_opportunity"], 10_000);
+    assert_eq!(body["system"]["settlements"], 3);
+    let events = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+    assert!(events.lines().any(|l| l.contains(r#""event":"decision""#) && l.contains(r#""path":"A1""#)), "{events}");
+    let csv = std::fs::read_to_string(dir.path().join("costs.csv")).unwrap();
+    assert!(csv.lines().nth(1).unwrap().starts_with("BANK_A,10000,"), "{csv}");
+    assert!(std::fs::read_to_string(dir.path().join("plot.svg")).unwrap().starts_with("<svg"));
+}

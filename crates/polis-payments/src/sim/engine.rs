@@ -1,0 +1,1219 @@
+//! The RTGS simulator, following SimCash's `Orchestrator::tick`
+//! (`simulator/src/orchestrator/engine.rs`) step by step; `docs/payments.md`
+//! cites the file behind each rule.
+//!
+//! Agents are kept in configuration order (counterparty draws depend on
+//! it) and visited in sorted-id order wherever SimCash sorts. Payments are
+//! numbered in creation order (`tx00000001`, …) instead of SimCash's random
+//! UUIDs, which no decision depends on.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::config::{AmountDistribution, PriorityDistribution, Scenario, ScenarioEvent};
+use super::policy::Resolved;
+use super::rng::Rng;
+use crate::dsl::fields::Scope;
+use crate::dsl::{CompiledPolicy, Context, DecisionPath, Field, PaymentAction};
+
+/// SimCash's default end-of-day rush threshold (the YAML path drops any
+/// configured value).
+const EOD_RUSH_THRESHOLD: f64 = 0.8;
+/// SimCash's default collateral haircut.
+const DEFAULT_HAIRCUT: f64 = 0.02;
+
+/// Why a simulation stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The scenario uses something this simulator does not compute yet.
+    #[error("not supported yet: {0}")]
+    Unsupported(String),
+    /// A policy failed while deciding (SimCash aborts the run too).
+    #[error("agent `{agent}`, tick {tick}: {message}")]
+    Policy {
+        /// The agent.
+        agent: String,
+        /// The tick.
+        tick: usize,
+        /// What failed.
+        message: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Tx {
+    sender: usize,
+    receiver: usize,
+    amount: i64,
+    remaining: i64,
+    arrival: usize,
+    deadline: usize,
+    priority: u8,
+    overdue_since: Option<usize>,
+    parent: Option<usize>,
+    is_split: bool,
+    in_q2: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Agent {
+    id: String,
+    balance: i64,
+    unsecured_cap: i64,
+    posted_collateral: i64,
+    haircut: f64,
+    allocated: i64,
+    pool: Option<i64>,
+    daily_fraction: f64,
+    q1: Vec<usize>,
+    policy: Arc<CompiledPolicy>,
+    registers: Vec<f64>,
+    arrival: Option<super::config::ArrivalConfig>,
+    base_rate: f64,
+}
+
+impl Agent {
+    fn allowed_overdraft_limit(&self) -> i64 {
+        let collateral = (self.posted_collateral as f64 * (1.0 - self.haircut).max(0.0)).floor() as i64;
+        collateral + self.unsecured_cap
+    }
+
+    fn available_liquidity(&self) -> i64 {
+        let credit_used = (-self.balance).max(0);
+        self.balance.max(0) + (self.allowed_overdraft_limit() - credit_used).max(0)
+    }
+
+    fn can_pay(&self, amount: i64) -> bool {
+        amount <= self.available_liquidity()
+    }
+}
+
+/// Costs by component, integer cents, as SimCash accrues them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Costs {
+    /// Overdraft (SimCash's `liquidity_cost`).
+    pub overdraft: i64,
+    /// Delay of queued payments.
+    pub delay: i64,
+    /// Deadline penalties, once per payment.
+    pub deadline_penalty: i64,
+    /// End-of-day penalties.
+    pub eod_penalty: i64,
+    /// Split friction.
+    pub split_friction: i64,
+    /// Posted collateral.
+    pub collateral: i64,
+    /// Opportunity cost of allocated liquidity.
+    pub liquidity_opportunity: i64,
+}
+
+impl Costs {
+    /// The sum.
+    pub fn total(&self) -> i64 {
+        self.overdraft
+            + self.delay
+            + self.deadline_penalty
+            + self.eod_penalty
+            + self.split_friction
+            + self.collateral
+            + self.liquidity_opportunity
+    }
+
+    fn add(&mut self, o: &Costs) {
+        self.overdraft += o.overdraft;
+        self.delay += o.delay;
+        self.deadline_penalty += o.deadline_penalty;
+        self.eod_penalty += o.eod_penalty;
+        self.split_friction += o.split_friction;
+        self.collateral += o.collateral;
+        self.liquidity_opportunity += o.liquidity_opportunity;
+    }
+}
+
+/// One line of `events.jsonl`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[expect(missing_docs, reason = "fields are named for what they hold")]
+pub enum Event {
+    /// A payment arrived in its sender's queue 1.
+    Arrival { tick: usize, tx: String, sender: String, receiver: String, amount: i64, deadline: usize, priority: u8 },
+    /// A policy decided about a queued payment.
+    Decision { tick: usize, tx: String, agent: String, action: String, path: String },
+    /// A payment settled (`rtgs`, `queue2` or `lsm_bilateral`).
+    Settlement { tick: usize, tx: String, sender: String, receiver: String, amount: i64, how: &'static str },
+    /// A released payment waits in queue 2.
+    Queued { tick: usize, tx: String, sender: String },
+    /// A payment passed its deadline.
+    Overdue { tick: usize, tx: String, sender: String, penalty: i64 },
+    /// Costs accrued this tick for an agent (only when non-zero).
+    Costs { tick: usize, agent: String, costs: Costs },
+    /// End of day.
+    EndOfDay { tick: usize, day: usize, unsettled: usize },
+}
+
+/// Per-agent totals over the whole run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AgentTotals {
+    /// Costs by component.
+    pub costs: Costs,
+    /// Payments that arrived for this sender.
+    pub arrived_count: u64,
+    /// Their value.
+    pub arrived_value: i64,
+    /// Payments fully settled.
+    pub settled_count: u64,
+    /// Value settled (children count towards their parent).
+    pub settled_value: i64,
+    /// Σ value × (settle tick − arrival tick) over settled payments.
+    pub delay_value_ticks: i128,
+    /// The deepest balance below the opening one, cents (≥ 0).
+    pub peak_liquidity_used: i64,
+}
+
+/// What one tick did, for the throughput plot.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct TickStats {
+    /// Settlements this tick.
+    pub settlements: u64,
+    /// Value settled this tick.
+    pub settled_value: i64,
+    /// Σ over agents of max(0, −balance) at the end of the tick.
+    pub overdraft: i64,
+}
+
+/// A finished simulation.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Agent ids, sorted.
+    pub agents: Vec<(String, AgentTotals)>,
+    /// Per tick.
+    pub ticks: Vec<TickStats>,
+    /// The event log.
+    pub events: Vec<Event>,
+}
+
+/// The simulation state.
+pub struct Sim {
+    scenario: Scenario,
+    agents: Vec<Agent>,
+    sorted: Vec<usize>,
+    txs: Vec<Tx>,
+    q2: Vec<usize>,
+    rng: Rng,
+    totals: Vec<AgentTotals>,
+    opening: Vec<i64>,
+    events: Vec<Event>,
+    ticks: Vec<TickStats>,
+    record: bool,
+}
+
+/// Payment-tree fields this simulator computes. A policy reading any other
+/// field is refused before the run starts.
+fn computed(field: Field) -> bool {
+    use Field::*;
+    matches!(
+        field,
+        Amount
+            | RemainingAmount
+            | SettledAmount
+            | ArrivalTick
+            | DeadlineTick
+            | Priority
+            | IsSplit
+            | IsPastDeadline
+            | IsOverdue
+            | IsInQueue2
+            | OverdueDuration
+            | TicksToDeadline
+            | QueueAge
+            | CostDelayThisTxOneTick
+            | CostOverdraftThisAmountOneTick
+            | Balance
+            | CreditLimit
+            | AvailableLiquidity
+            | CreditUsed
+            | EffectiveLiquidity
+            | IsUsingCredit
+            | LiquidityBuffer
+            | OutgoingQueueSize
+            | LiquidityPressure
+            | CreditHeadroom
+            | IsOverdraftCapped
+            | CurrentTick
+            | RtgsQueueSize
+            | RtgsQueueValue
+            | TotalAgents
+            | PostedCollateral
+            | AllowedOverdraftLimit
+            | OverdraftHeadroom
+            | CollateralHaircut
+            | UnsecuredCap
+            | Queue1LiquidityGap
+            | Queue1TotalValue
+            | Headroom
+            | Queue2Size
+            | Queue2CountForAgent
+            | CostOverdraftBpsPerTick
+            | CostDelayPerTickPerCent
+            | CostCollateralBpsPerTick
+            | CostSplitFriction
+            | CostDeadlinePenalty
+            | CostEodPenalty
+            | SystemTicksPerDay
+            | SystemCurrentDay
+            | SystemTickInDay
+            | TicksRemainingInDay
+            | DayProgressFraction
+            | IsEodRush
+    )
+}
+
+impl Sim {
+    /// Builds the day-0 state. `policies` are the agents' resolved
+    /// policies, in configuration order. `record` keeps the event log.
+    pub fn new(scenario: Scenario, policies: Vec<Resolved>, record: bool) -> Result<Sim, SimError> {
+        check_supported(&scenario, &policies)?;
+        let mut agents = Vec::with_capacity(scenario.agents.len());
+        for (config, resolved) in scenario.agents.iter().zip(policies) {
+            // SimCash: balance = opening + floor(pool × fraction) (engine.rs:988).
+            let allocated = config
+                .liquidity_pool
+                .map(|pool| (pool as f64 * config.liquidity_allocation_fraction.unwrap_or(1.0)).floor() as i64)
+                .unwrap_or(0);
+            let policy = resolved.checked.policy.clone();
+            agents.push(Agent {
+                id: config.id.clone(),
+                balance: config.opening_balance + allocated,
+                unsecured_cap: config.unsecured_cap,
+                // Dropped on SimCash's YAML path (to_ffi_dict).
+                posted_collateral: 0,
+                haircut: DEFAULT_HAIRCUT,
+                allocated,
+                pool: config.liquidity_pool,
+                daily_fraction: resolved.daily_liquidity_fraction,
+                q1: Vec::new(),
+                registers: vec![0.0; policy.registers.len()],
+                policy,
+                base_rate: config.arrival_config.as_ref().map_or(0.0, |a| a.rate_per_tick),
+                arrival: config.arrival_config.clone(),
+            });
+        }
+        let mut sorted: Vec<usize> = (0..agents.len()).collect();
+        sorted.sort_by(|&a, &b| agents[a].id.cmp(&agents[b].id));
+        let opening = agents.iter().map(|a| a.balance).collect();
+        let n = agents.len();
+        Ok(Sim {
+            rng: Rng::new(scenario.simulation.rng_seed),
+            scenario,
+            agents,
+            sorted,
+            txs: Vec::new(),
+            q2: Vec::new(),
+            totals: vec![AgentTotals::default(); n],
+            opening,
+            events: Vec::new(),
+            ticks: Vec::new(),
+            record,
+        })
+    }
+
+    /// Runs every tick and returns the totals.
+    pub fn run(mut self) -> Result<Outcome, SimError> {
+        let total = self.scenario.simulation.ticks_per_day * self.scenario.simulation.num_days;
+        for tick in 0..total {
+            self.tick(tick)?;
+        }
+        let mut agents: Vec<(String, AgentTotals)> =
+            self.sorted.iter().map(|&i| (self.agents[i].id.clone(), self.totals[i].clone())).collect();
+        agents.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Outcome { agents, ticks: self.ticks, events: self.events })
+    }
+
+    fn tpd(&self) -> usize {
+        self.scenario.simulation.ticks_per_day
+    }
+
+    fn tx_name(i: usize) -> String {
+        format!("tx{:08}", i + 1)
+    }
+
+    fn emit(&mut self, event: impl FnOnce(&Sim) -> Event) {
+        if self.record {
+            let e = event(self);
+            self.events.push(e);
+        }
+    }
+
+    fn tick(&mut self, tick: usize) -> Result<(), SimError> {
+        let tpd = self.tpd();
+        let mut stats = TickStats::default();
+        let mut deferred: Option<BTreeMap<usize, i64>> = self.scenario.deferred_crediting.then(BTreeMap::new);
+
+        // STEP 0.25: start-of-day liquidity on days after the first.
+        if tick.is_multiple_of(tpd) && tick > 0 {
+            for &i in &self.sorted.clone() {
+                let a = &mut self.agents[i];
+                if let Some(pool) = a.pool {
+                    let allocation = (pool as f64 * a.daily_fraction).floor() as i64;
+                    a.balance += allocation;
+                    a.allocated = allocation;
+                }
+            }
+        }
+
+        // STEP 0.5: scenario events, in configuration order.
+        let events = self.scenario.scenario_events.clone().unwrap_or_default();
+        for event in &events {
+            self.scenario_event(event, tick)?;
+        }
+
+        // STEP 1: Poisson arrivals, agents in sorted order.
+        for &i in &self.sorted.clone() {
+            self.arrivals(i, tick);
+        }
+
+        // STEP 2: policy decisions on queue 1, agents with queued payments in
+        // sorted order; each agent decides for every payment against the same
+        // pre-step state, then the decisions apply in queue order.
+        let mut pending: Vec<usize> = Vec::new();
+        for &i in &self.sorted.clone() {
+            if self.agents[i].q1.is_empty() {
+                continue;
+            }
+            self.decide(i, tick, &mut pending)?;
+        }
+
+        // STEP 3: released payments settle at once or join queue 2.
+        for tx in pending {
+            if self.try_settle(tx, tick, deferred.as_mut(), "rtgs", &mut stats) {
+                continue;
+            }
+            self.txs[tx].in_q2 = true;
+            self.q2.push(tx);
+            self.emit(|s| Event::Queued { tick, tx: Self::tx_name(tx), sender: s.agents[s.txs[tx].sender].id.clone() });
+        }
+
+        // STEP 4: one FIFO pass over queue 2.
+        self.process_queue(tick, deferred.as_mut(), &mut stats);
+
+        // STEP 5: LSM.
+        self.lsm(tick, deferred.as_mut(), &mut stats);
+
+        // STEP 5.7: deferred credits, in sorted agent order.
+        if let Some(credits) = deferred.take() {
+            let mut by_id: Vec<(usize, i64)> = credits.into_iter().collect();
+            by_id.sort_by(|a, b| self.agents[a.0].id.cmp(&self.agents[b.0].id));
+            for (agent, amount) in by_id {
+                self.agents[agent].balance += amount;
+            }
+        }
+
+        // STEP 6: costs.
+        self.accrue_costs(tick);
+
+        // Liquidity used, measured before the end of day returns the pool.
+        for (i, a) in self.agents.iter().enumerate() {
+            let used = (self.opening[i] - a.balance).max(0);
+            let peak = &mut self.totals[i].peak_liquidity_used;
+            *peak = (*peak).max(used);
+            stats.overdraft += (-a.balance).max(0);
+        }
+
+        // STEP 8: end of day.
+        if tick % tpd == tpd - 1 {
+            self.end_of_day(tick);
+        }
+        self.ticks.push(stats);
+        Ok(())
+    }
+
+    fn scenario_event(&mut self, event: &ScenarioEvent, tick: usize) -> Result<(), SimError> {
+        match event {
+            ScenarioEvent::CustomTransactionArrival {
+                from_agent,
+                to_agent,
+                amount,
+                priority,
+                deadline,
+                schedule,
+                ..
+            } => {
+                if !schedule.fires_at(tick) {
+                    return Ok(());
+                }
+                let tpd = self.tpd();
+                let raw = tick + deadline.unwrap_or((tpd / 10).max(5));
+                let capped = self.cap_deadline_scripted(tick, raw);
+                let (s, r) = (self.index_of(from_agent), self.index_of(to_agent));
+                self.add_arrival(s, r, *amount, tick, capped, priority.unwrap_or(5));
+            }
+            ScenarioEvent::DirectTransfer { from_agent, to_agent, amount, schedule } => {
+                if schedule.fires_at(tick) {
+                    let (s, r) = (self.index_of(from_agent), self.index_of(to_agent));
+                    self.agents[s].balance -= amount;
+                    self.agents[r].balance += amount;
+                }
+            }
+            ScenarioEvent::CollateralAdjustment { agent, delta, schedule } => {
+                // SimCash changes the credit limit, not posted collateral.
+                if schedule.fires_at(tick) {
+                    let a = self.index_of(agent);
+                    self.agents[a].unsecured_cap = (self.agents[a].unsecured_cap + delta).max(0);
+                }
+            }
+            ScenarioEvent::GlobalArrivalRateChange { multiplier, schedule } => {
+                if schedule.fires_at(tick) {
+                    for a in &mut self.agents {
+                        if let Some(c) = &mut a.arrival {
+                            c.rate_per_tick = a.base_rate * multiplier;
+                        }
+                    }
+                }
+            }
+            ScenarioEvent::AgentArrivalRateChange { agent, multiplier, schedule } => {
+                if schedule.fires_at(tick) {
+                    let i = self.index_of(agent);
+                    let a = &mut self.agents[i];
+                    if let Some(c) = &mut a.arrival {
+                        c.rate_per_tick = a.base_rate * multiplier;
+                    }
+                }
+            }
+            ScenarioEvent::CounterpartyWeightChange { .. }
+            | ScenarioEvent::DeadlineWindowChange { .. }
+            | ScenarioEvent::ScheduledSettlement { .. } => {
+                // Refused in check_supported before the run.
+            }
+        }
+        Ok(())
+    }
+
+    fn index_of(&self, id: &str) -> usize {
+        // Every agent an event names was checked when the scenario loaded.
+        self.agents.iter().position(|a| a.id == id).unwrap_or(0)
+    }
+
+    /// SimCash's `cap_deadline` for scripted arrivals: at most the episode
+    /// end, with `deadline_cap_at_eod` at most the day's last tick, and at
+    /// least one tick after arrival.
+    fn cap_deadline_scripted(&self, arrival: usize, raw: usize) -> usize {
+        let tpd = self.tpd();
+        let mut capped = raw.min(self.scenario.simulation.num_days * tpd);
+        if self.scenario.deadline_cap_at_eod {
+            capped = capped.min((arrival / tpd + 1) * tpd - 1);
+        }
+        capped.max(arrival + 1)
+    }
+
+    fn add_arrival(&mut self, sender: usize, receiver: usize, amount: i64, tick: usize, deadline: usize, priority: u8) {
+        let id = self.txs.len();
+        self.txs.push(Tx {
+            sender,
+            receiver,
+            amount,
+            remaining: amount,
+            arrival: tick,
+            deadline,
+            priority,
+            overdue_since: None,
+            parent: None,
+            is_split: false,
+            in_q2: false,
+        });
+        self.agents[sender].q1.push(id);
+        self.totals[sender].arrived_count += 1;
+        self.totals[sender].arrived_value += amount;
+        self.emit(|s| Event::Arrival {
+            tick,
+            tx: Self::tx_name(id),
+            sender: s.agents[sender].id.clone(),
+            receiver: s.agents[receiver].id.clone(),
+            amount,
+            deadline,
+            priority,
+        });
+    }
+
+    /// SimCash's `generate_for_agent`: count, then per payment amount,
+    /// counterparty, deadline and priority, in that draw order.
+    fn arrivals(&mut self, i: usize, tick: usize) {
+        let Some(config) = self.agents[i].arrival.clone() else { return };
+        let n = self.rng.poisson(config.rate_per_tick);
+        for _ in 0..n {
+            let amount = self.sample_amount(&config.amount_distribution);
+            let receiver = self.select_counterparty(i, &config.counterparty_weights);
+            let deadline = self.arrival_deadline(tick, config.deadline_range);
+            let priority = match &config.priority_distribution {
+                None => config.priority,
+                Some(d) => self.sample_priority(d),
+            };
+            // SimCash keeps the default 5 when a sampled priority is 0.
+            let priority = if priority > 0 { priority } else { 5 };
+            self.add_arrival(i, receiver, amount, tick, deadline, priority);
+        }
+    }
+
+    fn sample_amount(&mut self, d: &AmountDistribution) -> i64 {
+        let rounded =
+            |raw: f64| if raw.is_finite() && raw > 0.0 { (raw.round().min(i64::MAX as f64) as i64).max(1) } else { 1 };
+        match *d {
+            AmountDistribution::Uniform { min, max } => self.rng.range(min, max + 1),
+            AmountDistribution::Normal { mean, std_dev } => {
+                let z = self.rng.standard_normal();
+                rounded(mean + std_dev * z)
+            }
+            AmountDistribution::LogNormal { mean, std_dev } => {
+                if mean <= 0.0 || std_dev < 0.0 {
+                    return 1;
+                }
+                let sigma2 = (1.0 + std_dev * std_dev / (mean * mean)).ln();
+                let mu = mean.ln() - sigma2 / 2.0;
+                let z = self.rng.standard_normal();
+                let raw = (mu + sigma2.sqrt() * z).exp();
+                if raw.is_finite() && raw > 0.0 { rounded(raw) } else { (mean.round() as i64).max(1) }
+            }
+            AmountDistribution::Exponential { lambda } => {
+                let u = self.rng.next_f64().max(f64::MIN_POSITIVE);
+                rounded(-u.ln() / lambda)
+            }
+        }
+    }
+
+    /// Candidates in configuration order minus the sender; a missing weight
+    /// is 1.0.
+    fn select_counterparty(&mut self, sender: usize, weights: &BTreeMap<String, f64>) -> usize {
+        let candidates: Vec<usize> = (0..self.agents.len()).filter(|&j| j != sender).collect();
+        if weights.is_empty() {
+            let k = self.rng.range(0, candidates.len() as i64) as usize;
+            return candidates[k.min(candidates.len() - 1)];
+        }
+        let weight = |j: usize| weights.get(&self.agents[j].id).copied().unwrap_or(1.0);
+        let total: f64 = candidates.iter().map(|&j| weight(j)).sum();
+        let mut target = self.rng.next_f64() * total;
+        for &j in &candidates {
+            target -= weight(j);
+            if target <= 0.0 {
+                return j;
+            }
+        }
+        candidates[candidates.len() - 1]
+    }
+
+    fn arrival_deadline(&mut self, tick: usize, range: [usize; 2]) -> usize {
+        let tpd = self.tpd();
+        let offset = self.rng.range(range[0] as i64, range[1] as i64 + 1) as usize;
+        let mut capped = (tick + offset).min(self.scenario.simulation.num_days * tpd);
+        if self.scenario.deadline_cap_at_eod {
+            capped = capped.min((tick / tpd + 1) * tpd);
+        }
+        capped.max(tick + 1)
+    }
+
+    fn sample_priority(&mut self, d: &PriorityDistribution) -> u8 {
+        match d {
+            PriorityDistribution::Fixed { value } => *value,
+            PriorityDistribution::Categorical { values, weights } => {
+                if values.is_empty() {
+                    return 5;
+                }
+                let total: f64 = weights.iter().sum();
+                if total <= 0.0 {
+                    return values[0];
+                }
+                let mut target = self.rng.next_f64() * total;
+                for (k, w) in weights.iter().enumerate() {
+                    target -= w;
+                    if target <= 0.0 {
+                        return values.get(k).copied().unwrap_or(5).min(10);
+                    }
+                }
+                values.last().copied().unwrap_or(5).min(10)
+            }
+            PriorityDistribution::Uniform { min, max } => {
+                let lo = i64::from(*min);
+                (self.rng.range(lo, i64::from(*max) + 1) as u8).min(10)
+            }
+        }
+    }
+
+    fn decide(&mut self, i: usize, tick: usize, pending: &mut Vec<usize>) -> Result<(), SimError> {
+        let policy = self.agents[i].policy.clone();
+        let Some(tree) = &policy.payment else {
+            // A policy without a payment tree holds everything.
+            return Ok(());
+        };
+        let snapshot = Snapshot::of(self, i);
+        let queue = self.agents[i].q1.clone();
+        let mut decisions = Vec::with_capacity(queue.len());
+        for &tx in &queue {
+            let ctx = PayCtx { sim: self, agent: i, tx, tick, snap: &snapshot };
+            let mut path = DecisionPath::default();
+            let action = tree.evaluate(&ctx, self.record.then_some(&mut path)).map_err(|e| SimError::Policy {
+                agent: self.agents[i].id.clone(),
+                tick,
+                message: e.to_string(),
+            })?;
+            let decision = match action {
+                PaymentAction::Release { .. } => Decided::Release,
+                PaymentAction::Hold { .. } => Decided::Hold,
+                PaymentAction::Drop => Decided::Drop,
+                PaymentAction::Split { num_splits } => {
+                    let n = num_splits.eval(&ctx, &Arc::from("num_splits")).map_err(|e| SimError::Policy {
+                        agent: self.agents[i].id.clone(),
+                        tick,
+                        message: e.to_string(),
+                    })?;
+                    Decided::Split(n as usize)
+                }
+                PaymentAction::Reprioritize { new_priority } => {
+                    let p = new_priority.eval(&ctx, &Arc::from("new_priority")).map_err(|e| SimError::Policy {
+                        agent: self.agents[i].id.clone(),
+                        tick,
+                        message: e.to_string(),
+                    })?;
+                    Decided::Reprioritize(p.clamp(0.0, 255.0) as u8)
+                }
+                other => {
+                    return Err(SimError::Unsupported(format!(
+                        "agent `{}` chose {other:?}, which polis's simulator does not apply yet",
+                        self.agents[i].id
+                    )));
+                }
+            };
+            decisions.push((tx, decision, path));
+        }
+        for (tx, decision, path) in decisions {
+            if self.record {
+                let name = match decision {
+                    Decided::Release => "Release".to_string(),
+                    Decided::Hold => "Hold".to_string(),
+                    Decided::Drop => "Drop".to_string(),
+                    Decided::Split(n) => format!("Split({n})"),
+                    Decided::Reprioritize(p) => format!("Reprioritize({p})"),
+                };
+                let agent = self.agents[i].id.clone();
+                self.events.push(Event::Decision {
+                    tick,
+                    tx: Self::tx_name(tx),
+                    agent,
+                    action: name,
+                    path: path.to_string(),
+                });
+            }
+            match decision {
+                Decided::Release => {
+                    self.agents[i].q1.retain(|&t| t != tx);
+                    pending.push(tx);
+                }
+                Decided::Hold => {}
+                Decided::Drop => {
+                    // SimCash marks a dropped payment overdue and forgets it:
+                    // it never pays deadline, delay or EOD costs again.
+                    self.agents[i].q1.retain(|&t| t != tx);
+                    self.txs[tx].overdue_since = Some(tick);
+                }
+                Decided::Reprioritize(p) => self.txs[tx].priority = p,
+                Decided::Split(n) => {
+                    if n < 2 {
+                        return Err(SimError::Policy {
+                            agent: self.agents[i].id.clone(),
+                            tick,
+                            message: format!("num_splits must be >= 2, got {n}"),
+                        });
+                    }
+                    self.agents[i].q1.retain(|&t| t != tx);
+                    let parent = self.txs[tx].clone();
+                    let base = parent.amount / n as i64;
+                    let rem = parent.amount % n as i64;
+                    for k in 0..n {
+                        let amount = if k == n - 1 { base + rem } else { base };
+                        let id = self.txs.len();
+                        self.txs.push(Tx {
+                            amount,
+                            remaining: amount,
+                            overdue_since: None,
+                            parent: Some(tx),
+                            is_split: true,
+                            in_q2: false,
+                            ..parent.clone()
+                        });
+                        pending.push(id);
+                    }
+                    self.totals[i].costs.split_friction +=
+                        self.scenario.cost_rates.split_friction_cost * (n as i64 - 1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn try_settle(
+        &mut self,
+        tx: usize,
+        tick: usize,
+        deferred: Option<&mut BTreeMap<usize, i64>>,
+        how: &'static str,
+        stats: &mut TickStats,
+    ) -> bool {
+        let (s, r, amount) = (self.txs[tx].sender, self.txs[tx].receiver, self.txs[tx].remaining);
+        if !self.agents[s].can_pay(amount) {
+            return false;
+        }
+        self.transfer(tx, tick, deferred, how, stats);
+        let _ = r;
+        true
+    }
+
+    /// Moves a payment's remaining amount and books the settlement.
+    fn transfer(
+        &mut self,
+        tx: usize,
+        tick: usize,
+        deferred: Option<&mut BTreeMap<usize, i64>>,
+        how: &'static str,
+        stats: &mut TickStats,
+    ) {
+        let (s, r, amount) = (self.txs[tx].sender, self.txs[tx].receiver, self.txs[tx].remaining);
+        self.agents[s].balance -= amount;
+        match deferred {
+            Some(d) => *d.entry(r).or_insert(0) += amount,
+            None => self.agents[r].balance += amount,
+        }
+        self.txs[tx].remaining = 0;
+        stats.settlements += 1;
+        stats.settled_value += amount;
+        self.emit(|sim| Event::Settlement {
+            tick,
+            tx: Self::tx_name(tx),
+            sender: sim.agents[s].id.clone(),
+            receiver: sim.agents[r].id.clone(),
+            amount,
+            how,
+        });
+        // A payment counts once, when it (or its last child) settles.
+        let root = match self.txs[tx].parent {
+            Some(p) => {
+                self.txs[p].remaining -= amount;
+                if self.txs[p].remaining > 0 {
+                    self.totals[s].settled_value += amount;
+                    return;
+                }
+                p
+            }
+            None => tx,
+        };
+        let t = &mut self.totals[s];
+        t.settled_value += amount;
+        t.settled_count += 1;
+        let root_amount = self.txs[root].amount;
+        t.delay_value_ticks += i128::from(root_amount) * (tick - self.txs[root].arrival) as i128;
+    }
+
+    /// SimCash's `process_queue`: one pass in order; a payment past its
+    /// deadline is marked overdue here.
+    fn process_queue(
+        &mut self,
+        tick: usize,
+        mut deferred: Option<&mut BTreeMap<usize, i64>>,
+        stats: &mut TickStats,
+    ) -> i64 {
+        let queue = std::mem::take(&mut self.q2);
+        let mut still = Vec::with_capacity(queue.len());
+        let mut settled = 0;
+        for tx in queue {
+            if self.txs[tx].remaining == 0 {
+                continue;
+            }
+            if tick > self.txs[tx].deadline && self.txs[tx].overdue_since.is_none() {
+                self.txs[tx].overdue_since = Some(tick);
+            }
+            let amount = self.txs[tx].remaining;
+            if self.try_settle(tx, tick, deferred.as_deref_mut(), "queue2", stats) {
+                settled += amount;
+                self.txs[tx].in_q2 = false;
+            } else {
+                still.push(tx);
+            }
+        }
+        self.q2 = still;
+        settled
+    }
+
+    /// SimCash's `run_lsm_pass_with_deferred`: up to three rounds of
+    /// bilateral offsetting (then a queue pass, never deferred), while value
+    /// settles.
+    fn lsm(&mut self, tick: usize, mut deferred: Option<&mut BTreeMap<usize, i64>>, stats: &mut TickStats) {
+        if !self.scenario.lsm_config.enable_bilateral {
+            return;
+        }
+        let mut total: i64 = 0;
+        for _ in 0..3 {
+            if self.q2.is_empty() {
+                break;
+            }
+            let before = total;
+            let (offset_value, settlements) = self.bilateral(tick, deferred.as_deref_mut(), stats);
+            total += offset_value;
+            if settlements > 0 {
+                total += self.process_queue(tick, None, stats);
+            }
+            if total == before {
+                break;
+            }
+        }
+    }
+
+    /// SimCash's `bilateral_offset_with_deferred`: every pair with queue-2
+    /// flow both ways, by liquidity released (descending) then ids.
+    fn bilateral(
+        &mut self,
+        tick: usize,
+        mut deferred: Option<&mut BTreeMap<usize, i64>>,
+        stats: &mut TickStats,
+    ) -> (i64, usize) {
+        // Flows by (sender id, receiver id), queue order within each.
+        let mut flows: BTreeMap<(String, String), (i64, Vec<usize>)> = BTreeMap::new();
+        for &tx in &self.q2 {
+            let t = &self.txs[tx];
+            let key = (self.agents[t.sender].id.clone(), self.agents[t.receiver].id.clone());
+            let e = flows.entry(key).or_insert((0, Vec::new()));
+            e.0 += t.remaining;
+            e.1.push(tx);
+        }
+        let mut ready: Vec<(i64, String, String)> = Vec::new();
+        for ((a, b), (sum_ab, _)) in &flows {
+            if a < b
+                && let Some((sum_ba, _)) = flows.get(&(b.clone(), a.clone()))
+                && *sum_ab > 0
+                && *sum_ba > 0
+            {
+                ready.push((-(*sum_ab).min(*sum_ba), a.clone(), b.clone()));
+            }
+        }
+        ready.sort();
+        let mut offset_value = 0;
+        let mut settlements = 0;
+        let mut removed = std::collections::BTreeSet::new();
+        for (neg, a, b) in ready {
+            offset_value += -neg;
+            let ab = flows.get(&(a.clone(), b.clone())).map(|f| f.1.clone()).unwrap_or_default();
+            let ba = flows.get(&(b.clone(), a.clone())).map(|f| f.1.clone()).unwrap_or_default();
+            let sum = |list: &[usize]| list.iter().map(|&t| self.txs[t].remaining).sum::<i64>();
+            let (sum_ab, sum_ba) = (sum(&ab), sum(&ba));
+            let net = (sum_ab - sum_ba).abs();
+            let net_payer = if sum_ab > sum_ba { self.txs[ab[0]].sender } else { self.txs[ba[0]].sender };
+            let payer = &self.agents[net_payer];
+            if payer.balance - net < -payer.allowed_overdraft_limit() {
+                continue;
+            }
+            for tx in ab.iter().chain(ba.iter()) {
+                let (s, r, amount) = (self.txs[*tx].sender, self.txs[*tx].receiver, self.txs[*tx].remaining);
+                let _ = (s, r, amount);
+                self.transfer(*tx, tick, deferred.as_deref_mut(), "lsm_bilateral", stats);
+                self.txs[*tx].in_q2 = false;
+                removed.insert(*tx);
+                settlements += 1;
+            }
+        }
+        if !removed.is_empty() {
+            self.q2.retain(|t| !removed.contains(t));
+        }
+        (offset_value, settlements)
+    }
+
+    /// SimCash's `accrue_costs` (engine.rs:4535), integer cents.
+    fn accrue_costs(&mut self, tick: usize) {
+        let rates = self.scenario.cost_rates.clone();
+        for &i in &self.sorted.clone() {
+            // Newly overdue: queue-1 payments past deadline not yet marked,
+            // and queue-2 payments marked this tick.
+            let mut newly = Vec::new();
+            for &tx in &self.agents[i].q1 {
+                if tick > self.txs[tx].deadline && self.txs[tx].overdue_since.is_none() {
+                    newly.push(tx);
+                }
+            }
+            for &tx in &self.q2 {
+                if self.txs[tx].sender == i && self.txs[tx].overdue_since == Some(tick) {
+                    newly.push(tx);
+                }
+            }
+            let mut penalty = 0;
+            for &tx in &newly {
+                self.txs[tx].overdue_since = Some(tick);
+                let p = rates.deadline_penalty.resolve(self.txs[tx].amount);
+                penalty += p;
+                self.emit(|s| Event::Overdue {
+                    tick,
+                    tx: Self::tx_name(tx),
+                    sender: s.agents[i].id.clone(),
+                    penalty: p,
+                });
+            }
+            let a = &self.agents[i];
+            let costs = Costs {
+                overdraft: scaled_cost(
+                    u128::from((-a.balance).max(0).unsigned_abs()),
+                    rates.overdraft_bps_per_tick,
+                    1000,
+                    10_000 * 1000,
+                ),
+                delay: self.delay_cost(i),
+                deadline_penalty: penalty,
+                eod_penalty: 0,
+                split_friction: 0,
+                collateral: scaled_cost(
+                    a.posted_collateral.max(0).unsigned_abs().into(),
+                    rates.collateral_cost_per_tick_bps,
+                    1_000_000,
+                    10_000 * 1_000_000,
+                ),
+                liquidity_opportunity: scaled_cost(
+                    a.allocated.max(0).unsigned_abs().into(),
+                    rates.liquidity_cost_per_tick_bps,
+                    1_000_000,
+                    10_000 * 1_000_000,
+                ),
+            };
+            self.totals[i].costs.add(&costs);
+            if costs.total() > 0 {
+                self.emit(|s| Event::Costs { tick, agent: s.agents[i].id.clone(), costs });
+            }
+        }
+    }
+
+    /// Σ over queue 1 and the agent's queue 2 of remaining × multipliers
+    /// (scaled by 1000), times the rate (scaled by 1e6), rounded once.
+    fn delay_cost(&self, i: usize) -> i64 {
+        let rates = &self.scenario.cost_rates;
+        let rate = scale(rates.delay_cost_per_tick_per_cent, 1e6);
+        if rate == 0 {
+            return 0;
+        }
+        let overdue_mult = if rates.overdue_delay_multiplier.is_finite() && rates.overdue_delay_multiplier >= 0.0 {
+            (rates.overdue_delay_multiplier * 1000.0).round() as u128
+        } else {
+            1000
+        };
+        let weighted = |tx: usize| -> u128 {
+            let t = &self.txs[tx];
+            let amount = t.remaining.max(0) as u128;
+            let om = if t.overdue_since.is_some() { overdue_mult } else { 1000 };
+            let pm = rates.priority_delay_multipliers.map_or(1000, |m| {
+                let x = m.for_priority(t.priority);
+                if x.is_finite() && x >= 0.0 { (x * 1000.0).round() as u128 } else { 1000 }
+            });
+            amount * (om * pm / 1000)
+        };
+        let mut total: u128 = self.agents[i].q1.iter().map(|&t| weighted(t)).sum();
+        total += self.q2.iter().filter(|&&t| self.txs[t].sender == i).map(|&t| weighted(t)).sum::<u128>();
+        let scale_total: u128 = 1000 * 1_000_000;
+        i64::try_from((total * rate + scale_total / 2) / scale_total).unwrap_or(i64::MAX)
+    }
+
+    /// SimCash's `handle_end_of_day`: EOD penalties for every queued payment
+    /// past its deadline, register reset, pool returned.
+    fn end_of_day(&mut self, tick: usize) {
+        let rates = self.scenario.cost_rates.clone();
+        for &i in &self.sorted.clone() {
+            let mut penalty = 0;
+            for &tx in &self.agents[i].q1 {
+                if self.txs[tx].deadline < tick {
+                    penalty += rates.eod_penalty.resolve(self.txs[tx].remaining);
+                }
+            }
+            for &tx in &self.q2 {
+                if self.txs[tx].sender == i && self.txs[tx].deadline < tick {
+                    penalty += rates.eod_penalty.resolve(self.txs[tx].remaining);
+                }
+            }
+            self.totals[i].costs.eod_penalty += penalty;
+            let a = &mut self.agents[i];
+            a.registers.iter_mut().for_each(|r| *r = 0.0);
+            if a.pool.is_some() && a.allocated != 0 {
+                a.balance -= a.allocated;
+                a.allocated = 0;
+            }
+        }
+        let unsettled = self.q2.len() + self.agents.iter().map(|a| a.q1.len()).sum::<usize>();
+        let day = tick / self.tpd();
+        self.emit(|_| Event::EndOfDay { tick, day, unsettled });
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Decided {
+    Release,
+    Hold,
+    Drop,
+    Split(usize),
+    Reprioritize(u8),
+}
+
+fn scale(rate: f64, by: f64) -> u128 {
+    if rate.is_finite() && rate >= 0.0 { (rate * by).round() as u128 } else { 0 }
+}
+
+/// `round(amount × round(rate×scale) / divisor)`, half up, as SimCash's
+/// overdraft, collateral and liquidity costs.
+fn scaled_cost(amount: u128, rate: f64, rate_scale: u128, divisor: u128) -> i64 {
+    let r = scale(rate, rate_scale as f64);
+    if r == 0 || amount == 0 {
+        return 0;
+    }
+    i64::try_from((amount * r + divisor / 2) / divisor).unwrap_or(i64::MAX)
+}
+
+/// Per-agent values computed once before an agent's decisions (SimCash
+/// evaluates every payment against the same pre-step state).
+struct Snapshot {
+    q1_total: i64,
+    q2_count: usize,
+    q2_size: usize,
+    q2_value: i64,
+}
+
+impl Snapshot {
+    fn of(sim: &Sim, i: usize) -> Snapshot {
+        let q1_total = sim.agents[i].q1.iter().map(|&t| sim.txs[t].remaining).fold(0i64, i64::saturating_add);
+        let q2_count = sim.q2.iter().filter(|&&t| sim.txs[t].sender == i).count();
+        let q2_value = sim.q2.iter().map(|&t| sim.txs[t].remaining).sum();
+        Snapshot { q1_total, q2_count, q2_size: sim.q2.len(), q2_value }
+    }
+}
+
+/// The evaluation context of one queued payment, computed on demand.
+struct PayCtx<'a> {
+    sim: &'a Sim,
+    agent: usize,
+    tx: usize,
+    tick: usize,
+    snap: &'a Snapshot,
+}
+
+impl Context for PayCtx<'_> {
+    fn register(&self, slot: usize) -> f64 {
+        self.sim.agents[self.agent].registers.get(slot).copied().unwrap_or(0.0)
+    }
+
+    fn field(&self, field: Field) -> f64 {
+        use Field::*;
+        let a = &self.sim.agents[self.agent];
+        let t = &self.sim.txs[self.tx];
+        let rates = &self.sim.scenario.cost_rates;
+        let tick = self.tick;
+        let tpd = self.sim.tpd();
+        let b = |x: bool| if x { 1.0 } else { 0.0 };
+        let credit_used = (-a.balance).max(0);
+        let credit_headroom = a.unsecured_cap - credit_used;
+        match field {
+            Amount => t.amount as f64,
+            RemainingAmount => t.remaining as f64,
+            SettledAmount => (t.amount - t.remaining) as f64,
+            ArrivalTick => t.arrival as f64,
+            DeadlineTick => t.deadline as f64,
+            Priority => f64::from(t.priority),
+            IsSplit => b(t.is_split),
+            IsPastDeadline => b(tick > t.deadline),
+            IsOverdue => b(t.overdue_since.is_some()),
+            IsInQueue2 => b(t.in_q2),
+            OverdueDuration => t.overdue_since.map_or(0.0, |s| tick.saturating_sub(s) as f64),
+            TicksToDeadline => t.deadline as f64 - tick as f64,
+            QueueAge => tick.saturating_sub(t.arrival) as f64,
+            CostDelayThisTxOneTick => t.remaining as f64 * rates.delay_cost_per_tick_per_cent,
+            CostOverdraftThisAmountOneTick => rates.overdraft_bps_per_tick / 10_000.0 * t.remaining as f64,
+            Balance => a.balance as f64,
+            CreditLimit | UnsecuredCap => a.unsecured_cap as f64,
+            AvailableLiquidity => a.available_liquidity() as f64,
+            CreditUsed => credit_used as f64,
+            EffectiveLiquidity => (a.balance + credit_headroom) as f64,
+            IsUsingCredit => b(a.balance < 0),
+            LiquidityBuffer => 0.0,
+            OutgoingQueueSize => a.q1.len() as f64,
+            LiquidityPressure => {
+                let total = (a.balance + a.unsecured_cap + a.posted_collateral) as f64;
+                if total == 0.0 { 1.0 } else { 1.0 - a.balance.max(0) as f64 / total }
+            }
+            CreditHeadroom => credit_headroom as f64,
+            IsOverdraftCapped => 1.0,
+            CurrentTick => tick as f64,
+            RtgsQueueSize | Queue2Size => self.snap.q2_size as f64,
+            RtgsQueueValue => self.snap.q2_value as f64,
+            TotalAgents => self.sim.agents.len() as f64,
+            PostedCollateral => a.posted_collateral as f64,
+            AllowedOverdraftLimit => a.allowed_overdraft_limit() as f64,
+            OverdraftHeadroom => (a.allowed_overdraft_limit() - credit_used) as f64,
+            CollateralHaircut => a.haircut,
+            Queue1LiquidityGap => (self.snap.q1_total.saturating_sub(a.available_liquidity())).max(0) as f64,
+            Queue1TotalValue => self.snap.q1_total as f64,
+            Headroom => a.available_liquidity().saturating_sub(self.snap.q1_total) as f64,
+            Queue2CountForAgent => self.snap.q2_count as f64,
+            CostOverdraftBpsPerTick => rates.overdraft_bps_per_tick,
+            CostDelayPerTickPerCent => rates.delay_cost_per_tick_per_cent,
+            CostCollateralBpsPerTick => rates.collateral_cost_per_tick_bps,
+            CostSplitFriction => rates.split_friction_cost as f64,
+            CostDeadlinePenalty => rates.deadline_penalty.resolve(t.amount) as f64,
+            CostEodPenalty => rates.eod_penalty.resolve(t.remaining) as f64,
+            SystemTicksPerDay => tpd as f64,
+            SystemCurrentDay => (tick / tpd) as f64,
+            SystemTickInDay => (tick % tpd) as f64,
+            TicksRemainingInDay => tpd.saturating_sub(tick % tpd).saturating_sub(1) as f64,
+            DayProgressFraction => (tick % tpd) as f64 / tpd as f64,
+            IsEodRush => b((tick % tpd) as f64 / tpd as f64 >= EOD_RUSH_THRESHOLD),
+            // check_supported refuses policies that read anything else.
+            _ => f64::NAN,
+        }
+    }
+}
+
+/// Refuses, before anything runs, what this simulator does not compute.
+fn check_supported(s: &Scenario, policies: &[Resolved]) -> Result<(), SimError> {
+    let unsupported = |m: String| Err(SimError::Unsupported(m));
+    if s.lsm_config.enable_cycles && s.agents.len() >= 3 {
+        return unsupported("LSM cycle settlement (`lsm_config.enable_cycles` with three or more agents)".into());
+    }
+    for (i, a) in s.agents.iter().enumerate() {
+        if a.arrival_bands.is_some() {
+            return unsupported(format!("agents[{i}].arrival_bands"));
+        }
+    }
+    for (i, e) in s.scenario_events.iter().flatten().enumerate() {
+        if matches!(
+            e,
+            ScenarioEvent::CounterpartyWeightChange { .. }
+                | ScenarioEvent::DeadlineWindowChange { .. }
+                | ScenarioEvent::ScheduledSettlement { .. }
+        ) {
+            return unsupported(format!("scenario_events[{i}]: this event type"));
+        }
+    }
+    for (i, r) in policies.iter().enumerate() {
+        let p = &r.checked.policy;
+        let id = &s.agents[i].id;
+        if p.bank.is_some() || p.strategic_collateral.is_some() || p.end_of_tick_collateral.is_some() {
+            return unsupported(format!("agent `{id}`: policy `{}` has a bank or collateral tree", p.policy_id));
+        }
+        if let Some(tree) = &p.payment {
+            for action in tree.actions() {
+                if matches!(
+                    action,
+                    PaymentAction::StaggerSplit { .. }
+                        | PaymentAction::WithdrawFromRtgs
+                        | PaymentAction::ResubmitToRtgs { .. }
+                ) || matches!(action, PaymentAction::Release { timed_for_tick: Some(_), .. })
+                {
+                    return unsupported(format!("agent `{id}`: policy `{}` uses {action:?}", p.policy_id));
+                }
+            }
+        }
+        for field in p.fields.iter().flatten() {
+            if !computed(*field) {
+                let scope = if field.scope() == Scope::Transaction { "payment" } else { "bank" };
+                return unsupported(format!("agent `{id}`: {scope} field `{}`", field.name()));
+            }
+        }
+    }
+    Ok(())
+}

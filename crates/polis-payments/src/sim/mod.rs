@@ -1,0 +1,202 @@
+//! An RTGS simulator that runs SimCash scenario files with SimCash's
+//! semantics: its tick order, settlement rule, queues, bilateral LSM, cost
+//! formulas in integer cents and its random stream, so that the same file
+//! and seed give SimCash's numbers.
+//!
+//! [`simulate`] reads a scenario, resolves every agent's policy (recording
+//! where it came from and its hash) and runs it; [`Report`] is what
+//! `polis payments simulate --json` prints.
+
+pub mod config;
+pub mod engine;
+pub mod plot;
+pub mod policy;
+pub mod rng;
+
+use serde::Serialize;
+
+pub use config::{Loaded, Scenario};
+pub use engine::{AgentTotals, Costs, Event, Outcome, TickStats};
+pub use policy::{PolicySourceRecord, Resolver};
+
+use crate::dsl::PolicyCache;
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    /// The scenario file.
+    #[error("scenario: {0}")]
+    Config(#[from] config::ConfigError),
+    /// An agent's policy.
+    #[error("policy at {0}")]
+    Policy(#[from] policy::PolicyError),
+    /// The run.
+    #[error(transparent)]
+    Run(#[from] engine::SimError),
+}
+
+/// Options of one run.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Unknown keys are errors rather than warnings.
+    pub strict: bool,
+    /// Keep the event log (with every decision path).
+    pub record_events: bool,
+    /// Where `json_path` policies are looked for.
+    pub resolver: Resolver,
+}
+
+/// A finished run with what it was made from.
+#[derive(Clone, Debug)]
+pub struct Simulation {
+    /// Totals, ticks and events.
+    pub outcome: Outcome,
+    /// Each agent's policy source, in sorted agent order.
+    pub sources: Vec<(String, PolicySourceRecord)>,
+    /// Keys SimCash ignores or drops, with their paths.
+    pub warnings: Vec<String>,
+}
+
+/// Reads, resolves and runs a scenario.
+pub fn simulate(text: &str, options: &Options, cache: &PolicyCache) -> Result<Simulation, SimulateError> {
+    let loaded = config::parse(text, options.strict)?;
+    let mut resolved = Vec::with_capacity(loaded.scenario.agents.len());
+    for (i, agent) in loaded.scenario.agents.iter().enumerate() {
+        resolved.push(policy::resolve(
+            agent.policy.as_ref(),
+            &format!("agents[{i}].policy"),
+            &options.resolver,
+            cache,
+        )?);
+    }
+    let mut sources: Vec<(String, PolicySourceRecord)> =
+        loaded.scenario.agents.iter().zip(&resolved).map(|(a, r)| (a.id.clone(), r.source.clone())).collect();
+    sources.sort_by(|a, b| a.0.cmp(&b.0));
+    let sim = engine::Sim::new(loaded.scenario, resolved, options.record_events)?;
+    let outcome = sim.run()?;
+    Ok(Simulation { outcome, sources, warnings: loaded.warnings })
+}
+
+/// The `--json` report: per-agent costs and counts, in integer cents,
+/// agents sorted by id, summed over the whole run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Per agent.
+    pub agents: Vec<AgentReport>,
+    /// The system.
+    pub system: SystemReport,
+}
+
+/// One agent's line.
+#[derive(Clone, Debug, Serialize)]
+pub struct AgentReport {
+    /// Agent id.
+    pub id: String,
+    /// Sum of `costs`.
+    pub total_cost: i64,
+    /// By component.
+    pub costs: Costs,
+    /// Payments that arrived.
+    pub arrived_count: u64,
+    /// Their value.
+    pub arrived_value: i64,
+    /// Payments settled.
+    pub settled_count: u64,
+    /// Value settled.
+    pub settled_value: i64,
+    /// `settled_value / arrived_value` (1 when nothing arrived).
+    pub settlement_rate: f64,
+    /// Value-weighted ticks from arrival to settlement, over settled payments.
+    pub value_weighted_delay: f64,
+    /// The most the balance fell below its opening value, cents.
+    pub peak_liquidity_used: i64,
+    /// Where the agent's policy came from.
+    pub policy: PolicySourceRecord,
+}
+
+/// System totals.
+#[derive(Clone, Debug, Serialize)]
+pub struct SystemReport {
+    /// Sum of every agent's cost.
+    pub total_cost: i64,
+    /// Payments that arrived.
+    pub arrivals: u64,
+    /// Payments settled.
+    pub settlements: u64,
+    /// `settled_value / arrived_value`.
+    pub settlement_rate: f64,
+    /// Value arrived.
+    pub arrived_value: i64,
+    /// Value settled.
+    pub settled_value: i64,
+}
+
+/// `costs.csv`: one row per agent, sorted by id, integer cents.
+pub fn costs_csv(report: &Report) -> String {
+    let mut out = String::from(
+        "agent,total_cost,overdraft,delay,deadline_penalty,eod_penalty,split_friction,collateral,liquidity_opportunity,arrived_count,settled_count,settlement_rate\n",
+    );
+    for a in &report.agents {
+        let c = &a.costs;
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            a.id,
+            a.total_cost,
+            c.overdraft,
+            c.delay,
+            c.deadline_penalty,
+            c.eod_penalty,
+            c.split_friction,
+            c.collateral,
+            c.liquidity_opportunity,
+            a.arrived_count,
+            a.settled_count,
+            a.settlement_rate
+        ));
+    }
+    out
+}
+
+fn rate(settled: i64, arrived: i64) -> f64 {
+    if arrived == 0 { 1.0 } else { settled as f64 / arrived as f64 }
+}
+
+impl Report {
+    /// The report of a finished simulation.
+    pub fn of(sim: &Simulation) -> Report {
+        let agents: Vec<AgentReport> = sim
+            .outcome
+            .agents
+            .iter()
+            .zip(&sim.sources)
+            .map(|((id, t), (_, source))| AgentReport {
+                id: id.clone(),
+                total_cost: t.costs.total(),
+                costs: t.costs,
+                arrived_count: t.arrived_count,
+                arrived_value: t.arrived_value,
+                settled_count: t.settled_count,
+                settled_value: t.settled_value,
+                settlement_rate: rate(t.settled_value, t.arrived_value),
+                value_weighted_delay: if t.settled_value == 0 {
+                    0.0
+                } else {
+                    t.delay_value_ticks as f64 / t.settled_value as f64
+                },
+                peak_liquidity_used: t.peak_liquidity_used,
+                policy: source.clone(),
+            })
+            .collect();
+        let arrived_value = agents.iter().map(|a| a.arrived_value).sum();
+        let settled_value = agents.iter().map(|a| a.settled_value).sum();
+        let system = SystemReport {
+            total_cost: agents.iter().map(|a| a.total_cost).sum(),
+            arrivals: agents.iter().map(|a| a.arrived_count).sum(),
+            settlements: agents.iter().map(|a| a.settled_count).sum(),
+            settlement_rate: rate(settled_value, arrived_value),
+            arrived_value,
+            settled_value,
+        };
+        Report { agents, system }
+    }
+}

@@ -1,0 +1,249 @@
+//! An agent's `policy` entry, in every form SimCash's configuration takes,
+//! lowered to one compiled policy with a record of where it came from.
+//!
+//! `FromJson` takes exactly one of `json_path` and `json_string` (the seed's
+//! Option A). `json_path` is resolved as SimCash's examples expect: against
+//! `--policy-root` when given, else the working directory, then the
+//! scenario file's directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::dsl::{Checked, PolicyCache};
+
+/// Where to look for `json_path` files.
+#[derive(Clone, Debug, Default)]
+pub struct Resolver {
+    /// `--policy-root`, tried first when given.
+    pub policy_root: Option<PathBuf>,
+    /// The working directory.
+    pub working_dir: Option<PathBuf>,
+    /// The scenario file's directory.
+    pub config_dir: Option<PathBuf>,
+}
+
+/// Where an agent's policy came from, recorded with every simulation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicySourceRecord {
+    /// `builtin`, `file`, `inline_string` or `inline`.
+    pub kind: String,
+    /// The built-in's name or the file's resolved path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The compiled policy's content hash (document plus overrides).
+    pub digest: String,
+    /// Its `policy_id`.
+    pub policy_id: String,
+}
+
+/// A resolved policy.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The compiled policy.
+    pub checked: Checked,
+    /// Where it came from.
+    pub source: PolicySourceRecord,
+    /// SimCash's `initial_liquidity_fraction` for days after the first:
+    /// the JSON policy's parameter, 1 for the built-ins.
+    pub daily_liquidity_fraction: f64,
+}
+
+/// Why a policy entry could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct PolicyError {
+    /// Where in the scenario (`agents[0].policy.json_string`).
+    pub path: String,
+    /// What, including every validation problem.
+    pub message: String,
+}
+
+/// SimCash's FIFO policy: release every payment at once.
+const FIFO: &str = r#"{"version": "1.0", "policy_id": "fifo_policy",
+    "payment_tree": {"type": "action", "node_id": "A1", "action": "Release"}}"#;
+
+/// Lowers an agent's `policy` entry (`None` is SimCash's default, `Fifo`).
+pub fn resolve(
+    entry: Option<&Json>,
+    path: &str,
+    resolver: &Resolver,
+    cache: &PolicyCache,
+) -> Result<Resolved, PolicyError> {
+    let fail = |p: &str, m: String| PolicyError { path: p.to_string(), message: m };
+    let Some(entry) = entry else {
+        return builtin("Fifo", FIFO, &BTreeMap::new(), path, cache);
+    };
+    let Some(obj) = entry.as_object() else {
+        return Err(fail(path, "a policy must be an object with a `type`".into()));
+    };
+    let kind = obj.get("type").and_then(Json::as_str).ok_or_else(|| fail(path, "policy has no `type`".into()))?;
+    let overrides = params(obj.get("params"), &format!("{path}.params"))?;
+    match kind {
+        "Fifo" => builtin("Fifo", FIFO, &overrides, path, cache),
+        "Deadline" | "LiquidityAware" | "LiquiditySplitting" | "MockSplitting" => Err(fail(
+            path,
+            format!(
+                "the built-in `{kind}` is not available in polis's simulator yet; give SimCash's tree with `FromJson` (such as simulator/policies/{}.json) and its parameters in `params`",
+                match kind {
+                    "Deadline" => "deadline",
+                    "LiquidityAware" => "liquidity_aware",
+                    "LiquiditySplitting" => "liquidity_splitting",
+                    _ => "mock_splitting",
+                }
+            ),
+        )),
+        "FromJson" => {
+            let json_path = obj.get("json_path");
+            let json_string = obj.get("json_string");
+            match (json_path, json_string) {
+                (None, None) => Err(fail(path, "`FromJson` needs either `json_path` or `json_string`".into())),
+                (Some(_), Some(_)) => Err(fail(path, "`FromJson` takes `json_path` or `json_string`, not both".into())),
+                (Some(p), None) => {
+                    let p = p.as_str().ok_or_else(|| fail(&format!("{path}.json_path"), "must be a string".into()))?;
+                    from_file(p, &overrides, &format!("{path}.json_path"), resolver, cache)
+                }
+                (None, Some(s)) => {
+                    let s =
+                        s.as_str().ok_or_else(|| fail(&format!("{path}.json_string"), "must be a string".into()))?;
+                    from_string(s, &overrides, &format!("{path}.json_string"), cache)
+                }
+            }
+        }
+        "InlineJson" => {
+            let s = obj
+                .get("json_string")
+                .and_then(Json::as_str)
+                .ok_or_else(|| fail(path, "`InlineJson` needs a `json_string` string".into()))?;
+            from_string(s, &overrides, &format!("{path}.json_string"), cache)
+        }
+        "Inline" => {
+            let trees =
+                obj.get("decision_trees").ok_or_else(|| fail(path, "`Inline` needs `decision_trees`".into()))?;
+            let checked = compile(trees, &overrides, &format!("{path}.decision_trees"), cache)?;
+            Ok(record(checked, "inline", None, trees))
+        }
+        other => Err(fail(
+            &format!("{path}.type"),
+            format!(
+                "unknown policy type `{other}` (Fifo, FromJson, InlineJson, Inline, Deadline, LiquidityAware, LiquiditySplitting, MockSplitting)"
+            ),
+        )),
+    }
+}
+
+fn params(value: Option<&Json>, path: &str) -> Result<BTreeMap<String, f64>, PolicyError> {
+    let mut out = BTreeMap::new();
+    match value {
+        None | Some(Json::Null) => {}
+        Some(Json::Object(map)) => {
+            for (k, v) in map {
+                let x = v
+                    .as_f64()
+                    .ok_or_else(|| PolicyError { path: format!("{path}.{k}"), message: "must be a number".into() })?;
+                out.insert(k.clone(), x);
+            }
+        }
+        Some(_) => return Err(PolicyError { path: path.into(), message: "must be an object of numbers".into() }),
+    }
+    Ok(out)
+}
+
+fn builtin(
+    name: &str,
+    text: &str,
+    overrides: &BTreeMap<String, f64>,
+    path: &str,
+    cache: &PolicyCache,
+) -> Result<Resolved, PolicyError> {
+    let json: Json =
+        serde_json::from_str(text).map_err(|e| PolicyError { path: path.into(), message: e.to_string() })?;
+    let checked = compile(&json, overrides, path, cache)?;
+    let mut resolved = record(checked, "builtin", Some(name.to_string()), &json);
+    resolved.daily_liquidity_fraction = 1.0;
+    Ok(resolved)
+}
+
+fn from_string(
+    text: &str,
+    overrides: &BTreeMap<String, f64>,
+    path: &str,
+    cache: &PolicyCache,
+) -> Result<Resolved, PolicyError> {
+    let json: Json = serde_json::from_str(text)
+        .map_err(|e| PolicyError { path: path.into(), message: format!("invalid JSON in `json_string`: {e}") })?;
+    let checked = compile(&json, overrides, path, cache)?;
+    Ok(record(checked, "inline_string", None, &json))
+}
+
+fn from_file(
+    name: &str,
+    overrides: &BTreeMap<String, f64>,
+    path: &str,
+    resolver: &Resolver,
+    cache: &PolicyCache,
+) -> Result<Resolved, PolicyError> {
+    let tried = candidates(name, resolver);
+    let Some(found) = tried.iter().find(|p| p.is_file()) else {
+        let list: Vec<String> = tried.iter().map(|p| format!("`{}`", p.display())).collect();
+        return Err(PolicyError {
+            path: path.into(),
+            message: format!("policy file `{name}` not found; tried {}", list.join(", ")),
+        });
+    };
+    let text = read_capped(found).map_err(|m| PolicyError { path: path.into(), message: m })?;
+    let json: Json = serde_json::from_str(&text).map_err(|e| PolicyError {
+        path: path.into(),
+        message: format!("`{}` is not valid JSON: {e}", found.display()),
+    })?;
+    let checked = compile(&json, overrides, path, cache)?;
+    Ok(record(checked, "file", Some(found.display().to_string()), &json))
+}
+
+/// The places `json_path` is looked for, in order.
+pub fn candidates(name: &str, resolver: &Resolver) -> Vec<PathBuf> {
+    let p = Path::new(name);
+    if p.is_absolute() {
+        return vec![p.to_path_buf()];
+    }
+    [&resolver.policy_root, &resolver.working_dir, &resolver.config_dir]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join(p))
+        .collect()
+}
+
+fn read_capped(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let cap = crate::dsl::Limits::default().max_bytes as u64 + 1;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(cap).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    Ok(text)
+}
+
+fn compile(
+    json: &Json,
+    overrides: &BTreeMap<String, f64>,
+    path: &str,
+    cache: &PolicyCache,
+) -> Result<Checked, PolicyError> {
+    cache.get_or_compile(json, overrides).map_err(|report| {
+        let lines: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+        PolicyError { path: path.into(), message: format!("policy is not valid: {}", lines.join("; ")) }
+    })
+}
+
+fn record(checked: Checked, kind: &str, location: Option<String>, json: &Json) -> Resolved {
+    let daily_liquidity_fraction = json["parameters"]["initial_liquidity_fraction"].as_f64().unwrap_or(1.0);
+    let source = PolicySourceRecord {
+        kind: kind.into(),
+        location,
+        digest: checked.digest.to_hex(),
+        policy_id: checked.policy.policy_id.clone(),
+    };
+    Resolved { checked, source, daily_liquidity_fraction }
+}
