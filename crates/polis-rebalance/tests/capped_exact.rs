@@ -58,7 +58,7 @@ fn exact(instances: &[Value]) -> Option<Vec<Value>> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 runs");
+        .unwrap();
     child.stdin.take().unwrap().write_all(serde_json::to_vec(instances).unwrap().as_slice()).unwrap();
     let out = child.wait_with_output().unwrap();
     if out.status.code() == Some(3) {
