@@ -9,26 +9,28 @@
 //! is exact integer arithmetic; two transfers whose distances differ by
 //! less than half a millimetre count as equally long.
 //!
-//! The optimum ignores `max_moves` and `max_stations_touched`. When it
-//! happens to satisfy both, it is returned as is and is optimal. When a cap
-//! binds, a deterministic repair builds two feasible candidates and keeps
-//! the better (more bikes delivered, then less distance, then the first):
+//! That optimum ignores `max_moves` and `max_stations_touched`. When it
+//! happens to satisfy both, it is returned as is and is optimal
+//! (`optimal: true`). When a cap binds the problem becomes a fixed-charge
+//! flow, and [`crate::capped`] solves it: deterministic seeds (greedy's
+//! edges, the original system's bikes-per-metre rule, largest transfer
+//! first, bikes per newly touched station, the optimum's largest
+//! transfers), each turned into an exact flow on its station set, then a
+//! local search that swaps touched stations. The result never delivers
+//! fewer bikes than greedy or the bikes-per-metre rule, since both are
+//! seeds.
 //!
-//! 1. *from the optimum*: take the optimum's transfers largest first (ties:
-//!    shorter, then by keys) while they fit both caps, and re-solve the
-//!    flow on just those edges;
-//! 2. *from greedy*: re-solve the flow on the edges `rebal.greedy.v1`
-//!    chose, which always fit the caps.
-//!
-//! Candidate 2 contains the greedy decision as a feasible solution, so the
-//! global policy never delivers fewer bikes than greedy. The gap to the
-//! uncapped optimum is reported in the diagnostics (`gap_bikes`) and
-//! measured over the Bay Wheels week in BENCHMARKS.md.
+//! Diagnostics report the proven bound (`upper_bound_bikes`, see
+//! [`crate::capped::upper_bound`]), the gap to it (`gap_bikes`),
+//! `bikes_optimal` when the gap is zero, the seed the search started from
+//! (`repair`) and its improving rounds (`search_rounds`). BENCHMARKS.md
+//! measures the result against an exact MIP over the Bay Wheels week.
 
 use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use crate::capped::{Seed, solve_capped};
 use crate::contract::PolicyOutput;
 use crate::flow::{FlowGraph, INFINITE};
 use crate::network::Network;
@@ -37,7 +39,7 @@ use crate::validate::build_output;
 /// The reason code on every global move.
 pub const REASON: &str = "min_cost_flow";
 
-/// Added to moves of a repaired solution.
+/// Added to moves of a capped solution.
 pub const REPAIR_REASON: &str = "caps_repair";
 
 /// A flow solution: bikes per edge.
@@ -61,28 +63,20 @@ impl Solution {
         touched.len()
     }
 
-    fn fits_caps(&self, network: &Network) -> bool {
+    pub(crate) fn fits_caps(&self, network: &Network) -> bool {
         let effort = network.effort();
         self.flows.len() as u64 <= u64::from(effort.max_moves)
             && self.stations_touched(network) as u64 <= u64::from(effort.max_stations_touched)
     }
-
-    fn better_than(&self, other: &Solution) -> bool {
-        (self.delivered, Reverse(self.cost_mm)) > (other.delivered, Reverse(other.cost_mm))
-    }
 }
-
-use std::cmp::Reverse;
 
 /// How the returned solution was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Repair {
     /// The uncapped optimum fit the caps.
     None,
-    /// Repaired from the optimum's largest transfers.
-    FromOptimum,
-    /// Re-solved on greedy's edges.
-    FromGreedy,
+    /// A cap bound: the capped search, from this seed.
+    Capped(Seed),
 }
 
 impl Repair {
@@ -90,8 +84,7 @@ impl Repair {
     pub fn label(self) -> &'static str {
         match self {
             Repair::None => "none",
-            Repair::FromOptimum => "from_optimum",
-            Repair::FromGreedy => "from_greedy",
+            Repair::Capped(seed) => seed.label(),
         }
     }
 }
@@ -105,6 +98,11 @@ pub struct Plan {
     pub chosen: Solution,
     /// How `chosen` was obtained.
     pub repair: Repair,
+    /// A proven upper bound on the bikes any plan within the caps
+    /// delivers; `chosen.delivered` equals it when `chosen` is optimal.
+    pub bound: u64,
+    /// Improving local-search rounds (0 when no cap bound).
+    pub rounds: usize,
 }
 
 /// Distance in whole millimetres.
@@ -171,29 +169,31 @@ pub fn solve(network: &Network, edges: &[usize]) -> Solution {
     Solution { flows, delivered: u64::try_from(result.flow).unwrap_or(0), cost_mm: result.cost }
 }
 
-/// Runs the optimiser and, when a cap binds, the repair.
+/// Runs the optimiser and, when a cap binds, the capped search.
 pub fn plan(network: &Network) -> Plan {
-    let optimum = solve(network, &transfer_edges(network));
+    let transfer = transfer_edges(network);
+    let optimum = solve(network, &transfer);
     if optimum.fits_caps(network) {
-        return Plan { chosen: optimum.clone(), optimum, repair: Repair::None };
+        let bound = optimum.delivered;
+        return Plan { chosen: optimum.clone(), optimum, repair: Repair::None, bound, rounds: 0 };
     }
-    let from_optimum = solve(network, &largest_fitting(network, &optimum));
     let mut greedy_edges: Vec<usize> =
         crate::greedy::plan(network).moves.iter().filter_map(|&(f, t, _)| network.edge_index(f, t)).collect();
     greedy_edges.sort_unstable();
     greedy_edges.dedup();
-    let from_greedy = solve(network, &greedy_edges);
-    let (chosen, repair) = if from_greedy.better_than(&from_optimum) {
-        (from_greedy, Repair::FromGreedy)
-    } else {
-        (from_optimum, Repair::FromOptimum)
-    };
-    Plan { optimum, chosen, repair }
+    let capped = solve_capped(network, &transfer, &optimum, &greedy_edges);
+    Plan {
+        optimum,
+        chosen: capped.solution,
+        repair: Repair::Capped(capped.seed),
+        bound: capped.bound,
+        rounds: capped.rounds,
+    }
 }
 
 /// The optimum's transfers, largest first (then shorter, then by edge
 /// order), kept while they fit `max_moves` and `max_stations_touched`.
-fn largest_fitting(network: &Network, optimum: &Solution) -> Vec<usize> {
+pub(crate) fn largest_fitting(network: &Network, optimum: &Solution) -> Vec<usize> {
     let effort = network.effort();
     let mut order = optimum.flows.clone();
     order.sort_by(|&(ea, fa), &(eb, fb)| {
@@ -234,9 +234,12 @@ pub fn run(network: &Network) -> PolicyOutput {
     let mut diagnostics = crate::diagnostics::totals(network);
     diagnostics.extend(crate::diagnostics::effort_used(network, &moves));
     diagnostics.insert("optimal".into(), json!(plan.repair == Repair::None));
+    diagnostics.insert("bikes_optimal".into(), json!(plan.chosen.delivered >= plan.bound));
     diagnostics.insert("repair".into(), json!(plan.repair.label()));
+    diagnostics.insert("search_rounds".into(), json!(plan.rounds));
     diagnostics.insert("uncapped_optimum_bikes".into(), json!(plan.optimum.delivered));
-    diagnostics.insert("gap_bikes".into(), json!(plan.optimum.delivered.saturating_sub(plan.chosen.delivered)));
+    diagnostics.insert("upper_bound_bikes".into(), json!(plan.bound));
+    diagnostics.insert("gap_bikes".into(), json!(plan.bound.saturating_sub(plan.chosen.delivered)));
     let reasons: &[&str] = if plan.repair == Repair::None { &[REASON] } else { &[REASON, REPAIR_REASON] };
     build_output(network, &moves, reasons, BTreeMap::from_iter(diagnostics))
 }

@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 pub mod builtins;
+pub mod capped;
 pub mod conformance;
 pub mod contract;
 mod diagnostics;
