@@ -46,10 +46,12 @@ fn tiers(c: &mut Criterion) {
     };
     let params = RebalanceParams::default();
     let (control, host) = (RunControl::new(), no_host());
+    let network = polis_rebalance::network::Network::new(&built.input, &params).unwrap();
     let call = Call::<Rebalance> {
         context: &ctx,
         input: &built.input,
         params: &params,
+        checked: &network,
         seed: 1,
         control: &control,
         host: &host,
