@@ -33,9 +33,9 @@ fn every_week_snapshot_yields_valid_outputs_and_global_delivers_at_least_greedy(
             control: None,
             host: None,
         };
-        let digest = host.check_input(&built.input, &params).unwrap();
-        let greedy = host.decide_checked("rebal.greedy.v1", &decision, digest).unwrap();
-        let global = host.decide_checked("rebal.global.v1", &decision, digest).unwrap();
+        let checked = host.check_input(&built.input, &params).unwrap();
+        let greedy = host.decide_checked("rebal.greedy.v1", &decision, &checked).unwrap();
+        let global = host.decide_checked("rebal.global.v1", &decision, &checked).unwrap();
         let (g, o) = (greedy.output.summary.bikes_moved_total, global.output.summary.bikes_moved_total);
         assert!(o >= g, "snapshot {}: global moved {o} bikes, greedy {g}", snapshot.ts);
         greedy_total += u64::from(g);

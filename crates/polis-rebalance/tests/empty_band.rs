@@ -4,8 +4,6 @@
 //! "has" one to spare. The rule: a station that received never gives, and
 //! one that gave never receives, so a bike never travels on.
 
-#![expect(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
-
 use polis_rebalance::builtins::Builtin;
 use polis_rebalance::contract::*;
 use polis_rebalance::greedy::{self, Stop};
