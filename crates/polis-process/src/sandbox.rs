@@ -83,8 +83,9 @@ pub struct SandboxConfig {
     /// Paths readable beneath (the interpreter's prefix, shared libraries);
     /// the plugin directory is always added, and paths that do not exist
     /// are skipped. By default `/usr`, `/lib`, `/lib64`, `/etc/ld.so.cache`,
-    /// `/etc/localtime`, `/dev/null` and `/dev/urandom`: nothing else of
-    /// `/etc`, and none of `/proc`.
+    /// `/etc/localtime`, `/etc/ssl/openssl.cnf` (OpenSSL's configuration:
+    /// Node.js reads it at start-up and exits when it cannot), `/dev/null`
+    /// and `/dev/urandom`: nothing else of `/etc`, and none of `/proc`.
     pub read_paths: Vec<PathBuf>,
     /// Also let workers read the system's TLS certificates
     /// (`/etc/ssl/certs`). By default off.
@@ -115,8 +116,16 @@ impl Default for SandboxConfig {
 }
 
 /// What a worker may read by default besides its own directory.
-pub const DEFAULT_READ_PATHS: &[&str] =
-    &["/usr", "/lib", "/lib64", "/etc/ld.so.cache", "/etc/localtime", "/dev/null", "/dev/urandom"];
+pub const DEFAULT_READ_PATHS: &[&str] = &[
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/etc/ssl/openssl.cnf",
+    "/dev/null",
+    "/dev/urandom",
+];
 
 /// Whether one layer is in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
