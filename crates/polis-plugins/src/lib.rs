@@ -23,13 +23,14 @@
 //! # Example
 //!
 //! ```no_run
-//! # fn demo() -> Result<(), polis_wasm::WasmError> {
+//! # fn demo<C: polis_core::contract::Contract>(
+//! #     builtins: polis_core::registry::Registry<C>,
+//! # ) -> Result<(), polis_wasm::WasmError> {
 //! use polis_plugins::{Tiers, load_roots};
-//! use polis_rebalance::Rebalance;
 //!
+//! // `builtins`: any contract's registry of built-in policies.
 //! let tiers = Tiers::new()?;
-//! let (registry, reports) =
-//!     load_roots::<Rebalance>(polis_rebalance::builtins::registry(), &["plugins".as_ref()], &tiers);
+//! let (registry, reports) = load_roots::<C>(builtins, &["plugins".as_ref()], &tiers);
 //! for report in &reports {
 //!     println!("{}: {:?}", report.source.display(), report.outcome);
 //! }
