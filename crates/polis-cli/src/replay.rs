@@ -10,7 +10,9 @@ use polis_core::run::{parse_time, rfc3339};
 use polis_rebalance::gbfs::Feed;
 use polis_rebalance::host::Host;
 use polis_rebalance::replay::kpi::Estimate;
-use polis_rebalance::replay::{self, DEFAULT_JUMP_THRESHOLD, DemandModel, Progress, Replay, ReplayConfig, output};
+use polis_rebalance::replay::{
+    self, DEFAULT_JUMP_THRESHOLD, DemandModel, Progress, Replay, ReplayConfig, chart, output,
+};
 use polis_runtime::HostLimits;
 use serde::{Deserialize, Serialize};
 
@@ -70,8 +72,10 @@ pub struct ReplayArgs {
     speed_kmh: Option<f64>,
     #[command(flatten)]
     shape: ShapeArgs,
-    /// Write kpis.csv, kpis.json, moves.csv, timeseries.csv, runs.jsonl
-    /// and replay.json to this directory (created if missing).
+    /// Write kpis.csv, kpis.json, kpis.svg (the comparison as a chart),
+    /// report.html (the table and the chart, for a browser), moves.csv,
+    /// timeseries.csv, runs.jsonl and replay.json to this directory
+    /// (created if missing).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Re-run every decision of the replay stored in DIR and report any
@@ -124,7 +128,7 @@ pub fn run(args: ReplayArgs, json: bool) -> anyhow::Result<Outcome> {
     let result = replay::run(&feed, &host, &config, &progress)?;
     progress.0.finish_and_clear();
     if let Some(out) = &args.out {
-        write(out, &data, &result)?;
+        write(out, &data, &feed.system_id, &result)?;
     }
     if json {
         print!("{}", output::kpis_json(&result));
@@ -132,7 +136,7 @@ pub fn run(args: ReplayArgs, json: bool) -> anyhow::Result<Outcome> {
         print!("{}", report(&feed.system_id, &result));
         if let Some(out) = &args.out {
             println!(
-                "wrote kpis.csv, kpis.json, moves.csv, timeseries.csv, runs.jsonl and {CONFIG_FILE} to {}",
+                "wrote kpis.csv, kpis.json, kpis.svg, report.html, moves.csv, timeseries.csv, runs.jsonl and {CONFIG_FILE} to {}",
                 out.display()
             );
         }
@@ -169,9 +173,13 @@ fn config_of(args: &ReplayArgs, feed: &Feed) -> anyhow::Result<ReplayConfig> {
     Ok(config)
 }
 
-fn write(out: &Path, data: &Path, replay: &Replay) -> anyhow::Result<()> {
+fn write(out: &Path, data: &Path, system_id: &str, replay: &Replay) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create `{}`", out.display()))?;
-    for (name, text) in output::files(replay) {
+    let chart = chart::kpis_svg(system_id, replay);
+    let page = report_page(system_id, replay, &chart);
+    let mut files = output::files(replay);
+    files.extend([("kpis.svg", chart), ("report.html", page)]);
+    for (name, text) in files {
         let path = out.join(name);
         std::fs::write(&path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
     }
@@ -313,6 +321,26 @@ pub fn report(system_id: &str, replay: &Replay) -> String {
         40,
     ));
     text
+}
+
+/// `report.html`: the replay page, the KPI table and chart with links to
+/// the data files; it loads nothing.
+fn report_page(system_id: &str, replay: &Replay, chart: &str) -> String {
+    let escape = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let links: Vec<String> =
+        ["kpis.csv", "kpis.json", "kpis.svg", "moves.csv", "timeseries.csv", "runs.jsonl", CONFIG_FILE]
+            .iter()
+            .map(|f| format!("<a href=\"{f}\">{f}</a>"))
+            .collect();
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>replay of {s} · polis</title>\
+         <style>body{{font:14px system-ui,sans-serif;margin:24px;color:#222}}pre{{font-size:12px}}</style></head>\
+         <body><h1>Replay of {s}</h1><figure id=\"kpis\">{chart}</figure><h2>Figures</h2><pre id=\"table\">{table}</pre>\
+         <p>Files: {links}. Check it again with <code>polis rebalance replay --verify DIR</code>.</p></body></html>\n",
+        s = escape(system_id),
+        table = escape(&report(system_id, replay)),
+        links = links.join(" · "),
+    )
 }
 
 /// Rounds to a whole number with thousands separators.

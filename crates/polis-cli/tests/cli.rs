@@ -168,6 +168,50 @@ fn synth_writes_a_city_that_run_reads() {
 }
 
 #[test]
+fn replay_out_draws_the_kpi_comparison_as_a_chart_and_a_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let city = dir.path().join("city").display().to_string();
+    let out = polis(&["rebalance", "synth", "--stations", "40", "--days", "1", "--seed", "3", "--out", &city]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let replay = dir.path().join("replay");
+    let replay_arg = replay.display().to_string();
+    let args = ["rebalance", "replay", "--data", &city, "--to", "2024-01-01T12:00:00Z", "--out", &replay_arg];
+    let out = polis(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("kpis.svg, report.html"), "{}", stdout(&out));
+    let svg = std::fs::read_to_string(replay.join("kpis.svg")).unwrap();
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{svg}");
+    assert_eq!(svg.matches("<g class=\"panel\"").count(), 6, "one panel per key figure");
+    assert_eq!(svg.matches("<rect class=\"bar\"").count(), 6 * 3, "one bar per policy in every panel");
+    assert!(svg.contains("data-metric=\"constrained_station_minutes\""), "{svg}");
+    assert!(svg.contains("vs noop)"), "bars are labelled with their difference to noop: {svg}");
+    // The constrained-minutes bars are as long as the CSV's means say.
+    let csv = std::fs::read_to_string(replay.join("kpis.csv")).unwrap();
+    let mean = |policy: &str| -> f64 {
+        let row = csv.lines().find(|l| l.starts_with(&format!("{policy},1,constrained_station_minutes,"))).unwrap();
+        row.split(',').nth(3).unwrap().parse().unwrap()
+    };
+    let panel = &svg[svg.find("data-metric=\"constrained_station_minutes\"").unwrap()..];
+    let width = |policy: &str| -> f64 {
+        let bar = &panel[panel.find(&format!("data-policy=\"{policy}\"")).unwrap()..];
+        let at = bar.find("width=\"").unwrap() + 7;
+        bar[at..at + bar[at..].find('"').unwrap()].parse().unwrap()
+    };
+    let (noop, greedy) = (mean("rebal.noop.v1"), mean("rebal.greedy.v1"));
+    assert!(noop > 0.0, "{csv}");
+    let ratio = width("rebal.greedy.v1") / width("rebal.noop.v1");
+    assert!((ratio - greedy / noop).abs() < 0.01, "bars scale with the means: {ratio} against {greedy} / {noop}");
+    let page = std::fs::read_to_string(replay.join("report.html")).unwrap();
+    assert!(page.contains("<figure id=\"kpis\"><svg"), "the page shows the chart");
+    assert!(page.contains("constrained min"), "and the table");
+    let again = dir.path().join("again");
+    let again_arg = again.display().to_string();
+    let out = polis(&["rebalance", "replay", "--data", &city, "--to", "2024-01-01T12:00:00Z", "--out", &again_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(svg, std::fs::read_to_string(again.join("kpis.svg")).unwrap(), "the same replay draws the same bytes");
+}
+
+#[test]
 fn polis_run_decides_any_contract_and_prints_the_run_record() {
     let document = r#"{"subject": {"label": "try"}, "input": {"values": [1, 2, 3]}, "params": {"scale": 2}}"#;
     let out = run_with_stdin(&["run", "--contract", "echo.v1", "--policy", "echo.scale.v1", "--input", "-"], document);

@@ -58,8 +58,10 @@ pub fn compare<C: Contract>(
     let mut parity = Parity { compared: 0, with_items: 0, mismatch: None };
     for case in cases {
         let decision = Decision::new(&case.subject, &case.input, &case.params);
-        let expected = host.decide(reference, &decision).map_err(|e| (case.label.clone(), e))?;
-        let actual = host.decide(candidate, &decision).map_err(|e| (case.label.clone(), e))?;
+        // Both policies decide the same input: check and hash it once.
+        let checked = host.check_input(&case.input, &case.params).map_err(|e| (case.label.clone(), e))?;
+        let expected = host.decide_checked(reference, &decision, &checked).map_err(|e| (case.label.clone(), e))?;
+        let actual = host.decide_checked(candidate, &decision, &checked).map_err(|e| (case.label.clone(), e))?;
         parity.compared += 1;
         parity.with_items += usize::from(C::output_items(&expected.output) > 0);
         if actual.output_sha256 != expected.output_sha256 {

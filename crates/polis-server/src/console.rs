@@ -1,6 +1,8 @@
-//! The web console's shell: server-rendered pages with no scripts and no
-//! external resources, a navigation bar with one link per domain page, and
-//! the front page.
+//! The web console's shell: server-rendered pages that load nothing from
+//! the network (no external styles, fonts, tiles or scripts; a page that
+//! needs a script, as the rebalancing run map's pan and zoom, carries it
+//! inline), a navigation bar with one link per domain page, and the front
+//! page.
 //!
 //! - `/console`: plugin health across every contract and the most recent
 //!   jobs of every kind;
@@ -69,7 +71,9 @@ pub fn escape(text: &str) -> String {
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0 24px}\
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f3f3f3}.num{text-align:right}\
-.active,.breaker-closed{color:#176f2c}.disabled,.breaker-open{color:#a11}.breaker-half-open{color:#a60}a{color:#1450a3}#map{border:1px solid #ccc;background:#fbfbf8}";
+.active,.breaker-closed{color:#176f2c}.disabled,.breaker-open{color:#a11}.breaker-half-open{color:#a60}a{color:#1450a3}\
+#map{border:1px solid #ccc;background:#fbfbf8;touch-action:none;cursor:grab}#legend{display:block;margin:6px 0 18px}\
+.selected{font-weight:bold;color:#222;text-decoration:none}#map-controls button{margin-left:6px}";
 
 /// A console page: the shell with its navigation, `title` and `body`
 /// (HTML the caller escaped).

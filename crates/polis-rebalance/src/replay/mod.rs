@@ -25,6 +25,7 @@
 //!
 //! `docs/replay.md` explains the models and rules for people.
 
+pub mod chart;
 pub mod demand;
 pub mod kpi;
 pub mod output;

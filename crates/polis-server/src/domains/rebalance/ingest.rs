@@ -140,7 +140,7 @@ pub async fn ingest_feed(
 pub async fn load_input(store: &Store, snapshot: &SnapshotRecord) -> Result<PolicyInput, IngestError> {
     let corrupt =
         |message: String| IngestError::Corrupt { view_snapshot_id: snapshot.view_snapshot_id.clone(), message };
-    let body: Body = serde_json::from_str(&snapshot.body_json).map_err(|e| corrupt(format!("body: {e}")))?;
+    let body = body_of(snapshot)?;
     let graph = store
         .graph(&snapshot.graph_sha256)
         .await?
@@ -155,4 +155,17 @@ pub async fn load_input(store: &Store, snapshot: &SnapshotRecord) -> Result<Poli
         )));
     }
     Ok(PolicyInput { stations: body.stations, neighbors, effort: body.effort, targets: body.targets })
+}
+
+/// The station states of a stored snapshot (for display: unlike
+/// [`load_input`] this skips the graph and the hash check).
+pub fn stations_of(snapshot: &SnapshotRecord) -> Result<Vec<Station>, IngestError> {
+    Ok(body_of(snapshot)?.stations)
+}
+
+fn body_of(snapshot: &SnapshotRecord) -> Result<Body, IngestError> {
+    serde_json::from_str(&snapshot.body_json).map_err(|e| IngestError::Corrupt {
+        view_snapshot_id: snapshot.view_snapshot_id.clone(),
+        message: format!("body: {e}"),
+    })
 }
