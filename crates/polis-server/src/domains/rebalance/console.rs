@@ -4,19 +4,20 @@
 //!
 //! The map is an inline SVG drawn in local metres (an equirectangular
 //! projection around the system's centre, so a kilometre is the same length
-//! in every direction). Its view box frames the stations the moves touch
-//! (`?frame=moves`, the default) or the whole system (`?frame=system`): a
-//! system of several cities, as Bay Wheels (San Francisco, the East Bay and
-//! San José), would otherwise squeeze every move into one blob. Stations
-//! are coloured by fill, with a legend; each move is an arrow whose width
-//! grows with the bikes it moves.
+//! in every direction). By default (`?frame=moves`) each group of nearby
+//! moves ([`clusters`]) gets its own panel, framed on those moves: a system
+//! of several cities, as Bay Wheels (San Francisco, the East Bay and San
+//! José), would otherwise squeeze every move into one of three blobs.
+//! `?frame=system` draws every station in one panel. Stations are coloured
+//! by fill, with a legend; each move is an arrow whose width grows with the
+//! bikes it moves.
 //!
-//! A short inline script, and nothing loaded from the network, pans by
-//! dragging, zooms with the wheel or the buttons, switches frames without a
-//! reload, names the station or move under the pointer, and keeps circles
-//! and arrows the same size on screen at every zoom (it repeats [`layout`]'s
-//! arithmetic). Without the script the page still shows the framed map, a
-//! tooltip per station and move, and the frame links.
+//! A short inline script, and nothing loaded from the network, pans each
+//! panel by dragging, zooms it with the wheel or the buttons, names the
+//! station or move under the pointer, and keeps circles and arrows the same
+//! size on screen at every zoom (it repeats [`layout`]'s arithmetic).
+//! Without the script the page still shows the framed panels, a tooltip per
+//! station and move, and the frame links.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
