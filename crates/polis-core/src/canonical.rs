@@ -44,6 +44,40 @@ pub fn digest_of<T: Serialize + ?Sized>(value: &T) -> Result<Digest, CanonicalEr
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest([u8; 32]);
 
+/// SHA-256 over bytes given in pieces. Cloning it keeps the state of what
+/// was hashed so far, so a prefix shared by many documents is hashed once.
+#[derive(Clone, Default)]
+pub struct DigestWriter(Sha256);
+
+impl DigestWriter {
+    /// A writer with nothing hashed.
+    pub fn new() -> Self {
+        DigestWriter::default()
+    }
+
+    /// Hashes `bytes` after what came before.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// Hashes the canonical form of `value`.
+    pub fn update_canonical<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+        self.0.update(to_canonical_vec(value)?);
+        Ok(())
+    }
+
+    /// The digest of everything written.
+    pub fn finish(self) -> Digest {
+        Digest(self.0.finalize().into())
+    }
+}
+
+impl std::fmt::Debug for DigestWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestWriter")
+    }
+}
+
 impl Digest {
     /// Hashes raw bytes.
     pub fn of_bytes(bytes: &[u8]) -> Self {

@@ -93,6 +93,14 @@ pub trait Contract: Send + Sync + 'static {
     /// Checks an input before any policy sees it.
     fn check_input(input: &Self::Input, params: &Self::Params) -> Result<Self::Checked, Violations>;
 
+    /// `SHA-256(JCS(input))`, the digest run records carry. The default
+    /// writes the canonical form and hashes it; a contract whose inputs
+    /// repeat a large part from call to call (rebalancing's neighbour graph)
+    /// may reuse the hash state of that part, and must give the same digest.
+    fn input_digest(input: &Self::Input) -> Result<Digest, crate::canonical::CanonicalError> {
+        crate::canonical::digest_of(input)
+    }
+
     /// Whether a plugin with these manifest fields may run this subject and
     /// input (a horizon it supports, features it requires). By default yes.
     fn admit(

@@ -237,7 +237,7 @@ impl<C: Contract> Guard<C> {
     /// [`Guard::run_checked`].
     pub fn check_input(&self, input: &C::Input, params: &C::Params) -> Result<CheckedInput<C>, RunError> {
         let checked = C::check_input(input, params).map_err(RunError::InvalidInput)?;
-        let digest = canonical::digest_of(input).map_err(|e| {
+        let digest = C::input_digest(input).map_err(|e| {
             RunError::InvalidInput(Violations(vec![Violation::new("input.not_canonical", "", e.to_string())]))
         })?;
         Ok(CheckedInput { checked, digest })
