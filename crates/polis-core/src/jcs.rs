@@ -303,7 +303,7 @@ impl ser::SerializeTupleVariant for Seq<'_> {
     }
 }
 
-/// `(key, start, end)` of a member's value within the output.
+/// `(key, start, end)` of a member's `"key":value` within the output.
 type Member = (Cow<'static, str>, usize, usize);
 
 thread_local! {
@@ -311,18 +311,27 @@ thread_local! {
     /// holds one object per station and per edge, and an allocation for
     /// each would cost more than writing it.
     static SPARE_MEMBERS: RefCell<Vec<Vec<Member>>> = const { RefCell::new(Vec::new()) };
-    /// Where an object's values wait while it is rewritten in key order.
+    /// Where an object's members wait while it is rewritten in key order.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The scratch a thread keeps between objects.
 const SCRATCH_KEPT_BYTES: usize = 1 << 20;
 
-/// An object being written: members are written as they come, then
-/// reordered by key when the object ends.
+/// RFC 8785 §3.2.3: members sorted by the UTF-16 code units of their keys,
+/// which differs from byte order only when astral characters meet high-BMP
+/// ones.
+fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    if a.is_ascii() && b.is_ascii() { a.as_bytes().cmp(b.as_bytes()) } else { a.encode_utf16().cmp(b.encode_utf16()) }
+}
+
+/// An object being written: members are written as they come, `"key":value`
+/// separated by commas, and reordered by key when the object ends unless
+/// they already came in key order (a struct whose fields are declared in
+/// key order costs no reordering).
 struct Object<'a> {
     out: &'a mut Vec<u8>,
-    /// Where the members start in `out`.
+    /// Where the members start in `out`, after the `{`.
     base: usize,
     members: Vec<Member>,
     pending_key: Option<String>,
@@ -332,53 +341,47 @@ struct Object<'a> {
 
 impl<'a> Object<'a> {
     fn new(out: &'a mut Vec<u8>, variant: bool) -> Self {
+        out.push(b'{');
         let base = out.len();
         let members = SPARE_MEMBERS.with(|spare| spare.borrow_mut().pop()).unwrap_or_default();
         Object { out, base, members, pending_key: None, variant }
     }
 
     fn member<T: Serialize + ?Sized>(&mut self, key: Cow<'static, str>, value: &T) -> Result<(), Error> {
+        if !self.members.is_empty() {
+            self.out.push(b',');
+        }
         let start = self.out.len();
+        write_str(self.out, &key)?;
+        self.out.push(b':');
         value.serialize(Writer { out: self.out })?;
         self.members.push((key, start, self.out.len()));
         Ok(())
     }
 
     fn finish(mut self) -> Result<(), Error> {
-        // RFC 8785 §3.2.3: members sorted by the UTF-16 code units of their
-        // keys, which differs from byte order only when astral characters
-        // meet high-BMP ones.
-        self.members.sort_by(|a, b| {
-            if a.0.is_ascii() && b.0.is_ascii() {
-                a.0.as_bytes().cmp(b.0.as_bytes())
-            } else {
-                a.0.encode_utf16().cmp(b.0.encode_utf16())
-            }
-        });
-        let written = SCRATCH.with(|scratch| {
-            let mut values = scratch.borrow_mut();
-            values.clear();
-            values.extend_from_slice(&self.out[self.base..]);
-            self.out.truncate(self.base);
-            self.out.push(b'{');
-            for (i, (key, start, end)) in self.members.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(b',');
+        if !self.members.is_sorted_by(|a, b| key_order(&a.0, &b.0).is_le()) {
+            self.members.sort_by(|a, b| key_order(&a.0, &b.0));
+            SCRATCH.with(|scratch| {
+                let mut written = scratch.borrow_mut();
+                written.clear();
+                written.extend_from_slice(&self.out[self.base..]);
+                self.out.truncate(self.base);
+                for (i, (_, start, end)) in self.members.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(b',');
+                    }
+                    self.out.extend_from_slice(&written[start - self.base..end - self.base]);
                 }
-                write_str(self.out, key)?;
-                self.out.push(b':');
-                self.out.extend_from_slice(&values[start - self.base..end - self.base]);
-            }
-            // A thread keeps a small scratch, not the largest document it
-            // ever wrote.
-            values.clear();
-            values.shrink_to(SCRATCH_KEPT_BYTES);
-            Ok(())
-        });
+                // A thread keeps a small scratch, not the largest document
+                // it ever wrote.
+                written.clear();
+                written.shrink_to(SCRATCH_KEPT_BYTES);
+            });
+        }
         let mut members = std::mem::take(&mut self.members);
         members.clear();
         SPARE_MEMBERS.with(|spare| spare.borrow_mut().push(members));
-        written?;
         self.out.push(b'}');
         if self.variant {
             self.out.push(b'}');
