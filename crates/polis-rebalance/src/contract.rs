@@ -95,6 +95,10 @@ impl Contract for Rebalance {
     /// built-in that decides on it and to the output check.
     type Checked = Network;
 
+    fn input_digest(input: &PolicyInput) -> Result<Digest, polis_core::canonical::CanonicalError> {
+        crate::digest::input_digest(input)
+    }
+
     fn check_input(input: &PolicyInput, params: &RebalanceParams) -> Result<Network, Violations> {
         Network::new(input, params)
     }
@@ -234,34 +238,38 @@ pub struct PolicyInput {
 }
 
 /// One station's state at the decision time.
+// Fields are declared in key order, so the canonical writer (RFC 8785)
+// writes each of an input's thousands of stations without reordering.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Station {
-    /// Unique key (the GBFS `station_id`).
-    pub station_key: String,
-    /// Number of docks.
-    pub capacity: u32,
     /// Bikes available.
     pub bikes: u32,
-    /// Docks available.
-    pub docks: u32,
     /// Data quality of this station in this bucket: `ok`, `degraded`,
     /// `stale` or `offline` from GBFS; any label is accepted.
     pub bucket_quality: String,
+    /// Number of docks.
+    pub capacity: u32,
+    /// Docks available.
+    pub docks: u32,
+    /// Unique key (the GBFS `station_id`).
+    pub station_key: String,
 }
 
 /// A directed edge `from → to` along which bikes may be moved.
+// Fields are declared in key order, as `Station`'s: an input holds up to K
+// edges per station.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Neighbor {
-    /// Donor side.
-    pub from_station_key: String,
-    /// Receiver side.
-    pub to_station_key: String,
     /// Distance in metres, finite and non-negative.
     pub dist_m: f64,
+    /// Donor side.
+    pub from_station_key: String,
     /// 1 for the nearest neighbour of `from`, 2 for the next, and so on.
     pub rank: u32,
+    /// Receiver side.
+    pub to_station_key: String,
 }
 
 /// Effort limits for one decision.

@@ -42,6 +42,7 @@ pub mod capped;
 pub mod conformance;
 pub mod contract;
 mod diagnostics;
+pub mod digest;
 pub mod flow;
 pub mod gbfs;
 pub mod global;

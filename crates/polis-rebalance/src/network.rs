@@ -126,17 +126,21 @@ impl Network {
 
         let mut edges = Vec::with_capacity(input.neighbors.len());
         let mut positions = Vec::with_capacity(input.neighbors.len());
+        // Key → index by hash: an edge costs two lookups, and a binary
+        // search over UUID-like keys costs a dozen string comparisons. Only
+        // looked up, never iterated, so its order decides nothing.
+        let index: std::collections::HashMap<&str, usize> = keys.iter().enumerate().map(|(i, &k)| (k, i)).collect();
+        let find = |key: &str| index.get(key).copied().ok_or(());
         // Inputs list a station's edges together, so the previous edge's
-        // donor lookup is usually this edge's too; reusing it halves the
-        // key searches.
-        let mut last_from: Option<(&str, Result<usize, usize>)> = None;
+        // donor lookup is usually this edge's too.
+        let mut last_from: Option<(&str, Result<usize, ()>)> = None;
         for (i, n) in input.neighbors.iter().enumerate() {
             let from = match last_from {
                 Some((key, found)) if key == n.from_station_key => found,
-                _ => keys.binary_search(&n.from_station_key.as_str()),
+                _ => find(&n.from_station_key),
             };
             last_from = Some((n.from_station_key.as_str(), from));
-            let to = keys.binary_search(&n.to_station_key.as_str());
+            let to = find(&n.to_station_key);
             for (side, found, key) in [("from", &from, &n.from_station_key), ("to", &to, &n.to_station_key)] {
                 if found.is_err() {
                     problems.push(Violation::new(

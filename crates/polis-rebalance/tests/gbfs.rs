@@ -140,3 +140,26 @@ fn the_synthetic_morning_empties_homes_and_fills_offices() {
     assert!(offices_late > offices_early + 0.3, "offices {offices_early:.2} → {offices_late:.2}");
     assert!(homes_late < 0.25 && offices_late > 0.75, "homes {homes_late:.2}, offices {offices_late:.2} at 10:00");
 }
+
+/// The input digest reuses the hashed neighbour graph while it repeats;
+/// on real snapshots (the graph repeats, the stations change, then the
+/// graph changes with K) it must still be `SHA-256(JCS(input))`.
+#[test]
+fn the_input_digest_is_the_canonical_hash_on_real_snapshots() {
+    let Some(week) = polis_testdata::require("baywheels-2023-03-06") else {
+        return;
+    };
+    let feed = Feed::open(&week).unwrap();
+    for k in [25, 10] {
+        let mut builder = SnapshotBuilder::new(SnapshotOptions { k, ..Default::default() });
+        for snapshot in feed.snapshots.iter().step_by(97) {
+            let input = builder.build(&feed, snapshot, None).unwrap().input;
+            assert_eq!(
+                polis_rebalance::digest::input_digest(&input).unwrap(),
+                polis_core::canonical::digest_of(&input).unwrap(),
+                "K={k}, snapshot {}",
+                snapshot.ts
+            );
+        }
+    }
+}
