@@ -485,9 +485,12 @@ impl Run<'_, '_> {
         let view_snapshot_sha256 =
             canonical::digest_of(&json!({"stations": &stations, "neighbors_sha256": self.graph.digest}))
                 .map_err(|e| not_canonical("simulated view", &e))?;
-        let input = PolicyInput {
+        // The graph is lent to the input and taken back after the decision:
+        // cloning its thousands of edges per decision cost more than the
+        // decision.
+        let mut input = PolicyInput {
             stations,
-            neighbors: self.graph.neighbors.clone(),
+            neighbors: std::mem::take(&mut self.graph.neighbors),
             effort: self.config.effort.clone(),
             targets: self.config.targets.clone(),
         };
@@ -522,6 +525,7 @@ impl Run<'_, '_> {
             record.input_sha256 = Some(checked.digest);
             self.host.decide_checked(self.policy, &decision, &checked)
         });
+        self.graph.neighbors = std::mem::take(&mut input.neighbors);
         let output = match result {
             Ok(run) => {
                 record.output_sha256 = Some(run.output_sha256);
