@@ -15,10 +15,10 @@
 //! flow, and [`crate::capped`] solves it: deterministic seeds (greedy's
 //! edges, the original system's bikes-per-metre rule, largest transfer
 //! first, bikes per newly touched station, the optimum's largest
-//! transfers), each turned into an exact flow on its station set, then a
-//! local search that swaps touched stations. The result never delivers
-//! fewer bikes than greedy or the bikes-per-metre rule, since both are
-//! seeds.
+//! transfers, whole stars), each turned into an exact flow on its station
+//! set, then a local search that swaps touched stations and rebuilds parts
+//! of the plan star by star. The result never delivers fewer bikes than
+//! greedy or the bikes-per-metre rule, since both are seeds.
 //!
 //! Diagnostics report the proven bound (`upper_bound_bikes`, see
 //! [`crate::capped::upper_bound`]), the gap to it (`gap_bikes`),
