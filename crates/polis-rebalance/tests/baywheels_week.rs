@@ -38,6 +38,15 @@ fn every_week_snapshot_yields_valid_outputs_and_global_delivers_at_least_greedy(
         let global = host.decide_checked("rebal.global.v1", &decision, &checked).unwrap();
         let (g, o) = (greedy.output.summary.bikes_moved_total, global.output.summary.bikes_moved_total);
         assert!(o >= g, "snapshot {}: global moved {o} bikes, greedy {g}", snapshot.ts);
+        // The original system's bikes-per-metre heuristic is the other
+        // baseline global never falls below.
+        let network = polis_rebalance::network::Network::new(&built.input, &params).unwrap();
+        let per_metre = polis_rebalance::capped::per_metre_bikes(&network);
+        assert!(
+            u64::from(o) >= per_metre,
+            "snapshot {}: global moved {o} bikes, bikes-per-metre {per_metre}",
+            snapshot.ts
+        );
         greedy_total += u64::from(g);
         global_total += u64::from(o);
         strictly_more += u64::from(o > g);
