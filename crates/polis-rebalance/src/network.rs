@@ -173,8 +173,25 @@ impl Network {
                 positions.push(i);
             }
         }
-        let mut by_pair: Vec<usize> = (0..edges.len()).collect();
-        by_pair.sort_by_key(|&e| (edges[e].from, edges[e].to));
+        // (from, to) order, equal pairs in input order: a counting sort by
+        // donor, then each donor's few edges by receiver. A comparison sort
+        // of all edges took 40 % of validating a 200,000-edge input.
+        let mut first = vec![0usize; stations.len() + 1];
+        for edge in &edges {
+            first[edge.from + 1] += 1;
+        }
+        for i in 0..stations.len() {
+            first[i + 1] += first[i];
+        }
+        let mut next = first.clone();
+        let mut by_pair = vec![0usize; edges.len()];
+        for (i, edge) in edges.iter().enumerate() {
+            by_pair[next[edge.from]] = i;
+            next[edge.from] += 1;
+        }
+        for s in 0..stations.len() {
+            by_pair[first[s]..first[s + 1]].sort_by_key(|&e| edges[e].to);
+        }
         for pair in by_pair.windows(2) {
             let (a, b) = (edges[pair[0]], edges[pair[1]]);
             if (a.from, a.to) == (b.from, b.to) {
