@@ -310,8 +310,11 @@ fn on_sighup() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> 
     Ok(flag)
 }
 
-fn modified(path: &Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// What tells the loop the catalog changed: its modification time and its
+/// length. The time alone misses a rewrite within one tick of the
+/// filesystem's coarse clock (a few milliseconds).
+fn modified(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    std::fs::metadata(path).and_then(|m| Ok((m.modified()?, m.len()))).ok()
 }
 
 fn live(args: &RunArgs) -> anyhow::Result<Outcome> {
