@@ -320,11 +320,13 @@ fn modified(path: &Path) -> Option<(std::time::SystemTime, u64)> {
 fn live(args: &RunArgs) -> anyhow::Result<Outcome> {
     use std::io::BufRead;
     let name = args.catalog.display().to_string();
+    // Stamped before it is read and before the banner, so a change made
+    // as soon as the banner shows (or while reading) is seen.
+    let mut stamp = modified(&args.catalog);
     let text = std::fs::read_to_string(&args.catalog).with_context(|| format!("cannot read `{name}`"))?;
     let mut live = Live::new(&name, &text, &args.timeframe, polis_runtime::BreakerConfig::default())?;
     let hup = on_sighup()?;
     eprintln!("running `{name}`: {} enabled strategies; reading JSON lines on stdin", live.catalog().enabled().count());
-    let mut stamp = modified(&args.catalog);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for (i, line) in std::io::stdin().lock().lines().enumerate() {
