@@ -326,7 +326,7 @@ pub fn report(system_id: &str, replay: &Replay) -> String {
 /// `report.html`: the replay page, the KPI table and chart with links to
 /// the data files; it loads nothing.
 fn report_page(system_id: &str, replay: &Replay, chart: &str) -> String {
-    let escape = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    use chart::escape;
     let links: Vec<String> =
         ["kpis.csv", "kpis.json", "kpis.svg", "moves.csv", "timeseries.csv", "runs.jsonl", CONFIG_FILE]
             .iter()

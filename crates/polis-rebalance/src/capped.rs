@@ -276,13 +276,7 @@ fn rebuild(network: &Network, index: &Index, current: &Solution) -> Option<Solut
 fn star_greedy_from(network: &Network, index: &Index, start: &[(usize, u32)]) -> Vec<usize> {
     let effort = network.effort();
     let edges = network.edges();
-    let mut ledger = Ledger::new(network);
-    let mut used: Vec<usize> = Vec::new();
-    for &(e, f) in start {
-        ledger.apply(edges[e].from, edges[e].to, f);
-        used.push(e);
-    }
-    used.sort_unstable();
+    let (mut ledger, mut used) = ledger_from(network, start);
     loop {
         let moves_left = (effort.max_moves as usize).saturating_sub(used.len());
         let budget = ledger.remaining_budget();
@@ -399,6 +393,18 @@ fn star_greedy_from(network: &Network, index: &Index, start: &[(usize, u32)]) ->
     used.sort_unstable();
     used.dedup();
     used
+}
+
+/// A ledger with the moves `start` (edge, bikes) applied, and their edges,
+/// ascending.
+fn ledger_from<'n>(network: &'n Network, start: &[(usize, u32)]) -> (Ledger<'n>, Vec<usize>) {
+    let mut ledger = Ledger::new(network);
+    for &(e, f) in start {
+        ledger.apply(network.edges()[e].from, network.edges()[e].to, f);
+    }
+    let mut used: Vec<usize> = start.iter().map(|&(e, _)| e).collect();
+    used.sort_unstable();
+    (ledger, used)
 }
 
 /// The plan's components: its moves grouped by shared stations, each with
@@ -544,12 +550,7 @@ fn rule_greedy(network: &Network, transfer: &[usize], rule: Rule) -> (Vec<usize>
 fn rule_greedy_from(network: &Network, transfer: &[usize], rule: Rule, start: &[(usize, u32)]) -> (Vec<usize>, u64) {
     let effort = network.effort();
     let edges = network.edges();
-    let mut ledger = Ledger::new(network);
-    let mut used = Vec::new();
-    for &(e, f) in start {
-        ledger.apply(edges[e].from, edges[e].to, f);
-        used.push(e);
-    }
+    let (mut ledger, mut used) = ledger_from(network, start);
     while ledger.remaining_budget() > 0 && (used.len() as u64) < u64::from(effort.max_moves) {
         let mut best: Option<(usize, u64, u32)> = None;
         for &c in transfer {

@@ -38,7 +38,8 @@ const PANELS: [(&str, &str, f64, usize); 6] = [
     ("weighted_distance_m", "bike-km driven", 1000.0, 1),
 ];
 
-fn escape(text: &str) -> String {
+/// Escapes text for SVG and HTML (`&`, `<`, `>`, `"`).
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
