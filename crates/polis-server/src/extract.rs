@@ -98,22 +98,77 @@ pub struct Auth {
 impl Auth {
     /// The role a request's `Authorization` header grants.
     pub fn role(&self, header: Option<&str>) -> Result<Role, AppError> {
+        self.identify(header).map(|identity| identity.role)
+    }
+
+    /// Who a request's `Authorization` header says the caller is: the
+    /// role and the token's subject.
+    pub fn identify(&self, header: Option<&str>) -> Result<Identity, AppError> {
         let Some(header) = header else {
             if self.insecure_local {
-                return Ok(Role::Admin);
+                return Ok(Identity { role: Role::Admin, subject: "local".to_owned() });
             }
             return Err(AppError::unauthorized("missing `Authorization: Bearer <token>` header"));
         };
         let Some(token) = header.strip_prefix("Bearer ").map(str::trim) else {
             return Err(AppError::unauthorized("the `Authorization` header must be `Bearer <token>`"));
         };
-        if self.admin_tokens.iter().any(|t| same(t, token)) {
-            return Ok(Role::Admin);
+        let role = if self.admin_tokens.iter().any(|t| same(t, token)) {
+            Role::Admin
+        } else if self.read_tokens.iter().any(|t| same(t, token)) {
+            Role::Read
+        } else {
+            return Err(AppError::unauthorized("unknown bearer token"));
+        };
+        Ok(Identity { role, subject: subject_of(token) })
+    }
+}
+
+/// Who made a request: the role its token grants and the token's subject,
+/// for audit records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The role.
+    pub role: Role,
+    /// `token:` and the first 12 hex digits of the token's SHA-256, so an
+    /// audit record says which token acted without holding it; `local` for
+    /// a tokenless request to an insecure local server.
+    pub subject: String,
+}
+
+/// A token's subject: a prefix of its digest, never the token.
+fn subject_of(token: &str) -> String {
+    let hex = polis_core::canonical::Digest::of_bytes(token.as_bytes()).to_hex();
+    format!("token:{}", &hex[..12])
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Identity
+where
+    Arc<Auth>: FromRef<S>,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        Arc::<Auth>::from_ref(state).identify(header(parts).as_deref())
+    }
+}
+
+/// Proof the caller is an admin, with who they are.
+#[derive(Debug, Clone)]
+pub struct AdminIdentity(pub Identity);
+
+impl<S: Send + Sync> FromRequestParts<S> for AdminIdentity
+where
+    Arc<Auth>: FromRef<S>,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let identity = Arc::<Auth>::from_ref(state).identify(header(parts).as_deref())?;
+        match identity.role {
+            Role::Admin => Ok(AdminIdentity(identity)),
+            Role::Read => Err(AppError::forbidden("this call needs an admin token")),
         }
-        if self.read_tokens.iter().any(|t| same(t, token)) {
-            return Ok(Role::Read);
-        }
-        Err(AppError::unauthorized("unknown bearer token"))
     }
 }
 
@@ -201,5 +256,36 @@ pub mod integral {
         };
         let i = to_i64(&n)?;
         u32::try_from(i).map(Some).map_err(|_| D::Error::custom(format!("invalid value: `{n}`, expected a u32")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Auth {
+        Auth {
+            read_tokens: vec!["reader-secret".into()],
+            admin_tokens: vec!["ops-secret".into()],
+            insecure_local: false,
+        }
+    }
+
+    #[test]
+    fn a_token_is_identified_by_a_digest_prefix_never_by_itself() {
+        let identity = auth().identify(Some("Bearer ops-secret")).unwrap();
+        assert_eq!(identity.role, Role::Admin);
+        assert!(identity.subject.starts_with("token:") && identity.subject.len() == 18, "{}", identity.subject);
+        assert!(!identity.subject.contains("ops-secret"));
+        let reader = auth().identify(Some("Bearer reader-secret")).unwrap();
+        assert_eq!(reader.role, Role::Read);
+        assert_ne!(reader.subject, identity.subject);
+    }
+
+    #[test]
+    fn a_tokenless_request_is_local_only_on_an_insecure_server() {
+        assert!(auth().identify(None).is_err());
+        let local = Auth { insecure_local: true, ..auth() }.identify(None).unwrap();
+        assert_eq!((local.role, local.subject.as_str()), (Role::Admin, "local"));
     }
 }
