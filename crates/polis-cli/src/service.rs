@@ -46,6 +46,11 @@ pub struct WorkerArgs {
     /// Plugins the workers may run besides the built-ins.
     #[command(flatten)]
     pub plugins: PluginDirs,
+    /// Do not seed polis's five policy packs into an empty store: for a
+    /// store that will hold your own packs under the same keys and
+    /// versions, as packs published from the original system do.
+    #[arg(long, env = "POLIS_NO_BUILTIN_PACKS")]
+    pub no_builtin_packs: bool,
 }
 
 impl WorkerArgs {
@@ -55,7 +60,12 @@ impl WorkerArgs {
         rebalance: polis_server::domains::rebalance::Settings,
     ) -> anyhow::Result<polis_server::domains::Settings> {
         self.plugins.check()?;
-        Ok(polis_server::domains::Settings { plugin_dirs: self.plugins.plugin_dirs.clone(), tiers: None, rebalance })
+        Ok(polis_server::domains::Settings {
+            plugin_dirs: self.plugins.plugin_dirs.clone(),
+            tiers: None,
+            rebalance,
+            packs: polis_server::domains::packs::Settings { seed_builtin: !self.no_builtin_packs },
+        })
     }
 
     fn configs(&self, prefix: &str) -> anyhow::Result<Vec<WorkerConfig>> {

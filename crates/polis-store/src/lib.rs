@@ -24,9 +24,10 @@
 //! - plugins: the registry cache and each plugin's allow-list of scopes
 //!   (systems, worlds, projects).
 //!
-//! Each domain's tables live in a module named after it ([`rebalance`]),
-//! with its own migration; a domain's job is a row of `jobs` plus, where it
-//! needs them, rows of its own tables written in the same transaction.
+//! Each domain's tables live in a module named after it ([`rebalance`],
+//! [`packs`]), with its own migration; a domain's job is a row of `jobs`
+//! plus, where it needs them, rows of its own tables written in the same
+//! transaction.
 //!
 //! Callers pass the current time (`now_ms`) in, so that lease expiry is
 //! testable without sleeping.
@@ -51,6 +52,7 @@
 
 pub mod inputs;
 pub mod jobs;
+pub mod packs;
 mod plugins;
 pub mod rebalance;
 

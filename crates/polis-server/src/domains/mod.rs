@@ -3,6 +3,7 @@
 //! [`all`]; nothing else in the server names a domain.
 
 pub mod contract_only;
+pub mod packs;
 pub mod rebalance;
 
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ pub struct Settings {
     pub tiers: Option<polis_plugins::Tiers>,
     /// Rebalancing's settings.
     pub rebalance: rebalance::Settings,
+    /// The policy packs' settings.
+    pub packs: packs::Settings,
 }
 
 /// Where a domain's plugins come from.
@@ -74,5 +77,6 @@ pub fn all(core: &Core, settings: &Settings) -> Result<Vec<Arc<dyn Domain>>, Dom
             polis_echo::builtins::registry(),
             &plugins,
         )?,
+        packs::domain(core, &settings.packs),
     ])
 }
