@@ -407,3 +407,61 @@ fn the_seed_payloads_post_and_evaluate_unchanged() {
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "pack.conflict");
 }
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+fn browser_ready() -> bool {
+    let chromium = std::env::var("POLIS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    let ready = Path::new(&chromium).exists() && browser_dir().join("node_modules/playwright-core").is_dir();
+    if !ready {
+        assert!(std::env::var_os("CI").is_none(), "CI requires chromium and tests/browser/node_modules");
+        eprintln!("skipped: chromium or playwright-core missing (scripts/test installs them)");
+    }
+    ready
+}
+
+/// In Chromium (`tests/browser/packs.mjs`): the project page shows the
+/// effective policy with each value's layer, and answering a clarification
+/// through its form makes its finding disappear.
+#[test]
+fn answering_a_clarification_in_the_console_removes_its_finding() {
+    if !browser_ready() {
+        return;
+    }
+    let repo = scratch_dir("console-repo");
+    fixture::defective_repo(&repo);
+    let db = scratch_dir("console-db");
+    let server = Server::start(&format!("sqlite://{}", db.join("polis.db").display()), &["--insecure-local"]);
+    let (_, project) = server.admin("POST", "/projects", &json!({"name": "console", "repo_path": repo}));
+    let id = project["project_id"].as_str().unwrap().to_owned();
+    let (status, body) = server.admin(
+        "PUT",
+        &format!("/projects/{id}/policy"),
+        &json!({"pack_key": "team-standard", "overrides": {"enforcement": {"mode": "block"}}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let screenshot = db.join("project.png");
+    let url = format!("{}/console/projects/{id}", server.base);
+    let out = Command::new("node")
+        .current_dir(browser_dir())
+        .arg("packs.mjs")
+        .arg(&url)
+        .arg("review_policy")
+        .arg(&screenshot)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "browser failed: {}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((seen["before"].as_u64(), seen["after"].as_u64()), (Some(1), Some(0)), "{seen}");
+    assert_eq!(seen["answered_by_shown"], true, "{seen}");
+    assert_eq!(seen["layers"], json!(["pack", "project"]), "{seen}");
+    assert_eq!(seen["hash"], body["effective_hash"], "{seen}");
+    assert_eq!(seen["external"], json!([]), "the console needs no network: {seen}");
+    assert_eq!(seen["errors"], json!([]), "{seen}");
+    let answers = server.get(&format!("/projects/{id}/clarifications"));
+    let answered = answers["clarifications"].as_array().unwrap().iter().find(|c| c["key"] == "review_policy").unwrap();
+    assert_eq!(answered["answered"], true, "{answered}");
+    eprintln!("screenshot: {}", screenshot.display());
+}
