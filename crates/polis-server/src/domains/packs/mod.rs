@@ -198,8 +198,19 @@ pub struct Selection {
     /// `warn` or `block`; the first source of truth for the mode. Absent
     /// or null leaves it to the policy's `enforcement.mode`, else `warn`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<ModeSchema>)]
     pub enforcement_mode: Option<polis_packs::Mode>,
+}
+
+/// An enforcement mode, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code, reason = "documents the request body only")]
+pub enum ModeSchema {
+    /// Every finding is a warning.
+    Warn,
+    /// Block codes and blocking clarifications block.
+    Block,
 }
 
 fn default_key() -> String {

@@ -78,7 +78,15 @@ pub(super) fn router() -> Router<PacksState> {
         get_guidance,
         get_audit
     ),
-    components(schemas(Selection, NewProject, AnswerRequest, GateRequest, DeprecateRequest, WaiverBody))
+    components(schemas(
+        PackDocumentBody,
+        Selection,
+        NewProject,
+        AnswerRequest,
+        GateRequest,
+        DeprecateRequest,
+        WaiverBody
+    ))
 )]
 pub(super) struct PacksDoc;
 
@@ -89,6 +97,19 @@ fn ok<T: Serialize>(status: StatusCode, body: T) -> Response {
 /// Runs blocking work (repository reads) off the async runtime.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
     tokio::task::spawn_blocking(work).await.map_err(|e| AppError::internal("packs.task", e))
+}
+
+/// Decodes a JSON object body. serde would also take an array for a
+/// struct whose fields all have defaults; these bodies are objects.
+fn object_body<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, AppError> {
+    if !body.is_object() {
+        return Err(AppError::bad_request(
+            "request.invalid_field",
+            Some("body".to_owned()),
+            "the body must be a JSON object",
+        ));
+    }
+    crate::extract::decode_json(body.to_string().as_bytes())
 }
 
 fn now() -> OffsetDateTime {
@@ -108,7 +129,7 @@ fn version_summary(d: &PackDocument) -> Value {
 
 #[utoipa::path(get, path = "/policy_packs", description = "Every pack with its versions and the latest active one. Role: read.",
     responses((status = 200, description = "`[{key, latest_active, versions: [{version, name, description, status}]}]`"),
-        (status = 401, body = ErrorBody)),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list_packs(_: ReadAccess, State(state): State<PacksState>) -> Result<Response, AppError> {
     let (catalog, _) = catalog(&state.core).await?;
@@ -124,7 +145,7 @@ async fn list_packs(_: ReadAccess, State(state): State<PacksState>) -> Result<Re
 
 #[utoipa::path(get, path = "/policy_packs/{key}", description = "One pack: every version's whole document, oldest first, and the latest active version. Role: read.",
     params(("key" = String, Path, description = "The pack key")),
-    responses((status = 200, description = "`{key, latest_active, versions: [document]}`"), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "`{key, latest_active, versions: [document]}`"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_pack(
@@ -142,9 +163,9 @@ async fn get_pack(
 }
 
 #[utoipa::path(post, path = "/policy_packs", description = "Publishes a pack version. The same body again is a no-op (200); a different body under a published key and version is a conflict (409). Role: admin.",
-    request_body(content = Object, description = "A pack document `{key, version, name, description, status, pack}`"),
+    request_body = PackDocumentBody,
     responses((status = 201, description = "published"), (status = 200, description = "already published with this body"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn publish_pack(
@@ -172,6 +193,42 @@ async fn publish_pack(
     }
 }
 
+/// A pack document, as `POST /policy_packs` takes it (for the OpenAPI
+/// document; the handler checks it with `polis_packs`' own schema, which
+/// says more: caps, `meta` matching, the secrets rule).
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "documents the request body only")]
+struct PackDocumentBody {
+    /// The stable key, such as `team-standard`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
+    key: String,
+    /// The version, such as `1.0`.
+    #[schema(pattern = "^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$")]
+    version: String,
+    /// A display name.
+    name: Option<String>,
+    /// What the pack is for.
+    description: Option<String>,
+    /// `active` (the default), `deprecated` or `disabled`.
+    #[schema(nullable = false)]
+    status: Option<StatusSchema>,
+    /// The policy body: `meta` (with the same key and version),
+    /// `defaults`, `requirements`, `clarifications`, `enforcement`,
+    /// `constraints`.
+    #[schema(value_type = Object)]
+    pack: serde_json::Value,
+}
+
+/// A pack status, for the OpenAPI document.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code, reason = "documents the request body only")]
+enum StatusSchema {
+    Active,
+    Deprecated,
+    Disabled,
+}
+
 /// The body of `POST /policy_packs/{key}/deprecate`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -183,15 +240,16 @@ struct DeprecateRequest {
 
 #[utoipa::path(post, path = "/policy_packs/{key}/deprecate", description = "Deprecates one version (or every active version) of a pack: pinned selections keep working, \"latest active\" skips it. Role: admin.",
     params(("key" = String, Path, description = "The pack key")), request_body = DeprecateRequest,
-    responses((status = 200, description = "`{key, deprecated: [version]}`"), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "`{key, deprecated: [version]}`"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn deprecate_pack(
     AdminIdentity(who): AdminIdentity,
     State(state): State<PacksState>,
     Path(key): Path<String>,
-    ApiJson(request): ApiJson<DeprecateRequest>,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, AppError> {
+    let request: DeprecateRequest = object_body(body)?;
     let (mut catalog, _) = catalog(&state.core).await?;
     let before: Vec<PackDocument> =
         catalog.list().filter(|(k, _)| *k == key).flat_map(|(_, versions)| versions.to_vec()).collect();
@@ -219,9 +277,11 @@ async fn deprecate_pack(
 #[serde(deny_unknown_fields)]
 struct NewProject {
     /// A display name.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
     /// The absolute local path of the project's repository, a directory
     /// the server can read.
+    #[schema(min_length = 1, pattern = "^/")]
     repo_path: String,
 }
 
@@ -240,7 +300,7 @@ async fn project(state: &PacksState, id: &str) -> Result<ProjectRow, AppError> {
 }
 
 #[utoipa::path(get, path = "/projects", description = "Every project, in creation order. Role: read.",
-    responses((status = 200, description = "`[{project_id, name, repo_path, created_by, created_at_ms}]`"), (status = 401, body = ErrorBody)),
+    responses((status = 200, description = "`[{project_id, name, repo_path, created_by, created_at_ms}]`"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list_projects(_: ReadAccess, State(state): State<PacksState>) -> Result<Response, AppError> {
     let projects: Vec<Value> = state.core.store.projects().await?.iter().map(project_json).collect();
@@ -248,7 +308,7 @@ async fn list_projects(_: ReadAccess, State(state): State<PacksState>) -> Result
 }
 
 #[utoipa::path(post, path = "/projects", description = "Creates a project over a local repository. Role: admin.", request_body = NewProject,
-    responses((status = 201, description = "the project"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 201, description = "the project"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn create_project(
@@ -256,8 +316,8 @@ async fn create_project(
     State(state): State<PacksState>,
     ApiJson(request): ApiJson<NewProject>,
 ) -> Result<Response, AppError> {
-    if request.name.trim().is_empty() || request.name.len() > 200 {
-        return Err(AppError::unprocessable("request.invalid_field", "name", "`name` must be 1 to 200 bytes"));
+    if request.name.trim().is_empty() || request.name.chars().count() > 200 {
+        return Err(AppError::unprocessable("request.invalid_field", "name", "`name` must be 1 to 200 characters, not all blank"));
     }
     let path = std::path::PathBuf::from(&request.repo_path);
     if !path.is_absolute() {
@@ -282,7 +342,7 @@ async fn create_project(
 
 #[utoipa::path(get, path = "/projects/{id}", description = "One project. Role: read.",
     params(("id" = String, Path, description = "The project id")),
-    responses((status = 200, description = "the project"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "the project"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_project(
     _: ReadAccess,
@@ -318,7 +378,7 @@ async fn effective_under(
 
 #[utoipa::path(get, path = "/projects/{id}/policy", description = "The project's selection: pack key and version (null: latest active), overrides, operations, the repo-local toggle and the enforcement mode, with the version it resolves to now. Role: read.",
     params(("id" = String, Path, description = "The project id")),
-    responses((status = 200, description = "the selection"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "the selection"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_policy(
     _: ReadAccess,
@@ -341,15 +401,16 @@ async fn get_policy(
 
 #[utoipa::path(put, path = "/projects/{id}/policy", description = "Sets the project's selection. The whole effective policy is resolved first (pack, overrides, operations and the repository's own file when enabled); if any layer is invalid nothing is stored. Role: admin.",
     params(("id" = String, Path, description = "The project id")), request_body = Selection,
-    responses((status = 200, description = "`{selection, effective_hash}`"), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "`{selection, effective_hash}`"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn put_policy(
     AdminIdentity(who): AdminIdentity,
     State(state): State<PacksState>,
     Path(id): Path<String>,
-    ApiJson(new): ApiJson<Selection>,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, AppError> {
+    let new: Selection = object_body(body)?;
     let project = project(&state, &id).await?;
     let stored = state.core.store.project_policy(&id).await?;
     let before = effective_under(&state, &project, &selection(stored.as_ref())?).await.ok().map(|e| e.effective_hash);
@@ -379,7 +440,7 @@ async fn put_policy(
 
 #[utoipa::path(get, path = "/projects/{id}/policy/effective", description = "The merged policy (pack, then project overrides and operations, then the repository's own file), its `sha256:` hash over RFC 8785 JSON, the mode and its source, and for every leaf the layer that set it. Role: read.",
     params(("id" = String, Path, description = "The project id")),
-    responses((status = 200, description = "the effective policy"), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "the effective policy"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_effective(
@@ -543,7 +604,7 @@ async fn findings(
 
 #[utoipa::path(get, path = "/projects/{id}/policy/findings", description = "Scans the project's repository and evaluates every protocol run and step; protocol runs and steps get stable ids. Findings are sorted by (scope, code, path, line, key) and stored as an event with the effective hash. Role: read.",
     params(("id" = String, Path, description = "The project id"), PhaseQuery),
-    responses((status = 200, description = "`{effective_hash, mode, blocked, evaluated_at, findings}`"), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "`{effective_hash, mode, blocked, evaluated_at, findings}`"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn project_findings(
@@ -567,7 +628,7 @@ async fn protocol_row(state: &PacksState, id: &str) -> Result<ProtocolRow, AppEr
 
 #[utoipa::path(get, path = "/protocols/{id}/policy/findings", description = "The findings of one protocol run and of its project (checks, clarifications), with the answers scoped to it. Role: read.",
     params(("id" = String, Path, description = "The protocol run id"), PhaseQuery),
-    responses((status = 200, description = "the findings"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 200, description = "the findings"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn protocol_findings(
@@ -583,7 +644,7 @@ async fn protocol_findings(
 
 #[utoipa::path(get, path = "/steps/{id}/policy/findings", description = "The findings of one step and of its project. Role: read.",
     params(("id" = String, Path, description = "The step id"), PhaseQuery),
-    responses((status = 200, description = "the findings"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 200, description = "the findings"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn step_findings(
@@ -605,7 +666,7 @@ async fn step_findings(
 
 #[utoipa::path(get, path = "/projects/{id}/protocols", description = "The project's protocol runs and steps with their ids, from the last scan. Role: read.",
     params(("id" = String, Path, description = "The project id")),
-    responses((status = 200, description = "`[{protocol_id, run_name, steps: [{step_id, step_name}]}]`"), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "`[{protocol_id, run_name, steps: [{step_id, step_name}]}]`"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list_protocols(
@@ -641,15 +702,16 @@ struct GateRequest {
 
 #[utoipa::path(post, path = "/protocols/{id}/gate", description = "Whether the protocol run may pass a phase's gate: allowed, or blocked with the blocking findings. The decision is recorded with the effective hash. Role: read.",
     params(("id" = String, Path, description = "The protocol run id")), request_body = GateRequest,
-    responses((status = 200, description = "`{allowed, phase, effective_hash, blocking, evaluated_at}`"), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "`{allowed, phase, effective_hash, blocking, evaluated_at}`"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn gate(
     who: Identity,
     State(state): State<PacksState>,
     Path(id): Path<String>,
-    ApiJson(request): ApiJson<GateRequest>,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, AppError> {
+    let request: GateRequest = object_body(body)?;
     let protocol = protocol_row(&state, &id).await?;
     let project_id = protocol.project_id.clone();
     let evaluated = evaluate(&state, &project_id, &Target::Protocol(protocol), request.phase.as_deref()).await?;
@@ -680,7 +742,7 @@ async fn gate(
 
 #[utoipa::path(get, path = "/projects/{id}/clarifications", description = "Every clarification the effective policy asks, with its recorded answers (by scope: `project`, a protocol id or a step id); the recommended value is shown, never assumed. Role: read.",
     params(("id" = String, Path, description = "The project id")),
-    responses((status = 200, description = "`{effective_hash, clarifications: [...]}`"), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "`{effective_hash, clarifications: [...]}`"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list_clarifications(
@@ -733,7 +795,7 @@ struct AnswerRequest {
 #[utoipa::path(post, path = "/projects/{id}/clarifications/{key}", description = "Records an answer, validated against the clarification's options, scoped to the project or to one protocol run or step. Role: admin.",
     params(("id" = String, Path, description = "The project id"), ("key" = String, Path, description = "The clarification key")),
     request_body = AnswerRequest,
-    responses((status = 200, description = "`{key, scope, value, answered_by}`"), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "`{key, scope, value, answered_by}`"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn answer_clarification(
@@ -836,7 +898,7 @@ struct WaiverBody {
 
 #[utoipa::path(get, path = "/projects/{id}/waivers", description = "The project's waivers in the order granted, each saying whether it applies now. Role: read.",
     params(("id" = String, Path, description = "The project id")),
-    responses((status = 200, description = "`[{seq, code, path, reason, granted_by, expires_at, active}]`"), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "`[{seq, code, path, reason, granted_by, expires_at, active}]`"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list_waivers(
@@ -862,7 +924,7 @@ async fn list_waivers(
 
 #[utoipa::path(post, path = "/projects/{id}/waivers", description = "Grants a waiver: a blocking finding with this code (and path) is a warning until `expires_at`. Role: admin.",
     params(("id" = String, Path, description = "The project id")), request_body = WaiverBody,
-    responses((status = 201, description = "`{seq}`"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 201, description = "`{seq}`"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn add_waiver(
@@ -929,7 +991,7 @@ async fn get_guidance(
 
 #[utoipa::path(get, path = "/projects/{id}/policy/audit", description = "Every change to the project's selection, answers and waivers (and the project's creation), oldest first: who (the token's subject), when, and the effective hash before and after. Role: read.",
     params(("id" = String, Path, description = "The project id")),
-    responses((status = 200, description = "`[{seq, action, actor, at_ms, hash_before, hash_after, detail}]`"), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "`[{seq, action, actor, at_ms, hash_before, hash_after, detail}]`"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_audit(
