@@ -196,7 +196,8 @@ async fn publish_pack(
 /// A pack document, as `POST /policy_packs` takes it (for the OpenAPI
 /// document; the handler checks it with `polis_packs`' own schema, which
 /// says more: caps, `meta` matching, the secrets rule).
-#[derive(ToSchema)]
+#[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code, reason = "documents the request body only")]
 struct PackDocumentBody {
     /// The stable key, such as `team-standard`.
@@ -220,8 +221,8 @@ struct PackDocumentBody {
 }
 
 /// A pack status, for the OpenAPI document.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
+#[derive(ToSchema, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[allow(dead_code, reason = "documents the request body only")]
 enum StatusSchema {
     Active,
@@ -317,7 +318,11 @@ async fn create_project(
     ApiJson(request): ApiJson<NewProject>,
 ) -> Result<Response, AppError> {
     if request.name.trim().is_empty() || request.name.chars().count() > 200 {
-        return Err(AppError::unprocessable("request.invalid_field", "name", "`name` must be 1 to 200 characters, not all blank"));
+        return Err(AppError::unprocessable(
+            "request.invalid_field",
+            "name",
+            "`name` must be 1 to 200 characters, not all blank",
+        ));
     }
     let path = std::path::PathBuf::from(&request.repo_path);
     if !path.is_absolute() {
