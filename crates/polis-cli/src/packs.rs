@@ -1,6 +1,7 @@
 //! `polis pack …`: policy packs (seed 002) from the command line: list and
 //! validate packs, print the effective policy with each value's layer,
-//! evaluate a repository into findings, and gate it.
+//! evaluate a repository into findings (a table, JSON or SARIF), and gate
+//! it.
 //!
 //! Everything here is glue over `polis_packs`: reading the files named on
 //! the command line, reading the clock once for waivers (or `--now`), and
@@ -34,12 +35,14 @@ pub enum Command {
     /// enforcement mode and its source, and the hash.
     Effective(PolicyArgs),
     /// Evaluate a repository's protocol runs under the effective policy and
-    /// print the findings. Exits 1 when a finding blocks.
+    /// print the findings: a table, JSON with `--json`, or a SARIF 2.1.0 log
+    /// for GitHub code scanning with `--sarif`. Exits 1 when a finding
+    /// blocks.
     #[command(alias = "findings")]
     Eval(EvalArgs),
     /// Answer whether a repository may pass a phase's gate: allowed, or
     /// blocked with the blocking findings. Exits 1 when blocked.
-    Gate(EvalArgs),
+    Gate(EvalInputs),
     /// Render the effective policy for a planner (required protocol files,
     /// step sections, checks, QA policy, model defaults, open questions) as
     /// Markdown, or JSON with `--json`, carrying the effective hash.
@@ -100,6 +103,18 @@ pub struct PolicyArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
+    #[command(flatten)]
+    inputs: EvalInputs,
+    /// Write the findings as a SARIF 2.1.0 log (for GitHub code scanning):
+    /// `--sarif` prints it on stdout instead of the table; `--sarif=FILE`
+    /// writes it to FILE and prints the table as usual. Locations are
+    /// relative to the repository root. Not with `--json`.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "-", conflicts_with = "json")]
+    sarif: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalInputs {
     /// The repository to evaluate.
     repo: PathBuf,
     /// The pack: KEY (latest active version) or KEY@VERSION.
@@ -139,8 +154,8 @@ pub fn run(command: Command, json: bool) -> anyhow::Result<Outcome> {
         Command::List(args) => list(&args, json),
         Command::Validate(args) => validate(&args, json),
         Command::Effective(args) => effective(&args, json),
-        Command::Eval(args) => evaluate(&args, json, false),
-        Command::Gate(args) => evaluate(&args, json, true),
+        Command::Eval(args) => eval(&args, json),
+        Command::Gate(args) => gate(&args, json),
         Command::Guidance(args) => guidance(&args, json),
     }
 }
@@ -329,7 +344,8 @@ fn effective(args: &PolicyArgs, json: bool) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn evaluate(args: &EvalArgs, json: bool, as_gate: bool) -> anyhow::Result<Outcome> {
+/// Resolves the effective policy, scans the repository and evaluates it.
+fn evaluate(args: &EvalInputs) -> anyhow::Result<(EffectivePolicy, Evaluation)> {
     let effective = resolve(&Inputs {
         pack: &args.pack,
         catalog: &args.catalog,
@@ -356,28 +372,45 @@ fn evaluate(args: &EvalArgs, json: bool, as_gate: bool) -> anyhow::Result<Outcom
         scan::scan(&args.repo, &view::protocol_files(&effective.policy), &view::required_checks(&effective.policy))?;
     let context = eval::Context { answers: &answers, waivers: &waivers, now, phase: args.phase.as_deref() };
     let evaluation = eval::evaluate(&effective, &facts, &context)?;
-    if as_gate {
-        let decision = eval::gate(&evaluation, args.phase.as_deref());
-        if json {
-            println!("{}", serde_json::to_string_pretty(&decision)?);
-        } else {
-            println!(
-                "{} ({} phase, {} mode, {})",
-                if decision.allowed { "allowed" } else { "blocked" },
-                decision.phase,
-                evaluation.mode.as_str(),
-                decision.effective_hash
-            );
-            print_findings(&decision.blocking);
+    Ok((effective, evaluation))
+}
+
+fn gate(args: &EvalInputs, json: bool) -> anyhow::Result<Outcome> {
+    let (_, evaluation) = evaluate(args)?;
+    let decision = eval::gate(&evaluation, args.phase.as_deref());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&decision)?);
+    } else {
+        println!(
+            "{} ({} phase, {} mode, {})",
+            if decision.allowed { "allowed" } else { "blocked" },
+            decision.phase,
+            evaluation.mode.as_str(),
+            decision.effective_hash
+        );
+        print_findings(&decision.blocking);
+    }
+    Ok(if decision.allowed { Outcome::Success } else { Outcome::Findings })
+}
+
+fn eval(args: &EvalArgs, json: bool) -> anyhow::Result<Outcome> {
+    let (effective, evaluation) = evaluate(&args.inputs)?;
+    let outcome = if evaluation.blocked { Outcome::Findings } else { Outcome::Success };
+    if let Some(target) = &args.sarif {
+        let log = serde_json::to_string_pretty(&polis_packs::sarif::log(&evaluation, &effective))?;
+        if target.as_os_str() == "-" {
+            println!("{log}");
+            return Ok(outcome);
         }
-        return Ok(if decision.allowed { Outcome::Success } else { Outcome::Findings });
+        std::fs::write(target, format!("{log}\n"))
+            .with_context(|| format!("cannot write the SARIF log to `{}`", target.display()))?;
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&evaluation)?);
     } else {
         print_summary(&evaluation);
     }
-    Ok(if evaluation.blocked { Outcome::Findings } else { Outcome::Success })
+    Ok(outcome)
 }
 
 fn print_summary(evaluation: &Evaluation) {

@@ -98,6 +98,36 @@ fn eval_json_lists_sorted_findings_and_block_mode_exits_1() {
 }
 
 #[test]
+fn eval_sarif_prints_or_writes_a_log_and_conflicts_with_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    repo(tmp.path());
+    let root = tmp.path().to_str().unwrap();
+    let out = polis(&["pack", "eval", root, "--pack", "team-standard", "--mode", "block", "--sarif"]);
+    assert_eq!(out.status.code(), Some(1), "blocked, as without --sarif");
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(log["version"], "2.1.0");
+    let results = log["runs"][0]["results"].as_array().unwrap();
+    assert!(results.iter().any(|r| r["ruleId"] == "policy.step.missing_section" && r["level"] == "error"));
+    let uris: Vec<&str> = results
+        .iter()
+        .map(|r| r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].as_str().unwrap())
+        .collect();
+    assert!(uris.contains(&".protocols/0001-x/log.md") && uris.iter().all(|u| !u.starts_with('/')), "{uris:?}");
+
+    let file = tmp.path().join("polis.sarif");
+    let flag = format!("--sarif={}", file.display());
+    let out = polis(&["pack", "eval", root, "--pack", "team-standard", &flag]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).contains("findings, 0 blocking"), "the table still prints: {}", stdout(&out));
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(written["runs"][0]["properties"]["mode"], "warn");
+
+    let out = polis(&["pack", "eval", root, "--sarif", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"), "{out:?}");
+}
+
+#[test]
 fn a_hostile_repo_local_file_fails_with_its_name() {
     let tmp = tempfile::tempdir().unwrap();
     repo(tmp.path());

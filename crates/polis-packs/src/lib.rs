@@ -12,7 +12,8 @@
 //!   ([`local`]) into an [`EffectivePolicy`], with [`merge::Provenance`].
 //! - [`scan`] reads a repository's `.protocols/` and check scripts once;
 //!   [`eval::evaluate`] turns those facts into [`Finding`]s, applies the
-//!   mode, answers and waivers, and [`eval::gate`] decides.
+//!   mode, answers and waivers, and [`eval::gate`] decides; [`sarif`]
+//!   writes the findings as a SARIF 2.1.0 log for GitHub code scanning.
 //!
 //! The crate reads files only in [`local`] and [`scan`], reads no clock
 //! (waivers are judged at a time the caller passes) and no environment
@@ -46,6 +47,7 @@ pub mod guidance;
 pub mod local;
 pub mod merge;
 pub mod pack;
+pub mod sarif;
 pub mod scan;
 pub mod schema;
 pub mod version;
