@@ -14,6 +14,8 @@
     reason = "test code: a failing unwrap is a failing test"
 )]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -21,23 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-fn browser_ready() -> bool {
-    let chromium = std::env::var("POLIS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-    let ready = Path::new(&chromium).exists() && browser_dir().join("node_modules/playwright-core").is_dir();
-    if !ready {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI requires chromium and tests/browser/node_modules (scripts/test installs them)"
-        );
-        eprintln!("skipped: chromium or playwright-core missing (scripts/test installs them)");
-    }
-    ready
-}
+use support::{browser_dir, browser_ready};
 
 fn post(addr: &str, path: &str, body: &str) -> Value {
     let mut stream = TcpStream::connect(addr).unwrap();

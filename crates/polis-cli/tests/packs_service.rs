@@ -15,39 +15,18 @@
 
 #[path = "../../polis-packs/tests/common/mod.rs"]
 mod fixture;
+mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::{browser_dir, browser_ready, postgres_url, scratch_dir};
 
 const ADMIN: &str = "packs-admin-secret";
 const READ: &str = "packs-read-secret";
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "polis-packs-service-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn postgres_url(prefix: &str) -> Option<String> {
-    let base = polis_store::scratch::postgres_base_url();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    match runtime.block_on(polis_store::scratch::postgres_schema(&base, prefix)) {
-        Ok(url) => Some(url),
-        Err(e) if std::env::var_os("CI").is_some() => panic!("CI requires PostgreSQL at {base}: {e}"),
-        Err(e) => {
-            eprintln!("skipped: no PostgreSQL at {base}: {e}");
-            None
-        }
-    }
-}
 
 /// A running `polis serve`, killed when dropped.
 struct Server {
@@ -406,20 +385,6 @@ fn the_seed_payloads_post_and_evaluate_unchanged() {
     let (status, body) = seeded.admin("POST", "/policy_packs", &payload);
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "pack.conflict");
-}
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-fn browser_ready() -> bool {
-    let chromium = std::env::var("POLIS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-    let ready = Path::new(&chromium).exists() && browser_dir().join("node_modules/playwright-core").is_dir();
-    if !ready {
-        assert!(std::env::var_os("CI").is_none(), "CI requires chromium and tests/browser/node_modules");
-        eprintln!("skipped: chromium or playwright-core missing (scripts/test installs them)");
-    }
-    ready
 }
 
 /// In Chromium (`tests/browser/packs.mjs`): the project page shows the

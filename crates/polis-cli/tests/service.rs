@@ -11,6 +11,8 @@
     reason = "test code: a failing unwrap is a failing test"
 )]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::{postgres_url, scratch_dir};
 
 const ADMIN: &str = "admin-secret";
 const READ: &str = "read-secret";
@@ -26,31 +29,6 @@ fn polis() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_polis"));
     command.env("POLIS_LOG", "warn");
     command
-}
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "polis-service-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn postgres_url(prefix: &str) -> Option<String> {
-    let base = polis_store::scratch::postgres_base_url();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    match runtime.block_on(polis_store::scratch::postgres_schema(&base, prefix)) {
-        Ok(url) => Some(url),
-        Err(e) if std::env::var_os("CI").is_some() => {
-            panic!("CI requires PostgreSQL at {base}: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: no PostgreSQL at {base}: {e}");
-            None
-        }
-    }
 }
 
 /// A child process killed when dropped.
