@@ -248,6 +248,26 @@ async fn insert_event(tx: &mut Transaction<'_, Any>, event: &NewEvent) -> Result
     Ok(seq)
 }
 
+/// Stores a pack version unless its key and version are stored; says
+/// whether it did.
+async fn insert_pack(conn: &mut sqlx::AnyConnection, pack: &PackRow, at_ms: i64) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO pack_versions (pack_key, version, status, body_json, body_sha256, builtin, created_by, \
+         created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT DO NOTHING",
+    )
+    .bind(&pack.pack_key)
+    .bind(&pack.version)
+    .bind(&pack.status)
+    .bind(&pack.body_json)
+    .bind(&pack.body_sha256)
+    .bind(i64::from(pack.builtin))
+    .bind(&pack.created_by)
+    .bind(at_ms)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// A stable id for a name under a parent: a prefix and the first 16 hex
 /// digits of SHA-256 over `parent/name`, so a rescan, another process or
 /// another database derives the same id.
@@ -260,48 +280,23 @@ impl Store {
     /// Stores a built-in pack version unless that key and version exist:
     /// seeding never overwrites what was published or deprecated since.
     pub async fn seed_pack(&self, pack: &PackRow, now_ms: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO pack_versions (pack_key, version, status, body_json, body_sha256, builtin, created_by, \
-             created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $7) ON CONFLICT DO NOTHING",
-        )
-        .bind(&pack.pack_key)
-        .bind(&pack.version)
-        .bind(&pack.status)
-        .bind(&pack.body_json)
-        .bind(&pack.body_sha256)
-        .bind(&pack.created_by)
-        .bind(now_ms)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let mut conn = self.pool().acquire().await?;
+        insert_pack(&mut conn, pack, now_ms).await
     }
 
     /// Publishes a pack version with its audit event: new, the same body
     /// again (a no-op), or a conflict with a different stored body.
     pub async fn publish_pack(&self, pack: &PackRow, audit: &NewEvent) -> Result<Published, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let existing = sqlx::query("SELECT body_sha256 FROM pack_versions WHERE pack_key = $1 AND version = $2")
-            .bind(&pack.pack_key)
-            .bind(&pack.version)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = existing {
+        if !insert_pack(&mut tx, pack, audit.at_ms).await? {
+            let row = sqlx::query("SELECT body_sha256 FROM pack_versions WHERE pack_key = $1 AND version = $2")
+                .bind(&pack.pack_key)
+                .bind(&pack.version)
+                .fetch_one(&mut *tx)
+                .await?;
             let stored: String = row.try_get("body_sha256")?;
             return Ok(if stored == pack.body_sha256 { Published::Unchanged } else { Published::Conflict });
         }
-        sqlx::query(
-            "INSERT INTO pack_versions (pack_key, version, status, body_json, body_sha256, builtin, created_by, \
-             created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $7)",
-        )
-        .bind(&pack.pack_key)
-        .bind(&pack.version)
-        .bind(&pack.status)
-        .bind(&pack.body_json)
-        .bind(&pack.body_sha256)
-        .bind(&pack.created_by)
-        .bind(audit.at_ms)
-        .execute(&mut *tx)
-        .await?;
         insert_event(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(Published::Created)
