@@ -478,6 +478,11 @@ impl Store {
             }
         }
         tx.commit().await?;
+        self.project_runs(project_id).await
+    }
+
+    /// A project's protocol runs and steps as stored, by name.
+    pub async fn project_runs(&self, project_id: &str) -> Result<(Vec<ProtocolRow>, Vec<StepRow>), StoreError> {
         let protocols = sqlx::query(
             "SELECT protocol_id, project_id, run_name FROM pack_protocols WHERE project_id = $1 ORDER BY run_name",
         )

@@ -680,7 +680,7 @@ async fn list_protocols(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     project(&state, &id).await?;
-    let (protocols, steps) = state.core.store.register_runs(&id, &[]).await?;
+    let (protocols, steps) = state.core.store.project_runs(&id).await?;
     let body: Vec<Value> = protocols
         .iter()
         .map(|p| {
