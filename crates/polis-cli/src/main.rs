@@ -10,6 +10,7 @@ mod packs;
 mod payments;
 mod plugin;
 mod plugin_dirs;
+mod progress;
 mod rebalance;
 mod replay;
 mod service;

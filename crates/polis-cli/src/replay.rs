@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use polis_core::run::{parse_time, rfc3339};
 use polis_rebalance::gbfs::Feed;
 use polis_rebalance::host::Host;
@@ -102,14 +102,7 @@ impl Progress for Bar {
 }
 
 fn bar(total: u64) -> Bar {
-    // Draws on stderr, and not at all when stderr is not a terminal.
-    let bar = ProgressBar::new(total);
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} decisions ({eta})")
-    {
-        bar.set_style(style);
-    }
-    Bar(bar)
+    Bar(crate::progress::bar(total, "decisions"))
 }
 
 fn host(plugins: &PluginDirs) -> anyhow::Result<Host> {

@@ -51,6 +51,10 @@ pub struct WorkerArgs {
     /// versions, as packs published from the original system do.
     #[arg(long, env = "POLIS_NO_BUILTIN_PACKS")]
     pub no_builtin_packs: bool,
+    /// The strategy catalog `GET /api/strategy/catalog` and the console's
+    /// strategy page show (`strategies.toml` or `.json`).
+    #[arg(long, env = "POLIS_STRATEGY_CATALOG")]
+    pub strategy_catalog: Option<PathBuf>,
 }
 
 impl WorkerArgs {
@@ -65,6 +69,17 @@ impl WorkerArgs {
             tiers: None,
             rebalance,
             packs: polis_server::domains::packs::Settings { seed_builtin: !self.no_builtin_packs },
+            strategy: polis_server::domains::strategy::Settings {
+                catalog: self
+                    .strategy_catalog
+                    .as_ref()
+                    .map(|path| {
+                        std::fs::read_to_string(path)
+                            .map(|text| (path.display().to_string(), text))
+                            .with_context(|| format!("cannot read `--strategy-catalog {}`", path.display()))
+                    })
+                    .transpose()?,
+            },
         })
     }
 

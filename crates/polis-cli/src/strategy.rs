@@ -12,7 +12,7 @@ use polis_strategy::catalog::{Catalog, EntryState};
 use polis_strategy::contract::IntentRecord;
 use polis_strategy::features::{FeatureSet, Streams};
 use polis_strategy::live::{Live, Reloaded};
-use polis_strategy::replay::{ReplayConfig, first_difference, intents_jsonl, replay};
+use polis_strategy::replay::{ReplayConfig, builtin, first_difference, intents_jsonl, replay_parallel};
 use polis_strategy::svg::equity_svg;
 
 use crate::Outcome;
@@ -33,17 +33,24 @@ pub enum Command {
     /// Replay bars through a catalog's enabled strategies: intents, an
     /// evaluation table and a digest.
     ///
+    /// Independent strategies run in parallel (an overlay with the
+    /// strategies it consumes); the intents and digest are those of one
+    /// sequential run.
+    ///
     /// `--out DIR` writes `intents.jsonl`, `metrics.json`, `digest` and
     /// `equity.svg`; `--verify DIR` re-runs and reports the first intent
     /// that differs from the stored `intents.jsonl`.
     Replay(ReplayArgs),
-    /// The live loop: bars or feature vectors as JSON lines on stdin,
-    /// intents as canonical JSON lines on stdout.
+    /// The live loop: bars or feature vectors as JSON lines on stdin (or a
+    /// NATS subject), intents as canonical JSON lines on stdout (or a NATS
+    /// subject).
     ///
     /// The catalog reloads atomically on SIGHUP or when the file changes
-    /// (checked before every line); a catalog that does not parse leaves
-    /// the old one running and says why on stderr. A bad line is reported
-    /// with its number and skipped. A failing strategy degrades alone.
+    /// (checked before every line and twice a second); a catalog that does
+    /// not parse leaves the old one running and says why on stderr. A bad
+    /// line is reported with where it came from and skipped. A failing
+    /// strategy degrades alone. The loop ends at the end of stdin, or on
+    /// SIGINT or SIGTERM, and prints each strategy's counters.
     Run(RunArgs),
 }
 
@@ -55,6 +62,22 @@ pub struct RunArgs {
     /// The bar length of incoming bars.
     #[arg(long, default_value = "1d")]
     timeframe: String,
+    /// Read from NATS instead of stdin: the server's URL, such as
+    /// `nats://127.0.0.1:4222`. Each message is one or more JSON lines.
+    #[arg(long, requires = "subject")]
+    nats: Option<String>,
+    /// The NATS subject to read bars or feature vectors from.
+    #[arg(long, requires = "nats")]
+    subject: Option<String>,
+    /// Publish intents to this NATS subject (one canonical JSON message
+    /// each) instead of writing them to stdout.
+    #[arg(long, requires = "nats")]
+    out_subject: Option<String>,
+    /// Serve the seed's metrics (`strategy_events_total`, …) in
+    /// Prometheus's format at `http://ADDR/metrics`, such as
+    /// `127.0.0.1:9464`.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -205,7 +228,12 @@ fn replay_command(args: &ReplayArgs, json: bool) -> anyhow::Result<Outcome> {
         capital: args.capital,
         ..ReplayConfig::default()
     };
-    let result = replay(&bars, &catalog, &config)?;
+    let bar = crate::progress::bar(0, "bars × strategy groups");
+    let result = replay_parallel(&bars, &catalog, &config, &builtin, &|done, total| {
+        bar.set_length(total);
+        bar.inc(done);
+    })?;
+    bar.finish_and_clear();
     let metrics = serde_json::json!({
         "bars": result.bars,
         "digest": result.digest.to_hex(),
@@ -294,20 +322,25 @@ fn replay_command(args: &ReplayArgs, json: bool) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
-/// Sets a flag on every SIGHUP, from a thread of its own.
-fn on_sighup() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
-    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let set = flag.clone();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    std::thread::spawn(move || {
-        runtime.block_on(async move {
-            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
-            while hup.recv().await.is_some() {
-                set.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-        });
-    });
-    Ok(flag)
+/// What the live loop's main thread is sent.
+enum Input {
+    /// One input line (a bar or a feature vector) and where it came from,
+    /// such as `stdin line 3`.
+    Line(String, String),
+    /// Time passed: check whether the catalog changed.
+    Tick,
+    /// SIGHUP: reload the catalog.
+    Hangup,
+    /// The input ended (end of stdin, or SIGINT/SIGTERM).
+    End,
+    /// The input failed.
+    Failed(String),
+}
+
+/// Where intents go.
+enum Sink {
+    Stdout(std::io::Stdout),
+    Nats { client: async_nats::Client, subject: String },
 }
 
 /// What tells the loop the catalog changed: its modification time and its
@@ -317,45 +350,179 @@ fn modified(path: &Path) -> Option<(std::time::SystemTime, u64)> {
     std::fs::metadata(path).and_then(|m| Ok((m.modified()?, m.len()))).ok()
 }
 
+/// How often the loop looks at the catalog file when no input arrives.
+const RELOAD_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How often `/metrics` is re-rendered while lines arrive.
+const METRICS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
 fn live(args: &RunArgs) -> anyhow::Result<Outcome> {
-    use std::io::BufRead;
+    use std::sync::mpsc;
     let name = args.catalog.display().to_string();
     // Stamped before it is read and before the banner, so a change made
     // as soon as the banner shows (or while reading) is seen.
     let mut stamp = modified(&args.catalog);
     let text = std::fs::read_to_string(&args.catalog).with_context(|| format!("cannot read `{name}`"))?;
     let mut live = Live::new(&name, &text, &args.timeframe, polis_runtime::BreakerConfig::default())?;
-    let hup = on_sighup()?;
-    eprintln!("running `{name}`: {} enabled strategies; reading JSON lines on stdin", live.catalog().enabled().count());
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for (i, line) in std::io::stdin().lock().lines().enumerate() {
-        let line = line.context("cannot read stdin")?;
+    live.measure_latency(args.metrics_listen.is_some());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let (tx, rx) = mpsc::channel::<Input>();
+
+    // Signals and the reload tick, on the runtime.
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let tx = tx.clone();
+        let mut hup = runtime.block_on(async { signal(SignalKind::hangup()) })?;
+        let mut term = runtime.block_on(async { signal(SignalKind::terminate()) })?;
+        let mut int = runtime.block_on(async { signal(SignalKind::interrupt()) })?;
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(RELOAD_POLL);
+            loop {
+                let message = tokio::select! {
+                    _ = tick.tick() => Input::Tick,
+                    _ = hup.recv() => Input::Hangup,
+                    _ = term.recv() => Input::End,
+                    _ = int.recv() => Input::End,
+                };
+                if tx.send(message).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    let metrics = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    if let Some(addr) = args.metrics_listen {
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("cannot listen on {addr} for `/metrics`"))?;
+        let bound = listener.local_addr()?;
+        let shared = metrics.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let shared = shared.clone();
+                async move {
+                    let body = shared.lock().map(|m| m.clone()).unwrap_or_default();
+                    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+                }
+            }),
+        );
+        runtime.spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                eprintln!("`/metrics` stopped: {e}");
+            }
+        });
+        eprintln!("metrics on http://{bound}/metrics");
+    }
+
+    let (source, mut sink) = match (&args.nats, &args.subject) {
+        (Some(url), Some(subject)) => {
+            let client = runtime
+                .block_on(async_nats::connect(url.as_str()))
+                .with_context(|| format!("cannot connect to NATS at `{url}`"))?;
+            let mut subscriber = runtime
+                .block_on(client.subscribe(subject.clone()))
+                .with_context(|| format!("cannot subscribe to `{subject}` on `{url}`"))?;
+            runtime.block_on(client.flush()).with_context(|| format!("NATS at `{url}`"))?;
+            let tx = tx.clone();
+            runtime.spawn(async move {
+                use futures_util::StreamExt;
+                let mut n = 0u64;
+                while let Some(message) = subscriber.next().await {
+                    n += 1;
+                    let Ok(text) = String::from_utf8(message.payload.to_vec()) else {
+                        let _ = tx.send(Input::Failed(format!("NATS message {n} is not UTF-8")));
+                        continue;
+                    };
+                    // A message may carry several JSON lines.
+                    for line in text.lines() {
+                        if tx.send(Input::Line(line.to_owned(), format!("NATS message {n}"))).is_err() {
+                            return;
+                        }
+                    }
+                }
+                let _ = tx.send(Input::End);
+            });
+            let sink = match &args.out_subject {
+                Some(out) => Sink::Nats { client, subject: out.clone() },
+                None => Sink::Stdout(std::io::stdout()),
+            };
+            (format!("NATS subject `{subject}` on `{url}`"), sink)
+        }
+        _ => {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for (i, line) in std::io::stdin().lock().lines().enumerate() {
+                    let message = match line {
+                        Ok(line) => Input::Line(line, format!("stdin line {}", i + 1)),
+                        Err(e) => Input::Failed(format!("cannot read stdin: {e}")),
+                    };
+                    if tx.send(message).is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send(Input::End);
+            });
+            ("stdin".to_owned(), Sink::Stdout(std::io::stdout()))
+        }
+    };
+    drop(tx);
+    let render = |live: &Live| {
+        if let Ok(mut m) = metrics.lock() {
+            *m = polis_strategy::metrics::render(live.catalog(), live.engine());
+        }
+    };
+    render(&live);
+    eprintln!(
+        "running `{name}`: {} enabled strategies; reading JSON lines from {source}",
+        live.catalog().enabled().count()
+    );
+    let mut rendered = std::time::Instant::now();
+    let mut hangup = false;
+    while let Ok(message) = rx.recv() {
+        let (line, place) = match message {
+            Input::Line(line, place) => (line, place),
+            Input::Tick => (String::new(), String::new()),
+            Input::Hangup => {
+                hangup = true;
+                (String::new(), String::new())
+            }
+            Input::End => break,
+            Input::Failed(e) => {
+                eprintln!("{e}");
+                continue;
+            }
+        };
         let changed = modified(&args.catalog);
-        if hup.swap(false, std::sync::atomic::Ordering::SeqCst) || changed != stamp {
+        if std::mem::take(&mut hangup) || changed != stamp {
             stamp = changed;
             match std::fs::read_to_string(&args.catalog)
                 .map_err(|e| e.to_string())
                 .and_then(|t| live.reload(&name, &t).map_err(|e| e.to_string()))
             {
-                Ok(Reloaded::Swapped) => eprintln!("reloaded `{name}`: {} enabled", live.catalog().enabled().count()),
+                Ok(Reloaded::Swapped) => {
+                    eprintln!("reloaded `{name}`: {} enabled", live.catalog().enabled().count());
+                }
                 Ok(Reloaded::Unchanged) => {}
                 Err(e) => eprintln!("reload refused, the old catalog keeps running: {e}"),
             }
         }
-        if line.trim().is_empty() {
-            continue;
-        }
-        match live.on_line(&line) {
-            Ok(intents) => {
-                for intent in intents {
-                    out.write_all(&polis_core::canonical::to_canonical_vec(&intent)?)?;
-                    out.write_all(b"\n")?;
-                }
-                out.flush()?;
+        if !line.trim().is_empty() {
+            match live.on_line(&line) {
+                Ok(intents) => emit(&runtime, &mut sink, &intents)?,
+                Err(e) => eprintln!("{place}: {e}"),
             }
-            Err(e) => eprintln!("stdin line {}: {e}", i + 1),
         }
+        if args.metrics_listen.is_some() && rendered.elapsed() >= METRICS_EVERY {
+            render(&live);
+            rendered = std::time::Instant::now();
+        }
+    }
+    render(&live);
+    if let Sink::Nats { client, .. } = &sink {
+        runtime.block_on(client.flush()).context("cannot flush intents to NATS")?;
     }
     for (key, c) in live.engine().counters() {
         eprintln!(
@@ -363,5 +530,34 @@ fn live(args: &RunArgs) -> anyhow::Result<Outcome> {
             c.events, c.intents, c.errors, c.circuit_opened
         );
     }
+    runtime.shutdown_background();
     Ok(Outcome::Success)
+}
+
+/// Writes intents as canonical JSON: a line each on stdout, or a message
+/// each on NATS.
+fn emit(runtime: &tokio::runtime::Runtime, sink: &mut Sink, intents: &[IntentRecord]) -> anyhow::Result<()> {
+    if intents.is_empty() {
+        return Ok(());
+    }
+    match sink {
+        Sink::Stdout(stdout) => {
+            let mut out = stdout.lock();
+            for intent in intents {
+                out.write_all(&polis_core::canonical::to_canonical_vec(intent)?)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+        }
+        Sink::Nats { client, subject } => {
+            for intent in intents {
+                let bytes = polis_core::canonical::to_canonical_vec(intent)?;
+                runtime
+                    .block_on(client.publish(subject.clone(), bytes.into()))
+                    .with_context(|| format!("cannot publish to `{subject}`"))?;
+            }
+            runtime.block_on(client.flush()).with_context(|| format!("cannot flush `{subject}`"))?;
+        }
+    }
+    Ok(())
 }

@@ -17,83 +17,12 @@
 mod fixture;
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{browser_dir, browser_ready, postgres_url, scratch_dir};
-
-const ADMIN: &str = "packs-admin-secret";
-const READ: &str = "packs-read-secret";
-
-/// A running `polis serve`, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    agent: ureq::Agent,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(database_url: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_polis"))
-            .args(["serve", "--database-url", database_url, "--listen", "127.0.0.1:0"])
-            .args(["--admin-token", ADMIN, "--read-token", READ, "--workers", "1"])
-            .args(extra)
-            .env("POLIS_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected: {line}")).to_owned();
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        Server { child, base, agent }
-    }
-
-    fn call(&self, method: &str, path: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
-        let auth = format!("Bearer {token}");
-        let response = match (method, body) {
-            ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
-            ("POST", body) => self
-                .agent
-                .post(&url)
-                .header("Authorization", &auth)
-                .header("Content-Type", "application/json")
-                .send(body.map_or_else(String::new, Value::to_string)),
-            ("PUT", body) => self
-                .agent
-                .put(&url)
-                .header("Authorization", &auth)
-                .header("Content-Type", "application/json")
-                .send(body.map_or_else(String::new, Value::to_string)),
-            _ => panic!("method {method}"),
-        };
-        let mut response = response.unwrap();
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let (status, body) = self.call("GET", path, READ, None);
-        assert_eq!(status, 200, "GET {path}: {body}");
-        body
-    }
-
-    fn admin(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
-        self.call(method, path, ADMIN, Some(body))
-    }
-}
+use support::{ADMIN, READ, Server, browser_dir, browser_ready, postgres_url, scratch_dir};
 
 fn codes(findings: &Value) -> Vec<String> {
     findings.as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap().to_owned()).collect()

@@ -1,40 +1,25 @@
 //! `polis strategy …` end to end: features as JSON lines, a catalog check
 //! that names every reason, a replay whose `--verify` passes and then
-//! catches an edited intent, and the live loop over stdin with a bad
-//! reload that keeps the old catalog.
+//! catches an edited intent, the live loop over stdin with a bad reload
+//! that keeps the old catalog, and the live loop between two subjects of
+//! a real NATS server with `/metrics` served.
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+mod support;
+
 fn polis(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_polis")).args(args).output().unwrap()
 }
 
-/// 300 daily bars, unnamed time column as backtesting.py writes them.
+/// 300 daily bars in `dir/bars.csv`; returns the path.
 fn bars_csv(dir: &std::path::Path) -> String {
-    let mut text = String::from(",Open,High,Low,Close,Volume\n");
-    let mut close: f64 = 100.0;
-    for i in 0..300i64 {
-        let open = close;
-        close *= 1.0 + (((i * 37) % 23) as f64 - 11.0) / 400.0;
-        let day = time_of(i);
-        text.push_str(&format!(
-            "{day},{open:.2},{:.2},{:.2},{close:.2},{}\n",
-            open.max(close) + 0.5,
-            open.min(close) - 0.5,
-            1000 + i
-        ));
-    }
     let path = dir.join("bars.csv");
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, support::synthetic_bars_csv()).unwrap();
     path.display().to_string()
-}
-
-fn time_of(i: i64) -> String {
-    // Consecutive days from 2020-01-01 as epoch seconds, a form the reader accepts.
-    (1_577_836_800 + i * 86_400).to_string()
 }
 
 const CATALOG: &str = "[[strategies]]\nstrategy_id = \"legacy\"\nstrategy_type = \"legacy_macd_rsi\"\nversion = \"1.0.0\"\nsymbols = [\"T\"]\n\n[[strategies]]\nstrategy_id = \"mr\"\nstrategy_type = \"mean_reversion\"\nversion = \"1.0.0\"\nparams = { entry_z = 1.5, exit_z = 0.3 }\nsymbols = [\"T\"]\n";
@@ -178,4 +163,106 @@ fn the_live_loop_turns_stdin_bars_into_the_replays_intents() {
     assert!(stderr.contains("reload refused, the old catalog keeps running"), "{stderr}");
     assert!(stderr.contains("stdin line 151: not JSON"), "{stderr}");
     assert_eq!(String::from_utf8(out.stdout).unwrap(), std::fs::read_to_string(out_dir.join("intents.jsonl")).unwrap());
+}
+
+#[test]
+fn bars_published_on_nats_give_the_replays_intents_on_another_subject() {
+    let Some(url) = support::nats_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let csv = bars_csv(dir.path());
+    let catalog = dir.path().join("strategies.toml");
+    std::fs::write(&catalog, CATALOG).unwrap();
+    let out_dir = dir.path().join("out");
+    let replayed = polis(&[
+        "strategy",
+        "replay",
+        "--bars",
+        &csv,
+        "--symbol",
+        "T",
+        "--catalog",
+        catalog.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(replayed.status.success(), "{}", String::from_utf8_lossy(&replayed.stderr));
+    let expected = std::fs::read_to_string(out_dir.join("intents.jsonl")).unwrap();
+    let expected: Vec<&str> = expected.lines().collect();
+    assert!(expected.len() > 5, "{}", expected.len());
+
+    let unique = format!("{}.{}", std::process::id(), std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos());
+    let (bars_subject, intents_subject) = (format!("polis.test.{unique}.bars"), format!("polis.test.{unique}.intents"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = runtime.block_on(async_nats::connect(url.as_str())).unwrap();
+    let mut intents = runtime.block_on(client.subscribe(intents_subject.clone())).unwrap();
+    runtime.block_on(client.flush()).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(["strategy", "run", "--catalog", catalog.to_str().unwrap(), "--nats", &url])
+        .args(["--subject", &bars_subject, "--out-subject", &intents_subject, "--metrics-listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut metrics_url = None;
+    loop {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0, "polis ended before its banner");
+        if let Some(rest) = line.strip_prefix("metrics on ") {
+            metrics_url = Some(rest.trim().to_owned());
+        }
+        if line.starts_with("running") {
+            assert!(line.contains(&bars_subject), "{line}");
+            break;
+        }
+    }
+    let metrics_url = metrics_url.unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    for (i, row) in text.lines().skip(1).enumerate() {
+        let f: Vec<&str> = row.split(',').collect();
+        if i == 100 {
+            runtime.block_on(client.publish(bars_subject.clone(), "not json".into())).unwrap();
+        }
+        let bar = format!(
+            r#"{{"symbol":"T","ts":{},"open":{},"high":{},"low":{},"close":{},"volume":{}}}"#,
+            f[0], f[1], f[2], f[3], f[4], f[5]
+        );
+        runtime.block_on(client.publish(bars_subject.clone(), bar.into())).unwrap();
+    }
+    runtime.block_on(client.flush()).unwrap();
+
+    let mut received = Vec::new();
+    runtime.block_on(async {
+        use futures_util::StreamExt;
+        while received.len() < expected.len() {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(30), intents.next()).await;
+            let message = next.expect("intents stopped arriving").unwrap();
+            received.push(String::from_utf8(message.payload.to_vec()).unwrap());
+        }
+    });
+    assert_eq!(received, expected);
+
+    // Every bar was counted once the loop rendered its metrics again.
+    let mut body = String::new();
+    for _ in 0..50 {
+        body = ureq::get(&metrics_url).call().unwrap().into_body().read_to_string().unwrap();
+        if body.contains("strategy_events_total{strategy=\"legacy@1.0.0\"} 300\n") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(body.contains("strategy_events_total{strategy=\"legacy@1.0.0\"} 300\n"), "{body}");
+    assert!(body.contains("strategy_eval_latency_ms_count{strategy=\"mr@1.0.0\"} "), "{body}");
+    assert!(body.contains("strategy_plugin_enabled{strategy=\"mr@1.0.0\"} 1\n"), "{body}");
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(out.status.success(), "{rest}");
+    assert!(rest.contains("NATS message 101: not JSON"), "{rest}");
+    assert!(rest.contains("legacy@1.0.0: 300 events"), "{rest}");
+    assert!(out.stdout.is_empty(), "intents went to NATS, not stdout");
 }

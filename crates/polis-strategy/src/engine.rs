@@ -82,6 +82,40 @@ struct Running {
     /// The slots of `entry.features` in the feature set last seen, so the
     /// missing-feature check costs no name lookups per event.
     slots: Option<(Arc<FeatureSet>, Vec<Option<usize>>)>,
+    /// Plugin call latency, when the engine measures it.
+    latency: Latency,
+}
+
+/// Upper bounds of the `strategy_eval_latency_ms` buckets, milliseconds.
+pub const LATENCY_BUCKETS_MS: [f64; 11] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0];
+
+/// A histogram of plugin call latencies (`strategy_eval_latency_ms`).
+///
+/// Measured only when [`Engine::measure_latency`] is on (the live loop),
+/// since two clock reads per call would be a quarter of a built-in's cost
+/// in a replay. Latencies never decide anything and are not part of a
+/// replay's outputs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Latency {
+    /// Calls at or under each bound of [`LATENCY_BUCKETS_MS`]
+    /// (cumulative, as Prometheus counts them).
+    pub buckets: [u64; LATENCY_BUCKETS_MS.len()],
+    /// Every call measured.
+    pub count: u64,
+    /// Their sum, milliseconds.
+    pub sum_ms: f64,
+}
+
+impl Latency {
+    fn record(&mut self, ms: f64) {
+        for (bound, n) in LATENCY_BUCKETS_MS.iter().zip(&mut self.buckets) {
+            if ms <= *bound {
+                *n += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_ms += ms;
+    }
 }
 
 /// Runs a catalog's enabled strategies over events.
@@ -89,6 +123,7 @@ pub struct Engine {
     running: Vec<Running>,
     origin: Instant,
     features: FeatureSet,
+    timed: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -139,6 +174,7 @@ impl Engine {
                     counters: StrategyCounters::default(),
                     make,
                     slots: None,
+                    latency: Latency::default(),
                 })
             })
             .collect();
@@ -149,7 +185,18 @@ impl Engine {
         let features = FeatureSet::new(&known).unwrap_or_else(|_| FeatureSet::default_set());
         // The breaker needs instants; only differences from this origin
         // matter, and those are event seconds, so no decision reads the clock.
-        Engine { running, origin: Instant::now(), features }
+        Engine { running, origin: Instant::now(), features, timed: false }
+    }
+
+    /// Measures every plugin call's latency from now on (off by default).
+    pub fn measure_latency(&mut self, on: bool) {
+        self.timed = on;
+    }
+
+    /// Each strategy's `strategy_id@version` and call latencies, in run
+    /// order; empty histograms unless [`Engine::measure_latency`] is on.
+    pub fn latencies(&self) -> Vec<(String, Latency)> {
+        self.running.iter().map(|r| (r.key.clone(), r.latency.clone())).collect()
     }
 
     /// Every feature the enabled strategies need.
@@ -186,7 +233,7 @@ impl Engine {
             } else {
                 emitted.iter().filter(|i| r.sources.contains(&i.intent.strategy_id)).cloned().collect()
             };
-            if let Some(record) = step(r, row, timeframe, &upstream, now) {
+            if let Some(record) = step(r, row, timeframe, &upstream, now, self.timed) {
                 emitted.push(record);
             }
         }
@@ -194,7 +241,14 @@ impl Engine {
     }
 }
 
-fn step(r: &mut Running, row: &Row, timeframe: &str, upstream: &[IntentRecord], now: Instant) -> Option<IntentRecord> {
+fn step(
+    r: &mut Running,
+    row: &Row,
+    timeframe: &str,
+    upstream: &[IntentRecord],
+    now: Instant,
+    timed: bool,
+) -> Option<IntentRecord> {
     r.counters.events += 1;
     if r.breaker.admit(now).is_err() {
         r.counters.circuit_open += 1;
@@ -234,7 +288,11 @@ fn step(r: &mut Running, row: &Row, timeframe: &str, upstream: &[IntentRecord], 
     let event = Event { row, timeframe, upstream };
     let ctx = &r.ctx;
     let plugin = &mut inst.plugin;
+    let started = timed.then(Instant::now);
     let outcome = catch_unwind(AssertUnwindSafe(|| plugin.on_event(&event, ctx)));
+    if let Some(started) = started {
+        r.latency.record(started.elapsed().as_secs_f64() * 1e3);
+    }
     let intent = match outcome {
         Ok(Ok(intent)) => intent,
         Ok(Err(fault)) => {

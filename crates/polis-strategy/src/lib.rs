@@ -18,7 +18,8 @@
 //!   (warm-up, cooldown, position limits, breakers, counters);
 //!   [`replay`]: intents, digest, evaluation; [`svg`]: `equity.svg`;
 //!   [`endpoint`]: a sandboxed plugin (process, wasm, remote) behind the
-//!   typed surface; [`live`]: the live loop (JSON lines, atomic reload).
+//!   typed surface; [`live`]: the live loop (JSON lines, atomic reload);
+//!   [`metrics`]: the seed's metrics in Prometheus's text format.
 //!
 //! # Example
 //!
@@ -44,6 +45,7 @@ pub mod engine;
 pub mod features;
 pub mod indicators;
 pub mod live;
+pub mod metrics;
 pub mod replay;
 pub mod svg;
 mod ts;

@@ -35,6 +35,7 @@ pub struct Live {
     timeframe: String,
     breaker: BreakerConfig,
     last_ts: std::collections::BTreeMap<String, i64>,
+    timed: bool,
 }
 
 impl std::fmt::Debug for Live {
@@ -79,6 +80,7 @@ impl Live {
             timeframe: timeframe.to_owned(),
             breaker,
             last_ts: Default::default(),
+            timed: false,
         })
     }
 
@@ -92,6 +94,13 @@ impl Live {
         &self.engine
     }
 
+    /// Measures every plugin call's latency (for `strategy_eval_latency_ms`),
+    /// across reloads too.
+    pub fn measure_latency(&mut self, on: bool) {
+        self.timed = on;
+        self.engine.measure_latency(on);
+    }
+
     /// Swaps in the catalog in `text` if it checks; on error the old one
     /// keeps running.
     pub fn reload(&mut self, file: &str, text: &str) -> Result<Reloaded, CatalogError> {
@@ -99,7 +108,8 @@ impl Live {
             return Ok(Reloaded::Unchanged);
         }
         let catalog = Catalog::load(file, text)?;
-        let engine = Engine::new(&catalog, self.breaker);
+        let mut engine = Engine::new(&catalog, self.breaker);
+        engine.measure_latency(self.timed);
         self.streams = Streams::new(engine.features().clone());
         self.engine = engine;
         self.catalog = catalog;

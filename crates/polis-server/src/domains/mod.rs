@@ -5,6 +5,7 @@
 pub mod contract_only;
 pub mod packs;
 pub mod rebalance;
+pub mod strategy;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct Settings {
     pub rebalance: rebalance::Settings,
     /// The policy packs' settings.
     pub packs: packs::Settings,
+    /// The strategy service's settings.
+    pub strategy: strategy::Settings,
 }
 
 /// Where a domain's plugins come from.
@@ -54,6 +57,9 @@ pub enum DomainError {
     /// The plugin tiers could not start.
     #[error("plugin tiers could not start: {0}")]
     Tiers(String),
+    /// The configured strategy catalog does not parse.
+    #[error(transparent)]
+    Catalog(polis_strategy::catalog::CatalogError),
     /// The store failed while the service started.
     #[error(transparent)]
     Store(#[from] polis_store::StoreError),
@@ -78,5 +84,6 @@ pub fn all(core: &Core, settings: &Settings) -> Result<Vec<Arc<dyn Domain>>, Dom
             &plugins,
         )?,
         packs::domain(core, &settings.packs),
+        strategy::domain(core, &settings.strategy)?,
     ])
 }
