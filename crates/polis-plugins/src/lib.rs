@@ -14,7 +14,9 @@
 //! Only directories whose manifest the contract claims are loaded, with that
 //! contract's permissions and capabilities. [`load_roots`] registers each
 //! plugin as a policy of a one-method contract; [`load_endpoints`] hands a
-//! domain whose plugins answer several methods the endpoints themselves.
+//! domain whose plugins answer several methods the endpoints themselves,
+//! and [`load_stateful_endpoints`] does so for plugins that keep state
+//! between calls (a wasm module keeps one instance alive).
 //! Either way the caller never learns which tier a plugin runs in.
 //!
 //! Reloading is atomic: [`load_roots`] builds a new registry from a base
@@ -136,7 +138,7 @@ pub fn load_roots<C: Contract>(base: Registry<C>, roots: &[&Path], tiers: &Tiers
 /// Loads every plugin directory directly under `root` whose manifest names
 /// contract `C`. A root that cannot be read is reported as one failed entry.
 pub fn load_root<C: Contract>(root: &Path, tiers: &Tiers, registry: &mut Registry<C>) -> Vec<LoadReport> {
-    let (loaded, mut reports) = endpoints_under::<C>(root, tiers, &[C::METHOD]);
+    let (loaded, mut reports) = endpoints_under::<C>(root, tiers, &[C::METHOD], Instances::PerCall);
     let mut loaded = loaded.into_iter();
     for report in &mut reports {
         match &report.outcome {
@@ -180,10 +182,42 @@ pub fn load_endpoints<C: Contract>(
     tiers: &Tiers,
     required_methods: &[&str],
 ) -> (Vec<Loaded>, Vec<LoadReport>) {
+    endpoints_of::<C>(roots, tiers, required_methods, Instances::PerCall)
+}
+
+/// As [`load_endpoints`], for plugins whose state lives inside them from
+/// one call to the next (a strategy's instances, keyed by an id in each
+/// request). A process plugin keeps its worker anyway; a wasm plugin keeps
+/// one module instance for all its calls
+/// ([`polis_wasm::WasmModule::into_resident`]) instead of a fresh one per
+/// call; a remote plugin's state is its server's.
+pub fn load_stateful_endpoints<C: Contract>(
+    roots: &[&Path],
+    tiers: &Tiers,
+    required_methods: &[&str],
+) -> (Vec<Loaded>, Vec<LoadReport>) {
+    endpoints_of::<C>(roots, tiers, required_methods, Instances::Resident)
+}
+
+/// How a wasm plugin's calls map to module instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Instances {
+    /// A fresh instance per call.
+    PerCall,
+    /// One instance kept for every call.
+    Resident,
+}
+
+fn endpoints_of<C: Contract>(
+    roots: &[&Path],
+    tiers: &Tiers,
+    required_methods: &[&str],
+    instances: Instances,
+) -> (Vec<Loaded>, Vec<LoadReport>) {
     let mut loaded = Vec::new();
     let mut reports = Vec::new();
     for root in roots {
-        let (more, more_reports) = endpoints_under::<C>(root, tiers, required_methods);
+        let (more, more_reports) = endpoints_under::<C>(root, tiers, required_methods, instances);
         loaded.extend(more);
         reports.extend(more_reports);
     }
@@ -197,6 +231,7 @@ fn endpoints_under<C: Contract>(
     root: &Path,
     tiers: &Tiers,
     required_methods: &[&str],
+    instances: Instances,
 ) -> (Vec<Loaded>, Vec<LoadReport>) {
     let entries = match std::fs::read_dir(root) {
         Ok(entries) => entries,
@@ -212,7 +247,7 @@ fn endpoints_under<C: Contract>(
     let mut loaded = Vec::new();
     let mut reports = Vec::new();
     for dir in dirs {
-        if let Some((plugin, report)) = load_dir::<C>(&dir, tiers, &catalog, required_methods) {
+        if let Some((plugin, report)) = load_dir_with::<C>(&dir, tiers, &catalog, required_methods, instances) {
             loaded.extend(plugin);
             reports.push(report);
         }
@@ -233,6 +268,16 @@ fn failed(source: PathBuf, reason: String) -> LoadReport {
     }
 }
 
+/// As [`load_dir`] with the catalog of `C`, for a plugin that keeps state
+/// between calls ([`load_stateful_endpoints`]).
+pub fn load_stateful_dir<C: Contract>(
+    dir: &Path,
+    tiers: &Tiers,
+    required_methods: &[&str],
+) -> Option<(Option<Loaded>, LoadReport)> {
+    load_dir_with::<C>(dir, tiers, &permission_catalog::<C>(), required_methods, Instances::Resident)
+}
+
 /// Loads one plugin directory for contract `C`. Returns `None` when its
 /// manifest names another contract; a manifest that cannot be read is
 /// reported, since no contract can claim it.
@@ -241,6 +286,16 @@ pub fn load_dir<C: Contract>(
     tiers: &Tiers,
     catalog: &PermissionCatalog,
     required_methods: &[&str],
+) -> Option<(Option<Loaded>, LoadReport)> {
+    load_dir_with::<C>(dir, tiers, catalog, required_methods, Instances::PerCall)
+}
+
+fn load_dir_with<C: Contract>(
+    dir: &Path,
+    tiers: &Tiers,
+    catalog: &PermissionCatalog,
+    required_methods: &[&str],
+    instances: Instances,
 ) -> Option<(Option<Loaded>, LoadReport)> {
     let manifest = match read_manifest(dir) {
         Ok(manifest) => manifest,
@@ -271,7 +326,7 @@ pub fn load_dir<C: Contract>(
         Ok(normalised) => {
             report.manifest_sha256 = normalised.digest().ok();
             match manifest.tier() {
-                TierKind::Wasm => load_wasm(dir, &manifest, tiers, catalog, required_methods, &mut report),
+                TierKind::Wasm => load_wasm(dir, &manifest, tiers, catalog, required_methods, instances, &mut report),
                 TierKind::Process => load_process(dir, &manifest, tiers, catalog, &mut report),
                 TierKind::Builtin => Err("a built-in plugin cannot be loaded from a directory".to_owned()),
                 TierKind::Remote => load_remote(&manifest, tiers, catalog),
@@ -334,6 +389,7 @@ fn load_wasm(
     tiers: &Tiers,
     catalog: &PermissionCatalog,
     required_methods: &[&str],
+    instances: Instances,
     report: &mut LoadReport,
 ) -> Result<Arc<dyn PluginEndpoint>, String> {
     let path = inside(dir, entry(manifest)?)?;
@@ -341,7 +397,10 @@ fn load_wasm(
     report.artifact_sha256 = Some(Digest::of_bytes(&bytes));
     let module =
         tiers.wasm.load_with(manifest.clone(), &bytes, catalog, required_methods).map_err(|e| e.to_string())?;
-    Ok(Arc::new(module))
+    Ok(match instances {
+        Instances::PerCall => Arc::new(module),
+        Instances::Resident => Arc::new(module.into_resident()),
+    })
 }
 
 fn load_process(

@@ -120,6 +120,10 @@ impl CheckedEntry {
     }
 }
 
+/// Families beyond the built-ins, for [`Catalog::check_with`].
+pub type OtherFamilies<'a> =
+    dyn Fn(&CatalogEntry) -> Option<Result<Box<dyn crate::contract::StrategyPlugin>, String>> + 'a;
+
 /// Why a catalog file cannot be used at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("catalog `{file}`: {message}")]
@@ -157,17 +161,33 @@ impl Catalog {
     }
 
     /// Checks entries, every problem of every entry collected.
-    pub fn check(mut entries: Vec<CatalogEntry>) -> Catalog {
+    pub fn check(entries: Vec<CatalogEntry>) -> Catalog {
+        Catalog::check_with(entries, &|_| None)
+    }
+
+    /// Checks entries as [`Catalog::check`] does, with `other` giving the
+    /// families beyond the built-ins (loaded plugins): for an entry whose
+    /// type no built-in has, `None` means unknown, `Some(Err(reason))`
+    /// disables the entry with the reason, `Some(Ok(plugin))` is an
+    /// instance to check the params on (and read features and warm-up
+    /// from). A built-in family wins over `other`.
+    pub fn check_with(mut entries: Vec<CatalogEntry>, other: &OtherFamilies<'_>) -> Catalog {
         entries.sort_by(|a, b| a.priority.cmp(&b.priority).then_with(|| a.strategy_id.cmp(&b.strategy_id)));
         let mut seen = BTreeSet::new();
         let checked = entries
             .into_iter()
             .map(|entry| {
                 let duplicate = !seen.insert(entry.strategy_id.clone());
-                check_entry(entry, duplicate)
+                check_entry(entry, duplicate, other)
             })
             .collect();
         Catalog { entries: checked }
+    }
+
+    /// The same entries checked again with `other` families
+    /// ([`Catalog::check_with`]); entries that were off stay off.
+    pub fn recheck(&self, other: &OtherFamilies<'_>) -> Catalog {
+        Catalog::check_with(self.entries.iter().map(|e| e.entry.clone()).collect(), other)
     }
 
     /// The entries that run.
@@ -176,7 +196,7 @@ impl Catalog {
     }
 }
 
-fn check_entry(entry: CatalogEntry, duplicate: bool) -> CheckedEntry {
+fn check_entry(entry: CatalogEntry, duplicate: bool, other: &OtherFamilies<'_>) -> CheckedEntry {
     let mut reasons = Vec::new();
     let mut warnings = Vec::new();
     let mut features = BTreeSet::new();
@@ -187,19 +207,7 @@ fn check_entry(entry: CatalogEntry, duplicate: bool) -> CheckedEntry {
     if entry.symbols.is_empty() {
         reasons.push("no symbols to trade".to_owned());
     }
-    match find_family(&entry.strategy_type, &entry.version) {
-        None => {
-            let known: Vec<String> = families()
-                .iter()
-                .filter(|f| f.strategy_type == entry.strategy_type)
-                .map(|f| f.version.to_owned())
-                .collect();
-            reasons.push(if known.is_empty() {
-                format!("unknown strategy_type `{}`", entry.strategy_type)
-            } else {
-                format!("`{}` has no version `{}` (known: {})", entry.strategy_type, entry.version, known.join(", "))
-            });
-        }
+    let plugin = match find_family(&entry.strategy_type, &entry.version) {
         Some(family) => {
             if family.support == Support::Deprecated {
                 warnings.push(format!(
@@ -207,14 +215,41 @@ fn check_entry(entry: CatalogEntry, duplicate: bool) -> CheckedEntry {
                     family.strategy_type, family.version
                 ));
             }
-            let mut plugin = (family.make)();
-            match plugin.validate_params(&entry.params) {
-                Ok(()) => {
-                    features.extend(plugin.required_features());
-                    warmup = plugin.warmup_bars();
-                }
-                Err(problems) => reasons.extend(problems.into_iter().map(|p| format!("params: {p}"))),
+            Some((family.make)())
+        }
+        None => match other(&entry) {
+            Some(Ok(plugin)) => Some(plugin),
+            Some(Err(reason)) => {
+                reasons.push(reason);
+                None
             }
+            None => {
+                let known: Vec<String> = families()
+                    .iter()
+                    .filter(|f| f.strategy_type == entry.strategy_type)
+                    .map(|f| f.version.to_owned())
+                    .collect();
+                reasons.push(if known.is_empty() {
+                    format!("unknown strategy_type `{}`", entry.strategy_type)
+                } else {
+                    format!(
+                        "`{}` has no version `{}` (known: {})",
+                        entry.strategy_type,
+                        entry.version,
+                        known.join(", ")
+                    )
+                });
+                None
+            }
+        },
+    };
+    if let Some(mut plugin) = plugin {
+        match plugin.validate_params(&entry.params) {
+            Ok(()) => {
+                features.extend(plugin.required_features());
+                warmup = plugin.warmup_bars();
+            }
+            Err(problems) => reasons.extend(problems.into_iter().map(|p| format!("params: {p}"))),
         }
     }
     features.extend(entry.feature_requirements.iter().cloned());

@@ -233,6 +233,137 @@ pub fn validate_intent(intent: &StrategyIntent, event_symbol: &str, strategy_id:
     Violations::check(found)
 }
 
+// ------------------------------------------------------- the declared contract
+
+/// `strategy.v1` as a declared [`polis_core::contract::Contract`], so the
+/// plugin loader claims manifests naming it (`"contract": "strategy.v1"`)
+/// and `polis contract schema strategy.v1` shows what a plugin is sent.
+///
+/// A strategy plugin answers four methods ([`REQUIRED_METHODS`]; see
+/// [`crate::endpoint`] for each request and reply), so the engine drives it
+/// through [`crate::endpoint::EndpointStrategy`] rather than one `run`. The
+/// contract's input and output describe its central method, `on_event`.
+pub struct Strategy;
+
+/// The methods every sandboxed strategy plugin answers (wasm plugins must
+/// export each as `polis_<method>`).
+pub const REQUIRED_METHODS: &[&str] = &["validate_params", "required_features", "warmup_bars", "on_event"];
+
+/// What `on_event` is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnEventRequest {
+    /// The instance (one per strategy and symbol) the event is for; the
+    /// host chose it and named it in `validate_params` first.
+    pub instance: String,
+    /// The feature vector (`feature_vector.v3`).
+    pub fv: crate::features::FeatureVectorV3,
+    /// The strategy's configuration.
+    pub ctx: StrategyContext,
+    /// For an overlay, the intents its sources emitted on this event, in
+    /// catalog order; empty otherwise.
+    #[serde(default)]
+    pub upstream: Vec<IntentRecord>,
+}
+
+/// What `on_event` answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnEventReply {
+    /// The intent, or `null` for none.
+    pub intent: Option<StrategyIntent>,
+}
+
+/// No params beyond the request: a strategy's params travel in
+/// `validate_params` and in `ctx.params`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyParams {}
+
+/// An event decision is about one strategy on one symbol.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StrategySubject {
+    /// The catalog entry's `strategy_id`.
+    pub strategy_id: String,
+    /// The instrument.
+    pub symbol: String,
+}
+
+/// What a plugin sees of a run besides its request (with `context:read`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyRunContext {
+    /// The catalog entry's `strategy_id`.
+    pub strategy_id: String,
+    /// The instrument.
+    pub symbol: String,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+/// The contract's manifest fields: none beyond the common ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyManifest {}
+
+impl polis_core::contract::Contract for Strategy {
+    const ID: &'static str = CONTRACT_ID;
+    const METHOD: &'static str = "on_event";
+
+    type Input = OnEventRequest;
+    type Output = OnEventReply;
+    type Params = StrategyParams;
+    type Subject = StrategySubject;
+    type Context = StrategyRunContext;
+    type ManifestFields = StrategyManifest;
+
+    fn context(
+        key: &polis_core::run::RunKey<StrategySubject>,
+        key_sha256: &polis_core::canonical::Digest,
+        _request_id: Option<&str>,
+    ) -> StrategyRunContext {
+        StrategyRunContext {
+            strategy_id: key.subject.strategy_id.clone(),
+            symbol: key.subject.symbol.clone(),
+            seed: polis_core::run::seed_of(key_sha256),
+        }
+    }
+
+    type Checked = ();
+
+    fn check_input(input: &OnEventRequest, _params: &StrategyParams) -> Result<(), Violations> {
+        let mut found = Vec::new();
+        if input.instance.is_empty() {
+            found.push(Violation::new("request.instance", "instance", "is empty"));
+        }
+        if input.fv.schema_version != crate::features::SCHEMA_VERSION {
+            found.push(Violation::new(
+                "request.schema_version",
+                "fv.schema_version",
+                format!("`{}` is not `{}`", input.fv.schema_version, crate::features::SCHEMA_VERSION),
+            ));
+        }
+        Violations::check(found)
+    }
+
+    fn validate_output(
+        input: &OnEventRequest,
+        _params: &StrategyParams,
+        (): &(),
+        output: &OnEventReply,
+    ) -> Result<(), Violations> {
+        match &output.intent {
+            Some(intent) => validate_intent(intent, &input.fv.symbol, &input.ctx.strategy_id),
+            None => Ok(()),
+        }
+    }
+
+    fn output_items(output: &OnEventReply) -> usize {
+        usize::from(output.intent.is_some())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,9 @@
 //!   (warm-up, cooldown, position limits, breakers, counters);
 //!   [`replay`]: intents, digest, evaluation; [`svg`]: `equity.svg`;
 //!   [`endpoint`]: a sandboxed plugin (process, wasm, remote) behind the
-//!   typed surface; [`live`]: the live loop (JSON lines, atomic reload);
+//!   typed surface; [`plugins`]: strategy plugins loaded from plugin
+//!   directories, the naming rule and the conformance matrix; [`live`]:
+//!   the live loop (JSON lines, atomic reload);
 //!   [`metrics`]: the seed's metrics in Prometheus's text format.
 //!
 //! # Example
@@ -46,6 +48,7 @@ pub mod features;
 pub mod indicators;
 pub mod live;
 pub mod metrics;
+pub mod plugins;
 pub mod replay;
 pub mod svg;
 mod ts;

@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use serde::Deserialize;
 use wasmtime::{
-    Caller, ExternType, InstancePre, Linker, Module, ResourceLimiter, Store, Trap, UpdateDeadline, ValType,
+    Caller, ExternType, Instance, InstancePre, Linker, Module, ResourceLimiter, Store, Trap, UpdateDeadline, ValType,
 };
 
 use crate::abi::{self, exports};
@@ -112,6 +112,16 @@ pub struct WasmModule {
     pre: InstancePre<RunState>,
     artifact_digest: Digest,
     methods: BTreeSet<String>,
+    /// With [`WasmModule::into_resident`], the one instance every call
+    /// runs in (made on the first call); `None` for a fresh instance per
+    /// call.
+    resident: Option<std::sync::Mutex<Option<Resident>>>,
+}
+
+/// The instance a resident module keeps, with its store.
+struct Resident {
+    store: Store<RunState>,
+    instance: Instance,
 }
 
 impl WasmModule {
@@ -168,6 +178,7 @@ impl WasmModule {
             pre,
             artifact_digest: Digest::of_bytes(wasm),
             methods,
+            resident: None,
         };
         loaded.check_abi_version()?;
         Ok(loaded)
@@ -256,8 +267,32 @@ impl WasmModule {
         Ok(())
     }
 
-    /// Runs one request to `polis_<method>` in a fresh instance and returns
-    /// the raw reply bytes (the ABI's `{"ok"}`/`{"error"}` envelope).
+    /// Keeps one instance alive across calls instead of a fresh one per
+    /// call, so the module's memory (a stateful plugin's instances, such as
+    /// a strategy's) survives from one call to the next, as a process
+    /// plugin's worker does. Calls are serialised on that instance.
+    ///
+    /// Each call still gets its own limits: fuel and the wall-clock
+    /// deadline are reset, and the call's seed, cancellation and host are
+    /// installed; memory is capped over the instance's life. A call that
+    /// fails inside the module (a trap, a limit, a bad reply) drops the
+    /// instance, since its memory may be half-updated: the next call starts
+    /// a fresh one, and the plugin sees none of its earlier state. A guest
+    /// error reply (`{"error"}`) keeps it. By default a module is not
+    /// resident.
+    pub fn into_resident(mut self) -> WasmModule {
+        self.resident = Some(std::sync::Mutex::new(None));
+        self
+    }
+
+    /// Whether calls share one kept instance ([`WasmModule::into_resident`]).
+    pub fn is_resident(&self) -> bool {
+        self.resident.is_some()
+    }
+
+    /// Runs one request to `polis_<method>` in a fresh instance (or the
+    /// kept one, when resident) and returns the raw reply bytes (the ABI's
+    /// `{"ok"}`/`{"error"}` envelope).
     ///
     /// `seed` seeds the `random` host function; `host` answers granted
     /// capability imports. Every failure is contained and reported as a
@@ -270,9 +305,52 @@ impl WasmModule {
         if !self.methods.contains(method) {
             return Err(PolicyError::NoSuchMethod(method.to_owned()));
         }
+        if let Some(resident) = &self.resident {
+            return self.invoke_resident(resident, &export, request, env);
+        }
         let mut store = self.new_store(env.seed, env.control, env.host).map_err(|e| failed("store", &e))?;
-        let result = self.call_in(&mut store, &export, request);
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| self.call_instance(&mut store, &instance, &export, request));
         result.map_err(|e| self.classify(&store, &e))
+    }
+
+    fn invoke_resident(
+        &self,
+        resident: &std::sync::Mutex<Option<Resident>>,
+        export: &str,
+        request: &[u8],
+        env: &CallEnv<'_>,
+    ) -> Result<Vec<u8>, PolicyError> {
+        // A poisoned lock means a call panicked in the host while holding
+        // it; the instance it guards is dropped below like a trapped one.
+        let mut kept = resident.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.is_none() {
+            let mut store = self.new_store(env.seed, env.control, env.host).map_err(|e| failed("store", &e))?;
+            let instance = self.pre.instantiate(&mut store).map_err(|e| self.classify(&store, &e))?;
+            *kept = Some(Resident { store, instance });
+        }
+        let Some(Resident { store, instance }) = kept.as_mut() else {
+            return Err(PolicyError::Failed("resident instance is missing".to_owned()));
+        };
+        let state = store.data_mut();
+        state.rng = ChaCha8Rng::seed_from_u64(env.seed);
+        state.control = env.control.clone();
+        state.host = Arc::clone(env.host);
+        state.deadline = Instant::now() + self.limits.timeout;
+        state.logged = 0;
+        state.host_calls = 0;
+        state.limiter.memory_refused = false;
+        let reset = store.set_fuel(self.limits.fuel).map(|()| store.set_epoch_deadline(1));
+        let instance = *instance;
+        let result = reset
+            .and_then(|()| self.call_instance(store, &instance, export, request))
+            .map_err(|e| self.classify(store, &e));
+        if result.is_err() {
+            *kept = None;
+        }
+        result
     }
 
     /// [`WasmModule::invoke`] of `run` with no host capabilities.
@@ -280,8 +358,13 @@ impl WasmModule {
         self.invoke("run", request, &CallEnv { seed, control, host: &no_host() })
     }
 
-    fn call_in(&self, store: &mut Store<RunState>, export: &str, request: &[u8]) -> Result<Vec<u8>, wasmtime::Error> {
-        let instance = self.pre.instantiate(&mut *store)?;
+    fn call_instance(
+        &self,
+        store: &mut Store<RunState>,
+        instance: &Instance,
+        export: &str,
+        request: &[u8],
+    ) -> Result<Vec<u8>, wasmtime::Error> {
         let memory = instance
             .get_memory(&mut *store, exports::MEMORY)
             .ok_or_else(|| wasmtime::Error::msg("export `memory` is missing"))?;
