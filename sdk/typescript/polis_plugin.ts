@@ -21,8 +21,9 @@
  * `serve` speaks polis's JSON-RPC 2.0 protocol on stdin and stdout, one JSON
  * document per line, exactly as `sdk/python/polis_plugin.py` does: it answers
  * `initialize` (picking a protocol version the host offers and returning the
- * manifest), then each `run` with `decide`, and ends on `shutdown` or end of
- * input. Throw {@link Rejected} to refuse an input; any other exception is
+ * manifest), then each `run` with `decide` (and any other method named in
+ * `options.methods`, as `polis_strategy.ts` does), and ends on `shutdown` or
+ * end of input. Throw {@link Rejected} to refuse an input; any other exception is
  * reported as a failure, and the worker keeps serving. Write diagnostics to
  * stderr ({@link log}, `console.error`); polis records them as logs tagged
  * with the plugin id. stdout belongs to the protocol, so while `serve` runs
@@ -220,8 +221,21 @@ export type Decide<I = PolicyInput, P = RebalanceParams, O = PolicyOutput> = (
   ctx: RunContext | undefined,
 ) => O | Promise<O>;
 
+/**
+ * A handler of one more method (a strategy's `on_event`): the request's
+ * `params` in, the JSON result (or a promise of it) out. Throwing
+ * {@link Rejected} or any other error replies as `run` does.
+ */
+export type Method = (params: unknown) => unknown;
+
 /** Where {@link serve} reads and writes; every field is optional. */
 export interface ServeOptions {
+  /**
+   * Methods answered besides `run`, by name, for contracts whose plugins
+   * answer several (`strategy.v1`); `run` itself cannot be replaced here.
+   * By default none.
+   */
+  methods?: Record<string, Method>;
   /** The manifest returned by `initialize`. By default `manifest.json` in the working directory. */
   manifestPath?: string;
   /** Where requests come from. By default the process's stdin. */
@@ -356,7 +370,7 @@ export function serve<I = PolicyInput, P = RebalanceParams, O = PolicyOutput>(
     console.info = toStderr;
     console.debug = toStderr;
   }
-  return loop(decide, manifest, input, output);
+  return loop(decide, manifest, input, output, options.methods ?? {});
 }
 
 async function loop<I, P, O>(
@@ -364,6 +378,7 @@ async function loop<I, P, O>(
   manifest: unknown,
   input: NodeJS.ReadableStream,
   output: NodeJS.WritableStream,
+  methods: Record<string, Method>,
 ): Promise<void> {
   const lines = createInterface({ input, crlfDelay: Infinity, terminal: false });
   try {
@@ -395,10 +410,15 @@ async function loop<I, P, O>(
           continue;
         }
         reply(output, { jsonrpc: "2.0", id, result: { protocol_version: chosen, manifest } });
-      } else if (method === "run") {
+      } else if (method === "run" || (typeof method === "string" && Object.hasOwn(methods, method))) {
         try {
-          if (!isObject(params)) throw new TypeError("`params` of `run` must be an object");
-          const result = await decide(params.input as I, params.params as P, params.context as RunContext | undefined);
+          let result: unknown;
+          if (method === "run") {
+            if (!isObject(params)) throw new TypeError("`params` of `run` must be an object");
+            result = await decide(params.input as I, params.params as P, params.context as RunContext | undefined);
+          } else {
+            result = await (methods[method] as Method)(params);
+          }
           reply(output, { jsonrpc: "2.0", id, result: result === undefined ? null : result });
         } catch (e) {
           if (e instanceof Rejected) {
