@@ -99,15 +99,28 @@ where
     O: Serialize,
     F: FnOnce(Request<I, P>) -> Result<O, Error>,
 {
+    handle_method(request, decide)
+}
+
+/// Runs `answer` on a request document of any shape and returns the reply
+/// document: the envelope [`handle`] writes, for a method other than `run`
+/// (a strategy's `on_event`). A request that does not decode is rejected
+/// naming the problem.
+pub fn handle_method<R, O, F>(request: &[u8], answer: F) -> Vec<u8>
+where
+    R: DeserializeOwned,
+    O: Serialize,
+    F: FnOnce(R) -> Result<O, Error>,
+{
     let error = |kind: &'static str, message: &str| {
         let reply: Reply<'_, ()> = Reply::Error { kind, message };
         serde_json::to_vec(&reply).unwrap_or_default()
     };
-    let request: Request<I, P> = match serde_json::from_slice(request) {
+    let request: R = match serde_json::from_slice(request) {
         Ok(request) => request,
         Err(e) => return error("rejected", &format!("request does not decode: {e}")),
     };
-    match decide(request) {
+    match answer(request) {
         Ok(output) => serde_json::to_vec(&Reply::Ok(&output))
             .unwrap_or_else(|e| error("failed", &format!("output does not encode: {e}"))),
         Err(Error::Rejected(message)) => error("rejected", &message),
@@ -141,9 +154,16 @@ where
     O: Serialize,
     F: FnOnce(Request<I, P>) -> Result<O, Error>,
 {
+    __call(len, |request| handle(request, decide))
+}
+
+/// ABI plumbing for the exported methods: runs `answer` on the request the
+/// host wrote and returns the packed reply address and length.
+#[doc(hidden)]
+pub fn __call(len: i32, answer: impl FnOnce(&[u8]) -> Vec<u8>) -> i64 {
     let request = REQUEST.with(|buffer| std::mem::take(&mut *buffer.borrow_mut()));
     let used = usize::try_from(len).unwrap_or(0).min(request.len());
-    let reply = handle(&request[..used], decide);
+    let reply = answer(&request[..used]);
     REPLY.with(|slot| {
         let mut slot = slot.borrow_mut();
         *slot = reply;
@@ -237,6 +257,268 @@ macro_rules! export_policy {
         #[unsafe(no_mangle)]
         pub extern "C" fn polis_run(ptr: i32, len: i32) -> i64 {
             $crate::__run(ptr, len, $decide)
+        }
+    };
+}
+
+/// `strategy.v1` strategies in Rust: implement [`strategy::Strategy`] and
+/// export it with [`export_strategy!`].
+///
+/// polis makes one instance per configured strategy and symbol and names
+/// it in every request (`instance`); the module keeps them all in a map,
+/// so an instance's fields are its state across events. polis keeps one
+/// module instance for all of a plugin's calls (a *resident* module), so
+/// the map lives as long as the plugin, unless a call traps: then polis
+/// starts a fresh module, and calls on instances it never validated fail
+/// rather than run on default params.
+///
+/// ```
+/// use polis_guest::strategy::{Direction, FeatureVector, Intent, Strategy, StrategyContext};
+///
+/// #[derive(Default)]
+/// struct AlwaysFlat;
+///
+/// impl Strategy for AlwaysFlat {
+///     fn validate_params(&mut self, params: &serde_json::Value) -> Result<(), Vec<String>> {
+///         let unknown = params.as_object().into_iter().flatten().map(|(k, _)| format!("unknown param `{k}`"));
+///         let errors: Vec<String> = unknown.collect();
+///         if errors.is_empty() { Ok(()) } else { Err(errors) }
+///     }
+///     fn required_features(&self) -> Vec<String> { vec!["close".into()] }
+///     fn warmup_bars(&self) -> u32 { 0 }
+///     fn on_event(&mut self, fv: &FeatureVector, ctx: &StrategyContext) -> Result<Option<Intent>, polis_guest::Error> {
+///         Ok(None)
+///     }
+/// }
+///
+/// // In the plugin crate (crate-type = ["cdylib"]):
+/// // polis_guest::export_strategy!(AlwaysFlat);
+/// ```
+pub mod strategy {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Serialize};
+    use serde_json::Value;
+
+    use crate::Error;
+
+    /// One bar's features (`feature_vector.v3`).
+    #[derive(Debug, Clone, PartialEq, Deserialize)]
+    pub struct FeatureVector {
+        /// The instrument.
+        pub symbol: String,
+        /// The bar's time, RFC 3339 UTC.
+        pub event_ts: String,
+        /// The bar length, such as `1d`.
+        pub timeframe: String,
+        /// `feature_vector.v3`.
+        pub schema_version: String,
+        /// Feature values by name; a feature without a value yet is absent.
+        pub values: BTreeMap<String, f64>,
+    }
+
+    /// What an instance knows about its configuration.
+    #[derive(Debug, Clone, PartialEq, Deserialize)]
+    pub struct StrategyContext {
+        /// The catalog entry's id.
+        pub strategy_id: String,
+        /// The entry's `strategy_type` (for a plugin, its policy version).
+        pub strategy_type: String,
+        /// The entry's version.
+        pub version: String,
+        /// The entry's params.
+        pub params: Value,
+        /// For an overlay, the intents of its sources on this event, as the
+        /// host records them.
+        #[serde(default)]
+        pub upstream: Vec<Value>,
+    }
+
+    /// Where an intent wants the position to be.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Direction {
+        /// Hold the notional long.
+        Long,
+        /// Hold the notional short.
+        Short,
+        /// Hold nothing.
+        Flat,
+    }
+
+    /// What a strategy wants: a target, never an order.
+    #[derive(Debug, Clone, PartialEq, Serialize)]
+    pub struct Intent {
+        /// `ctx.strategy_id`.
+        pub strategy_id: String,
+        /// `fv.symbol`.
+        pub symbol: String,
+        /// Long, short or flat.
+        pub direction: Direction,
+        /// How sure, in [0, 1].
+        pub confidence: f64,
+        /// The absolute notional to hold, finite and not negative.
+        pub target_notional: f64,
+        /// How long it is meant to hold, such as `1d`.
+        pub horizon: String,
+        /// Why, one reason a line.
+        pub rationale: Vec<String>,
+        /// Anything else to record.
+        pub meta: BTreeMap<String, Value>,
+    }
+
+    /// The seed's plugin surface; one value per instance, made by
+    /// `Default` on its `validate_params`.
+    pub trait Strategy: Default {
+        /// Checks and keeps `params` (a JSON object); `Err` lists every reason.
+        fn validate_params(&mut self, params: &Value) -> Result<(), Vec<String>>;
+        /// The feature names it reads (after `validate_params`).
+        fn required_features(&self) -> Vec<String>;
+        /// Bars consumed before its intents count (after `validate_params`).
+        fn warmup_bars(&self) -> u32;
+        /// An intent, or `None`; `Err` counts against the strategy's breaker.
+        fn on_event(&mut self, fv: &FeatureVector, ctx: &StrategyContext) -> Result<Option<Intent>, Error>;
+    }
+
+    #[derive(Deserialize)]
+    struct ParamsRequest {
+        instance: String,
+        #[serde(default)]
+        params: Value,
+    }
+
+    #[derive(Deserialize)]
+    struct InstanceRequest {
+        instance: String,
+    }
+
+    #[derive(Deserialize)]
+    struct EventRequest {
+        instance: String,
+        fv: FeatureVector,
+        ctx: StrategyContext,
+        #[serde(default)]
+        upstream: Vec<Value>,
+    }
+
+    #[derive(Serialize)]
+    struct ParamsReply {
+        errors: Vec<String>,
+    }
+
+    #[derive(Serialize)]
+    struct EventReply {
+        intent: Option<Intent>,
+    }
+
+    /// Every instance of one strategy type, by id; [`export_strategy!`]
+    /// keeps one and answers the four methods with it. Public so plugins
+    /// can be tested natively, request by request.
+    #[derive(Debug)]
+    pub struct Instances<T> {
+        by_id: BTreeMap<String, T>,
+    }
+
+    impl<T> Default for Instances<T> {
+        fn default() -> Self {
+            Instances { by_id: BTreeMap::new() }
+        }
+    }
+
+    impl<T: Strategy> Instances<T> {
+        fn known(&mut self, id: &str) -> Result<&mut T, Error> {
+            self.by_id.get_mut(id).ok_or_else(|| {
+                Error::Failed(format!("instance `{id}` has no params yet; the host calls validate_params first"))
+            })
+        }
+
+        /// Answers one request to `method` (`validate_params`,
+        /// `required_features`, `warmup_bars`, `on_event`) with the reply
+        /// document.
+        pub fn answer(&mut self, method: &str, request: &[u8]) -> Vec<u8> {
+            match method {
+                "validate_params" => crate::handle_method(request, |r: ParamsRequest| {
+                    let params = if r.params.is_null() { Value::Object(Default::default()) } else { r.params };
+                    let errors = self.by_id.entry(r.instance).or_default().validate_params(&params).err();
+                    Ok(ParamsReply { errors: errors.unwrap_or_default() })
+                }),
+                "required_features" => crate::handle_method(request, |r: InstanceRequest| {
+                    let mut features = self.known(&r.instance)?.required_features();
+                    features.sort();
+                    Ok(features)
+                }),
+                "warmup_bars" => {
+                    crate::handle_method(request, |r: InstanceRequest| Ok(self.known(&r.instance)?.warmup_bars()))
+                }
+                "on_event" => crate::handle_method(request, |r: EventRequest| {
+                    let mut ctx = r.ctx;
+                    ctx.upstream = r.upstream;
+                    Ok(EventReply { intent: self.known(&r.instance)?.on_event(&r.fv, &ctx)? })
+                }),
+                other => crate::handle_method(request, |_: Value| -> Result<(), Error> {
+                    Err(Error::Failed(format!("unknown method `{other}`")))
+                }),
+            }
+        }
+    }
+}
+
+/// Exports a [`strategy::Strategy`] type as the polis wasm ABI's
+/// `strategy.v1` methods (`polis_validate_params`,
+/// `polis_required_features`, `polis_warmup_bars`, `polis_on_event`), its
+/// instances kept in the module by `instance` id.
+#[macro_export]
+macro_rules! export_strategy {
+    ($strategy:ty) => {
+        ::std::thread_local! {
+            static POLIS_INSTANCES: ::std::cell::RefCell<$crate::strategy::Instances<$strategy>> =
+                ::std::cell::RefCell::new(::std::default::Default::default());
+        }
+
+        fn polis_answer(method: &str, len: i32) -> i64 {
+            $crate::__call(len, |request| POLIS_INSTANCES.with(|i| i.borrow_mut().answer(method, request)))
+        }
+
+        /// The polis ABI version.
+        #[expect(unsafe_code, reason = "the ABI needs an unmangled export name")]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn polis_abi_version() -> i32 {
+            $crate::ABI_VERSION
+        }
+
+        /// Reserves the request buffer.
+        #[expect(unsafe_code, reason = "the ABI needs an unmangled export name")]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn polis_alloc(len: i32) -> i32 {
+            $crate::__alloc(len)
+        }
+
+        /// `validate_params`.
+        #[expect(unsafe_code, reason = "the ABI needs an unmangled export name")]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn polis_validate_params(_ptr: i32, len: i32) -> i64 {
+            polis_answer("validate_params", len)
+        }
+
+        /// `required_features`.
+        #[expect(unsafe_code, reason = "the ABI needs an unmangled export name")]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn polis_required_features(_ptr: i32, len: i32) -> i64 {
+            polis_answer("required_features", len)
+        }
+
+        /// `warmup_bars`.
+        #[expect(unsafe_code, reason = "the ABI needs an unmangled export name")]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn polis_warmup_bars(_ptr: i32, len: i32) -> i64 {
+            polis_answer("warmup_bars", len)
+        }
+
+        /// `on_event`.
+        #[expect(unsafe_code, reason = "the ABI needs an unmangled export name")]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn polis_on_event(_ptr: i32, len: i32) -> i64 {
+            polis_answer("on_event", len)
         }
     };
 }

@@ -111,3 +111,14 @@ pub fn typescript_root(name: &str) -> Option<PathBuf> {
     );
     Some(root)
 }
+
+/// A plugin root holding the wasm mean_reversion
+/// (examples/plugins/mean-reversion-rust, built by `scripts/test`).
+pub fn wasm_root(name: &str) -> PathBuf {
+    let root = scratch(name);
+    let dir = root.join("mean_reversion_wasm");
+    copy(&repo().join("examples/plugins/mean-reversion-rust"), &dir, &["manifest.json"]);
+    let module = polis_testdata::example_wasm("polis_example_mean_reversion.wasm");
+    std::fs::write(dir.join("polis_example_mean_reversion.wasm"), module).expect("module written");
+    root
+}
