@@ -105,13 +105,21 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "POLIS_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Bearer tokens granting read access, comma-separated.
+    /// Bearer tokens granting read access, comma-separated. A token may be
+    /// given as `sha256:` and the hex SHA-256 of the token (`printf %s
+    /// "$TOKEN" | sha256sum`), so the settings file need not hold it.
     #[arg(long, env = "POLIS_READ_TOKENS", value_delimiter = ',')]
     read_token: Vec<String>,
-    /// Bearer tokens granting admin access (ingest, plugin management),
-    /// comma-separated.
+    /// Bearer tokens granting admin access (ingest, plugin management,
+    /// cancelling anyone's run), comma-separated; `sha256:HEX` as for
+    /// `--read-token`.
     #[arg(long, env = "POLIS_ADMIN_TOKENS", value_delimiter = ',')]
     admin_token: Vec<String>,
+    /// Run requests a minute each token may make on the run routes
+    /// (`/api/runs`, `/api/policy/run`, `/api/strategy/replays`); more are
+    /// answered 429 with `Retry-After`. By default no limit.
+    #[arg(long, env = "POLIS_RUN_RATE_LIMIT")]
+    run_rate_limit: Option<u32>,
     /// Accept requests without a token, as admin. For a laptop only.
     #[arg(long, env = "POLIS_INSECURE_LOCAL")]
     insecure_local: bool,
@@ -216,6 +224,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<Outcome> {
         let store = open(&args.db).await?;
         let auth =
             Auth { read_tokens: args.read_token, admin_tokens: args.admin_token, insecure_local: args.insecure_local };
+        auth.check().map_err(|e| anyhow::anyhow!("`--read-token`/`--admin-token`: {e}"))?;
         if auth.read_tokens.is_empty() && auth.admin_tokens.is_empty() && !auth.insecure_local {
             tracing::warn!(
                 "no tokens configured and --insecure-local not set: every API call will be refused with 401"
@@ -223,7 +232,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<Outcome> {
         }
         let lookup_ttl =
             Duration::try_from_secs_f64(args.lookup_ttl_seconds).context("invalid `--lookup-ttl-seconds`")?;
-        let config = ServiceConfig { body_limit: args.body_limit, ..ServiceConfig::default() };
+        let config = ServiceConfig {
+            body_limit: args.body_limit,
+            run_rate_per_minute: args.run_rate_limit,
+            ..ServiceConfig::default()
+        };
         let rebalance = polis_server::domains::rebalance::Settings { lookup_ttl, ..Default::default() };
         let settings = args.workers.domain_settings(rebalance)?;
         let core = Core::new(store.clone(), auth, config);

@@ -2,8 +2,11 @@
 //!
 //! Client errors (4xx) answer `{"status": "error", "error": {"code",
 //! "field", "message"}}`, naming the offending field where there is one.
-//! Server errors (5xx) are logged with their detail and answered with a
-//! generic message, so internals never leak.
+//! Server errors (5xx) are logged with their detail and a correlation id
+//! and answered with the code `internal` and that id only, so internals
+//! (store and IO error text) never leak and an operator can still find the
+//! log line a client reports. A job that fails on the server's side (not
+//! its plugin's) stores the same: [`internal_failure`].
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -21,6 +24,47 @@ pub struct ErrorDetail {
     pub field: Option<String>,
     /// What is wrong, for people.
     pub message: String,
+    /// For an internal error: the id its log line carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+}
+
+impl ErrorDetail {
+    /// A client-facing detail without a correlation id.
+    pub fn new(code: impl Into<String>, field: Option<String>, message: impl Into<String>) -> Self {
+        ErrorDetail { code: code.into(), field, message: message.into(), correlation_id: None }
+    }
+
+    /// The error of a failed job, as stored; `None` unless it failed.
+    pub fn of_job(row: &polis_store::JobRow) -> Option<Self> {
+        (row.status == polis_store::JobStatus::Error).then(|| {
+            ErrorDetail::new(
+                row.error_code.clone().unwrap_or_else(|| "job.failed".to_owned()),
+                None,
+                row.error_message.clone().unwrap_or_default(),
+            )
+        })
+    }
+}
+
+/// A new correlation id: `err-`, this process's start in epoch ms and a
+/// counter, in hex. Unique per process run; it decides nothing.
+pub fn correlation_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static START: OnceLock<i64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let start = *START.get_or_init(crate::now_ms);
+    format!("err-{start:x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A job failure on the server's side (a store or IO error): the detail is
+/// logged with a correlation id, and the job stores only the code and the
+/// id.
+pub fn internal_failure(code: &str, detail: impl std::fmt::Display) -> crate::domain::JobFailure {
+    let id = correlation_id();
+    tracing::error!(code, correlation_id = %id, detail = %detail, "internal error in a job");
+    crate::domain::JobFailure::new(code, format!("internal error {id}; the server log has the detail"))
 }
 
 /// The body of every error answer.
@@ -44,6 +88,14 @@ pub enum AppError {
         /// The field at fault.
         field: Option<String>,
         /// The message.
+        message: String,
+    },
+    /// The caller's token asked too often; try again after
+    /// `retry_after_secs` (sent as `Retry-After`).
+    RateLimited {
+        /// Seconds until a request would be admitted.
+        retry_after_secs: u64,
+        /// What was limited.
         message: String,
     },
     /// Something broke on our side; the detail is logged, not sent.
@@ -105,6 +157,7 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::Client { status, .. } => *status,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -118,23 +171,31 @@ impl From<polis_store::StoreError> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        let mut retry_after = None;
         let (status, detail) = match self {
-            AppError::Client { status, code, field, message } => {
-                (status, ErrorDetail { code: code.to_owned(), field, message })
+            AppError::Client { status, code, field, message } => (status, ErrorDetail::new(code, field, message)),
+            AppError::RateLimited { retry_after_secs, message } => {
+                retry_after = Some(retry_after_secs);
+                (StatusCode::TOO_MANY_REQUESTS, ErrorDetail::new("request.rate_limited", None, message))
             }
             AppError::Internal { code, detail } => {
-                tracing::error!(code, detail = %detail, "internal error");
+                let id = correlation_id();
+                tracing::error!(code, correlation_id = %id, detail = %detail, "internal error");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     ErrorDetail {
                         code: "internal".to_owned(),
                         field: None,
-                        message: "internal error; the server log has the detail".to_owned(),
+                        message: format!("internal error {id}; the server log has the detail"),
+                        correlation_id: Some(id),
                     },
                 )
             }
         };
         let mut response = (status, Json(ErrorBody { status: "error".to_owned(), error: detail })).into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

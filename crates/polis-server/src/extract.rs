@@ -84,7 +84,13 @@ pub enum Role {
 }
 
 /// The tokens the server accepts.
-#[derive(Debug, Clone, Default)]
+///
+/// A configured token is either the token itself or `sha256:` and the 64
+/// hex digits of its SHA-256 (`printf %s "$TOKEN" | sha256sum`), so a
+/// configuration file need not hold the secret. Either way a presented
+/// token is compared in time independent of where it differs, and
+/// [`Auth`]'s `Debug` shows how many tokens there are, never one.
+#[derive(Clone, Default)]
 pub struct Auth {
     /// Tokens granting [`Role::Read`].
     pub read_tokens: Vec<String>,
@@ -95,7 +101,39 @@ pub struct Auth {
     pub insecure_local: bool,
 }
 
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("read_tokens", &self.read_tokens.len())
+            .field("admin_tokens", &self.admin_tokens.len())
+            .field("insecure_local", &self.insecure_local)
+            .finish()
+    }
+}
+
+/// The prefix of a token given as its digest.
+const HASHED: &str = "sha256:";
+
 impl Auth {
+    /// Checks the configured tokens: none empty, every `sha256:` one
+    /// followed by 64 hex digits. The error names the list and position,
+    /// never the token.
+    pub fn check(&self) -> Result<(), String> {
+        for (list, tokens) in [("read", &self.read_tokens), ("admin", &self.admin_tokens)] {
+            for (i, token) in tokens.iter().enumerate() {
+                if token.trim().is_empty() {
+                    return Err(format!("{list} token {} is empty", i + 1));
+                }
+                if let Some(hex) = token.strip_prefix(HASHED)
+                    && !(hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+                {
+                    return Err(format!("{list} token {} starts with `{HASHED}` but is not 64 hex digits", i + 1));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The role a request's `Authorization` header grants.
     pub fn role(&self, header: Option<&str>) -> Result<Role, AppError> {
         self.identify(header).map(|identity| identity.role)
@@ -113,9 +151,14 @@ impl Auth {
         let Some(token) = header.strip_prefix("Bearer ").map(str::trim) else {
             return Err(AppError::unauthorized("the `Authorization` header must be `Bearer <token>`"));
         };
-        let role = if self.admin_tokens.iter().any(|t| same(t, token)) {
+        let digest = polis_core::canonical::Digest::of_bytes(token.as_bytes()).to_hex();
+        let accepts = |configured: &String| match configured.strip_prefix(HASHED) {
+            Some(hex) => same(&hex.to_ascii_lowercase(), &digest),
+            None => same(configured, token),
+        };
+        let role = if self.admin_tokens.iter().any(accepts) {
             Role::Admin
-        } else if self.read_tokens.iter().any(|t| same(t, token)) {
+        } else if self.read_tokens.iter().any(accepts) {
             Role::Read
         } else {
             return Err(AppError::unauthorized("unknown bearer token"));
@@ -134,6 +177,18 @@ pub struct Identity {
     /// audit record says which token acted without holding it; `local` for
     /// a tokenless request to an insecure local server.
     pub subject: String,
+}
+
+impl Identity {
+    /// Whether this caller may act on a job `submitted_by` someone: an
+    /// admin may act on any, a reader only on what its own token
+    /// submitted.
+    pub fn may_act_on(&self, submitted_by: Option<&str>) -> Result<(), AppError> {
+        if self.role == Role::Admin || submitted_by == Some(self.subject.as_str()) {
+            return Ok(());
+        }
+        Err(AppError::forbidden("this call needs an admin token or the token that submitted the run"))
+    }
 }
 
 /// A token's subject: a prefix of its digest, never the token.
@@ -280,6 +335,32 @@ mod tests {
         let reader = auth().identify(Some("Bearer reader-secret")).unwrap();
         assert_eq!(reader.role, Role::Read);
         assert_ne!(reader.subject, identity.subject);
+    }
+
+    #[test]
+    fn a_token_configured_as_its_digest_is_accepted_and_a_bad_digest_refused_at_start() {
+        let hex = polis_core::canonical::Digest::of_bytes(b"ops-secret").to_hex();
+        let hashed = Auth { admin_tokens: vec![format!("sha256:{}", hex.to_uppercase())], ..auth() };
+        assert_eq!(hashed.check(), Ok(()));
+        let identity = hashed.identify(Some("Bearer ops-secret")).unwrap();
+        assert_eq!(identity, auth().identify(Some("Bearer ops-secret")).unwrap());
+        assert!(hashed.identify(Some(&format!("Bearer sha256:{hex}"))).is_err(), "the digest is not the token");
+        let bad = Auth { read_tokens: vec!["sha256:abc".into()], ..auth() };
+        let error = bad.check().unwrap_err();
+        assert!(error.contains("read token 1") && !error.contains("abc"), "{error}");
+        let shown = format!("{:?}", auth());
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn only_an_admin_or_the_submitter_may_act_on_a_job() {
+        let reader = auth().identify(Some("Bearer reader-secret")).unwrap();
+        let admin = auth().identify(Some("Bearer ops-secret")).unwrap();
+        assert!(reader.may_act_on(Some(&reader.subject)).is_ok());
+        assert!(reader.may_act_on(Some(&admin.subject)).is_err());
+        assert!(reader.may_act_on(None).is_err());
+        assert!(admin.may_act_on(Some(&reader.subject)).is_ok());
+        assert!(admin.may_act_on(None).is_ok());
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub mod domain;
 pub mod domains;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod metrics;
 pub mod ops;
 pub mod plugins;
@@ -64,11 +65,14 @@ pub struct ServiceConfig {
     /// Largest body of a run submitted with its input (`POST /api/runs`),
     /// bytes. By default 16 MiB.
     pub input_limit: usize,
+    /// Run requests a minute each token may make ([`limits`]); `None`, the
+    /// default, sets no limit.
+    pub run_rate_per_minute: Option<u32>,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        ServiceConfig { body_limit: 64 << 10, input_limit: 16 << 20 }
+        ServiceConfig { body_limit: 64 << 10, input_limit: 16 << 20, run_rate_per_minute: None }
     }
 }
 
@@ -87,11 +91,14 @@ pub struct Core {
     pub work_available: Arc<Notify>,
     /// The console's navigation, one link per domain page.
     pub nav: console::Nav,
+    /// Run requests admitted per token.
+    pub run_rate: Arc<limits::RateLimiter>,
 }
 
 impl Core {
     /// The shared state over `store`.
     pub fn new(store: Store, auth: Auth, config: ServiceConfig) -> Core {
+        let run_rate = Arc::new(limits::RateLimiter::new(config.run_rate_per_minute));
         Core {
             store,
             auth: Arc::new(auth),
@@ -99,6 +106,7 @@ impl Core {
             metrics: Arc::new(Metrics::new()),
             work_available: Arc::new(Notify::new()),
             nav: console::Nav::default(),
+            run_rate,
         }
     }
 }

@@ -47,12 +47,12 @@ pub struct Health {
     pub status: String,
 }
 
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "the process is up", body = Health)))]
+#[utoipa::path(get, path = "/healthz", description = "Whether the process is up. Role: none.", responses((status = 200, description = "the process is up", body = Health)))]
 async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".to_owned() })
 }
 
-#[utoipa::path(get, path = "/readyz",
+#[utoipa::path(get, path = "/readyz", description = "Whether the store answers. Role: none.",
     responses((status = 200, description = "the store answers", body = Health), (status = 503, body = ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> axum::response::Response {
     match state.core.store.ping().await {
@@ -61,18 +61,14 @@ async fn readyz(State(state): State<AppState>) -> axum::response::Response {
             tracing::warn!(error = %e, "store not ready");
             let body = ErrorBody {
                 status: "error".to_owned(),
-                error: crate::error::ErrorDetail {
-                    code: "store.unavailable".to_owned(),
-                    field: None,
-                    message: "the store does not answer".to_owned(),
-                },
+                error: crate::error::ErrorDetail::new("store.unavailable", None, "the store does not answer"),
             };
             (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
 }
 
-#[utoipa::path(get, path = "/metrics",
+#[utoipa::path(get, path = "/metrics", description = "Prometheus metrics. Role: read.",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -106,7 +102,7 @@ impl Modify for BearerAuth {
 )]
 pub struct ApiDoc;
 
-#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "this document")))]
+#[utoipa::path(get, path = "/openapi.json", description = "This document. Role: none.", responses((status = 200, description = "this document")))]
 async fn openapi(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     Ok(Json(document(&state)?))
 }

@@ -147,7 +147,7 @@ pub struct PluginsResponse {
     pub plugins: Vec<PluginHealth>,
 }
 
-#[utoipa::path(get, path = "/api/plugins",
+#[utoipa::path(get, path = "/api/plugins", description = "Every contract's plugins with their health. Role: read.",
     responses((status = 200, body = PluginsResponse), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list(_: ReadAccess, State(state): State<AppState>) -> Result<Json<PluginsResponse>, AppError> {
@@ -208,6 +208,7 @@ pub struct SetSystemRequest {
 }
 
 #[utoipa::path(post, path = "/api/admin/plugins/{plugin_id}/systems/{system_id}", request_body = SetSystemRequest,
+    description = "Allows or disallows a plugin for a system. Role: admin.",
     params(("plugin_id" = String, Path, description = "the plugin"),
         ("system_id" = String, Path, description = "a system id, or `*` for the default")),
     responses((status = 200, body = SystemRule), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),

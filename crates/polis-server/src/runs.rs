@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use crate::domain::{RUN_KIND, RunSubmission};
 use crate::error::{AppError, ErrorBody, ErrorDetail};
-use crate::extract::{ApiJson, ReadAccess};
+use crate::extract::{ApiJson, Identity, ReadAccess};
 use crate::{AppState, now_ms};
 
 /// The routes of this area; `input_limit` bounds a submitted run's body.
@@ -96,11 +96,7 @@ pub fn job_response(row: &JobRow) -> Result<JobResponse, AppError> {
         text.as_deref().map(serde_json::from_str).transpose().map_err(|e| AppError::internal("store.corrupt", e))
     };
     let result = if row.status == JobStatus::Ready { parse(&row.result_json)? } else { None };
-    let error = (row.status == JobStatus::Error).then(|| ErrorDetail {
-        code: row.error_code.clone().unwrap_or_else(|| "job.failed".to_owned()),
-        field: None,
-        message: row.error_message.clone().unwrap_or_default(),
-    });
+    let error = ErrorDetail::of_job(row);
     Ok(JobResponse {
         status: answer_status(row.status).to_owned(),
         job_id: row.job.job_id.clone(),
@@ -130,15 +126,18 @@ pub fn job_id_for(key_sha256: &str) -> String {
 }
 
 #[utoipa::path(post, path = "/api/runs", request_body = RunSubmission,
+    description = "Runs a policy of any contract as a job; rate-limited per token. Role: read.",
     responses((status = 200, description = "ready, pending or error", body = JobResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 429, description = "this token asked too often; see `Retry-After`", body = ErrorBody),
         (status = 422, description = "the contract refused the subject, input or params", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn submit(
-    _: ReadAccess,
+    identity: Identity,
     State(state): State<AppState>,
     ApiJson(submission): ApiJson<RunSubmission>,
 ) -> Result<Json<JobResponse>, AppError> {
+    state.core.run_rate.admit(&identity.subject, std::time::Instant::now())?;
     let Some(contract) = state.contract(&submission.contract) else {
         let known: Vec<String> = state.contracts().iter().map(|c| format!("`{}`", c.info().id)).collect();
         return Err(AppError::unprocessable(
@@ -178,7 +177,7 @@ pub(crate) async fn submit(
                 payload_json: Some(payload),
                 policy_version: Some(prepared.payload.policy_version.clone()),
                 input_sha256: Some(prepared.payload.input_sha256.clone()),
-                submitted_by: None,
+                submitted_by: Some(identity.subject.clone()),
             };
             let (row, enqueued) = store.enqueue_job(&job, now).await?;
             if enqueued {
@@ -193,6 +192,7 @@ pub(crate) async fn submit(
 }
 
 #[utoipa::path(get, path = "/api/runs/{job_id}", params(("job_id" = String, Path, description = "the run's job")),
+    description = "A run as it now is. Role: read.",
     responses((status = 200, body = JobResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn run_status(
@@ -204,6 +204,7 @@ pub(crate) async fn run_status(
 }
 
 #[utoipa::path(get, path = "/api/jobs/{job_id}", params(("job_id" = String, Path, description = "the job")),
+    description = "A job of any kind as it now is. Role: read.",
     responses((status = 200, body = JobResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn job(
@@ -220,14 +221,18 @@ fn no_job(job_id: &str) -> AppError {
 }
 
 #[utoipa::path(post, path = "/api/jobs/{job_id}/cancel", params(("job_id" = String, Path, description = "the job")),
+    description = "Cancels a pending or running job. Role: admin, or the read token that submitted it.",
     responses((status = 200, description = "the job as it now is", body = JobResponse), (status = 401, body = ErrorBody),
+        (status = 403, description = "neither an admin nor the submitter", body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn cancel(
-    _: ReadAccess,
+    identity: Identity,
     State(state): State<AppState>,
     Path(job_id): Path<String>,
 ) -> Result<Json<JobResponse>, AppError> {
+    let stored = state.core.store.job_by_id(&job_id).await?.ok_or_else(|| no_job(&job_id))?;
+    identity.may_act_on(stored.job.submitted_by.as_deref())?;
     let row = state.core.store.cancel_job(&job_id, now_ms()).await?.ok_or_else(|| no_job(&job_id))?;
     if row.status == JobStatus::Cancelled {
         tracing::info!(job_id = %job_id, "job cancelled");

@@ -234,7 +234,7 @@ async fn run_job(state: &AppState, row: JobRow, ctx: JobContext) -> Result<JobDo
         .store
         .input(&payload.input_sha256)
         .await
-        .map_err(|e| JobFailure::new(e.code(), e.to_string()))?
+        .map_err(|e| crate::error::internal_failure(e.code(), e))?
         .ok_or_else(|| {
             JobFailure::new("input.not_found", format!("input `{}` is no longer stored", payload.input_sha256))
         })?;

@@ -23,6 +23,8 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 const READ: &str = "read-token";
+/// A second reader, to tell submitters apart.
+const OTHER: &str = "other-read-token";
 const ADMIN: &str = "admin-token";
 /// 09:30 on the synthetic city's first day.
 const BUCKET: i64 = synth::START_TS + 9 * 3600 + 30 * 60;
@@ -81,6 +83,10 @@ on_both_backends!(
     cancel_stops_a_pending_run,
     metrics_and_probes_answer,
     a_second_contract_runs_through_the_generic_run_path,
+    every_route_states_its_role_and_refuses_a_caller_without_it,
+    only_an_admin_or_the_submitter_cancels_a_run,
+    a_token_over_its_run_rate_is_answered_429_with_retry_after,
+    an_internal_error_answers_a_correlation_id_and_no_detail,
 );
 
 struct Api {
@@ -138,7 +144,8 @@ impl Api {
 
 /// The service over `store` with the test tokens and every domain.
 async fn state(store: Store, config: ServiceConfig, rebalance: rebalance::Settings) -> AppState {
-    let auth = Auth { read_tokens: vec![READ.into()], admin_tokens: vec![ADMIN.into()], insecure_local: false };
+    let auth =
+        Auth { read_tokens: vec![READ.into(), OTHER.into()], admin_tokens: vec![ADMIN.into()], insecure_local: false };
     let core = Core::new(store, auth, config);
     let settings = domains::Settings { rebalance, ..domains::Settings::default() };
     let domains = domains::all(&core, &settings).unwrap();
@@ -499,4 +506,127 @@ async fn a_second_contract_runs_through_the_generic_run_path(api: Api) {
             .any(|p| p["plugin_id"] == "polis.echo.scale.v1" && p["contract"] == "echo.v1"),
         "{plugins}"
     );
+}
+
+/// Walks the served OpenAPI document: every operation says which role it
+/// needs (`Role: none|read|admin`, or admin-or-submitter), no mutating
+/// route is open, and each refuses a caller without its role: a read
+/// token gets 403 from an admin route, no token 401 from the others.
+async fn every_route_states_its_role_and_refuses_a_caller_without_it(api: Api) {
+    let (status, document) = api.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let method = method.to_uppercase();
+            let description = op["description"].as_str().unwrap_or_else(|| panic!("{method} {path}: no description"));
+            let role = description
+                .split("Role: ")
+                .nth(1)
+                .unwrap_or_else(|| panic!("{method} {path} does not state its role: {description}"));
+            let mutating = method != "GET";
+            let uri: String = path
+                .split('/')
+                .map(|segment| if segment.starts_with('{') { "x" } else { segment })
+                .collect::<Vec<_>>()
+                .join("/");
+            let body = mutating.then(|| "{}".to_owned());
+            if role.starts_with("none") {
+                assert!(!mutating, "{method} {path} changes something with no role");
+                let (status, _) = api.call(&method, &uri, None, None).await;
+                assert_ne!(status, StatusCode::UNAUTHORIZED, "{method} {path} is open");
+            } else if role.starts_with("admin.") {
+                let (status, body) = api.call(&method, &uri, Some(READ), body).await;
+                assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} with a read token: {body}");
+            } else {
+                assert!(role.starts_with("read") || role.starts_with("admin, or"), "{method} {path}: `{role}`");
+                let (status, body) = api.call(&method, &uri, None, body).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} without a token: {body}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 40, "only {checked} operations");
+}
+
+async fn only_an_admin_or_the_submitter_cancels_a_run(api: Api) {
+    let (_, pending) = api.post("/api/policy/run", api.run_body("rebal.global.v1")).await;
+    let run_id = pending["run_id"].as_str().unwrap();
+    let cancel = json!({"run_id": run_id}).to_string();
+    let (status, body) = api.call("POST", "/api/policy/cancel", Some(OTHER), Some(cancel.clone())).await;
+    assert_eq!((status, field(&body)), (StatusCode::FORBIDDEN, "authorization"), "{body}");
+    let (_, still) = api.get(&format!("/api/policy/status?run_id={run_id}")).await;
+    assert_eq!(still["status"], "pending", "a refused cancel changes nothing");
+    let (status, body) = api.call("POST", "/api/policy/cancel", Some(READ), Some(cancel)).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("cancelled")), "{body}");
+
+    let submission = json!({"contract": "echo.v1", "policy_version": "echo.scale.v1", "subject": {"label": "cancel"},
+        "input": {"values": [1]}, "params": {"scale": 2}});
+    let (_, pending) = api.call("POST", "/api/runs", Some(OTHER), Some(submission.to_string())).await;
+    let job_id = pending["job_id"].as_str().unwrap();
+    let uri = format!("/api/jobs/{job_id}/cancel");
+    let (status, _) = api.call("POST", &uri, Some(READ), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = api.call("POST", &uri, Some(ADMIN), None).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("cancelled")), "an admin cancels any run");
+}
+
+async fn a_token_over_its_run_rate_is_answered_429_with_retry_after(api: Api) {
+    let limited = state(
+        api.store().clone(),
+        ServiceConfig { run_rate_per_minute: Some(2), ..ServiceConfig::default() },
+        Default::default(),
+    )
+    .await;
+    let send = |token: &str, label: usize| {
+        let body = json!({"contract": "echo.v1", "policy_version": "echo.scale.v1", "subject": {"label": format!("rate-{label}")},
+            "input": {"values": [1]}, "params": {"scale": 1}});
+        Request::builder()
+            .method("POST")
+            .uri("/api/runs")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    for label in 0..2 {
+        let response = polis_server::app(limited.clone()).oneshot(send(READ, label)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let response = polis_server::app(limited.clone()).oneshot(send(READ, 2)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=30).contains(&retry), "{retry}");
+    let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"]["code"], "request.rate_limited");
+    let other = polis_server::app(limited.clone()).oneshot(send(OTHER, 3)).await.unwrap();
+    assert_eq!(other.status(), StatusCode::OK, "each token has its own budget");
+}
+
+async fn an_internal_error_answers_a_correlation_id_and_no_detail(api: Api) {
+    let job = polis_store::NewJob {
+        job_id: "job-corrupt".into(),
+        kind: "run".into(),
+        contract: None,
+        key_sha256: "c0".repeat(32),
+        key_json: None,
+        payload_json: None,
+        policy_version: None,
+        input_sha256: None,
+        submitted_by: None,
+    };
+    let store = api.store();
+    store.enqueue_job(&job, 1).await.unwrap();
+    let claimed = store.claim_job("test", &["run"], 2, 60_000, 3).await.unwrap().unwrap();
+    assert_eq!(claimed.job.job_id, "job-corrupt");
+    let result = polis_store::JobResult { result_json: "{not json".into(), ..polis_store::JobResult::default() };
+    assert!(store.complete_job("job-corrupt", "test", &result, 3).await.unwrap());
+    let (status, body) = api.get("/api/jobs/job-corrupt").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["error"]["code"], "internal");
+    let id = body["error"]["correlation_id"].as_str().unwrap();
+    assert!(id.starts_with("err-"), "{id}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(id), "{message}");
+    assert!(!message.contains("key must be a string") && !message.contains("line 1"), "{message}");
 }

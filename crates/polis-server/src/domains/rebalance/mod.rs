@@ -240,7 +240,7 @@ impl Domain for RebalanceDomain {
                 .store
                 .complete_decision(&job.job.job_id, &ctx.owner, &completion, now_ms())
                 .await
-                .map_err(|e| JobFailure::new(e.code(), e.to_string()))?;
+                .map_err(|e| crate::error::internal_failure(e.code(), e))?;
             Ok(JobDone::Stored { lease_kept: kept, plugin_id: Some(plugin_id), seconds })
         })
     }
@@ -261,17 +261,17 @@ async fn decide(
     let row = store
         .decision_by_id(&job.job.job_id)
         .await
-        .map_err(|e| JobFailure::new(e.code(), e.to_string()))?
+        .map_err(|e| crate::error::internal_failure(e.code(), e))?
         .ok_or_else(|| JobFailure::new("run.not_found", format!("decision `{}` is not stored", job.job.job_id)))?;
     let r = &row.decision;
     let snapshot = store
         .snapshot_by_sv(&r.system_id, &r.sv)
         .await
-        .map_err(|e| JobFailure::new(e.code(), e.to_string()))?
+        .map_err(|e| crate::error::internal_failure(e.code(), e))?
         .ok_or_else(|| {
             JobFailure::new("snapshot.not_found", format!("snapshot `{}` is no longer stored", r.view_snapshot_id))
         })?;
-    let input = ingest::load_input(store, &snapshot).await.map_err(|e| JobFailure::new(e.code(), e.to_string()))?;
+    let input = ingest::load_input(store, &snapshot).await.map_err(|e| crate::error::internal_failure(e.code(), e))?;
     let spec: PolicySpec =
         serde_json::from_str(&r.policy_spec_json).map_err(|e| JobFailure::new("run.bad_spec", e.to_string()))?;
     let params: RebalanceParams =
@@ -414,6 +414,7 @@ pub struct IngestResponse {
 }
 
 #[utoipa::path(post, path = "/api/ingest/gbfs", request_body = IngestRequest,
+    description = "Stores GBFS snapshots. Role: admin.",
     responses((status = 200, body = IngestResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, description = "no feed at `path`", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, description = "the feed at `path` is malformed", body = ErrorBody)),

@@ -20,7 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::RebalanceState;
 use super::lookup::{SnapshotKey, spec_text};
 use crate::error::{AppError, ErrorBody, ErrorDetail};
-use crate::extract::{ApiJson, ApiQuery, ReadAccess};
+use crate::extract::{ApiJson, ApiQuery, Identity, ReadAccess};
 use crate::now_ms;
 use crate::runs::answer_status;
 
@@ -87,6 +87,7 @@ pub struct ConfigQuery {
 }
 
 #[utoipa::path(get, path = "/api/policy/config", params(ConfigQuery),
+    description = "The policies a system may run and their params. Role: read.",
     responses((status = 200, body = ConfigResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn config(
@@ -248,11 +249,8 @@ pub fn run_response(row: &DecisionRow) -> Result<RunResponse, AppError> {
         }
         _ => None,
     };
-    let error = (job.status == JobStatus::Error).then(|| ErrorDetail {
-        code: job.error_code.clone().unwrap_or_else(|| "run.failed".to_owned()),
-        field: None,
-        message: job.error_message.clone().unwrap_or_default(),
-    });
+    let error = ErrorDetail::of_job(job)
+        .map(|e| ErrorDetail { code: job.error_code.clone().unwrap_or_else(|| "run.failed".to_owned()), ..e });
     let r = &row.decision;
     Ok(RunResponse {
         status: answer_status(job.status).to_owned(),
@@ -293,17 +291,20 @@ pub fn run_id_for(run_key_sha256: &str) -> String {
 }
 
 #[utoipa::path(post, path = "/api/policy/run", request_body = RunRequest,
+    description = "Asks for a rebalancing decision; rate-limited per token. Role: read.",
     responses((status = 200, description = "ready, pending or error", body = RunResponse),
+        (status = 429, description = "this token asked too often; see `Retry-After`", body = ErrorBody),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn run(
-    _: ReadAccess,
+    identity: Identity,
     State(state): State<RebalanceState>,
     ApiJson(request): ApiJson<RunRequest>,
 ) -> Result<axum::response::Response, AppError> {
     use axum::response::IntoResponse;
 
+    state.core.run_rate.admit(&identity.subject, std::time::Instant::now())?;
     if request.system_id.is_empty() || request.system_id == "*" {
         return Err(AppError::unprocessable("request.invalid_field", "system_id", "`system_id` must name a system"));
     }
@@ -398,7 +399,7 @@ pub(super) async fn run(
         policy_spec_json: spec.json.to_string(),
         view_snapshot_id: snapshot.view_snapshot_id.clone(),
         view_snapshot_sha256: snapshot.view_snapshot_sha256.clone(),
-        submitted_by: None,
+        submitted_by: Some(identity.subject.clone()),
     };
     let store = &state.core.store;
     let row = match store.decision_by_key(&key_sha).await? {
@@ -467,6 +468,7 @@ async fn find_run(state: &RebalanceState, selector: &RunSelector) -> Result<Deci
 }
 
 #[utoipa::path(get, path = "/api/policy/status", params(RunSelector),
+    description = "A run as it now is. Role: read.",
     responses((status = 200, body = RunResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -548,6 +550,7 @@ fn move_body(m: MoveRow) -> Result<MoveBody, AppError> {
 }
 
 #[utoipa::path(get, path = "/api/policy/moves", params(MovesQuery),
+    description = "A ready run's moves. Role: read.",
     responses((status = 200, body = MovesResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -589,11 +592,13 @@ pub struct CancelRequest {
 }
 
 #[utoipa::path(post, path = "/api/policy/cancel", request_body = CancelRequest,
+    description = "Cancels a pending or running run. Role: admin, or the read token that submitted it.",
     responses((status = 200, description = "the run as it now is", body = RunResponse), (status = 400, body = ErrorBody),
+        (status = 403, description = "neither an admin nor the submitter", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn cancel(
-    _: ReadAccess,
+    identity: Identity,
     State(state): State<RebalanceState>,
     ApiJson(request): ApiJson<CancelRequest>,
 ) -> Result<Json<RunResponse>, AppError> {
@@ -601,7 +606,8 @@ pub(super) async fn cancel(
     let not_found = || AppError::not_found("run.not_found", "run_id", format!("no run with id `{}`", request.run_id));
     // Only rebalancing decisions are cancelled here; other jobs have
     // their own routes.
-    store.decision_by_id(&request.run_id).await?.ok_or_else(not_found)?;
+    let stored = store.decision_by_id(&request.run_id).await?.ok_or_else(not_found)?;
+    identity.may_act_on(stored.job.job.submitted_by.as_deref())?;
     store.cancel_job(&request.run_id, now_ms()).await?;
     let row = store.decision_by_id(&request.run_id).await?.ok_or_else(not_found)?;
     if row.job.status == JobStatus::Cancelled {

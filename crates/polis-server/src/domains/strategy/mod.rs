@@ -40,7 +40,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::Core;
 use crate::domain::{BoxFuture, ContractService, Domain, JobContext, JobDone, JobFailure};
 use crate::error::{AppError, ErrorBody, ErrorDetail};
-use crate::extract::{ApiJson, Auth, ReadAccess};
+use crate::extract::{ApiJson, Auth, Identity, ReadAccess};
 use crate::runs::{answer_status, job_id_for};
 
 /// The job kind of a replay.
@@ -271,11 +271,7 @@ fn stored_result(row: &JobRow) -> Result<Option<ReplayResult>, AppError> {
 
 fn response(row: &JobRow) -> Result<ReplayResponse, AppError> {
     let result = stored_result(row)?;
-    let error = (row.status == JobStatus::Error).then(|| ErrorDetail {
-        code: row.error_code.clone().unwrap_or_else(|| "job.failed".to_owned()),
-        field: None,
-        message: row.error_message.clone().unwrap_or_default(),
-    });
+    let error = ErrorDetail::of_job(row);
     Ok(ReplayResponse {
         status: answer_status(row.status).to_owned(),
         replay_id: row.job.job_id.clone(),
@@ -351,16 +347,18 @@ fn canonical_text<T: Serialize>(value: &T) -> Result<String, AppError> {
 
 #[utoipa::path(post, path = "/api/strategy/replays", request_body = ReplayRequest,
     description = "Replays bars through a catalog's enabled strategies as a job any worker claims; asking again for \
-        the same bars, catalog and settings answers the stored replay. Role: read.",
+        the same bars, catalog and settings answers the stored replay; rate-limited per token. Role: read.",
     responses((status = 200, description = "pending, or the stored replay", body = ReplayResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 422, description = "bad bars (line and column named), catalog or setting", body = ErrorBody)),
+        (status = 422, description = "bad bars (line and column named), catalog or setting", body = ErrorBody),
+        (status = 429, description = "this token asked too often; see `Retry-After`", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn submit(
-    _: ReadAccess,
+    identity: Identity,
     State(state): State<StrategyState>,
     ApiJson(request): ApiJson<ReplayRequest>,
 ) -> Result<Json<ReplayResponse>, AppError> {
+    state.core.run_rate.admit(&identity.subject, std::time::Instant::now())?;
     let checked = request.clone();
     tokio::task::spawn_blocking(move || check(&checked))
         .await
@@ -402,7 +400,7 @@ async fn submit(
                 payload_json: Some(canonical_text(&payload)?),
                 policy_version: None,
                 input_sha256: Some(bars_sha256),
-                submitted_by: None,
+                submitted_by: Some(identity.subject.clone()),
             };
             let (row, enqueued) = store.enqueue_job(&job, now).await?;
             if enqueued {
@@ -509,7 +507,7 @@ async fn run_replay(job: JobRow, ctx: JobContext) -> Result<JobDone, JobFailure>
         .store
         .input(&payload.bars_sha256)
         .await
-        .map_err(|e| JobFailure::new(e.code(), e.to_string()))?
+        .map_err(|e| crate::error::internal_failure(e.code(), e))?
         .ok_or_else(|| {
             JobFailure::new("input.not_found", format!("bars `{}` are no longer stored", payload.bars_sha256))
         })?;
