@@ -17,6 +17,7 @@ use polis_core::registry::{Activation, PluginStatus, Registry};
 use polis_plugins::LoadReport;
 use polis_runtime::conformance::{Conformance, FixtureResult, Scaffold};
 use polis_runtime::{Decision, Host, HostLimits};
+use polis_strategy::contract::Strategy;
 
 use crate::Outcome;
 use crate::plugin_dirs::PluginDirs;
@@ -27,6 +28,7 @@ pub fn all() -> Vec<Box<dyn ContractCli>> {
     vec![
         Box::new(Entry::<polis_rebalance::Rebalance>::new(polis_rebalance::builtins::registry)),
         Box::new(Entry::<polis_echo::Echo>::new(polis_echo::builtins::registry)),
+        Box::new(StrategyCli),
     ]
 }
 
@@ -55,6 +57,9 @@ pub struct Conformed {
     pub report: LoadReport,
     /// Each fixture's result.
     pub fixtures: Vec<FixtureResult>,
+    /// What the fixtures measured or found, one line each (a strategy's
+    /// events/s), for the report.
+    pub notes: Vec<String>,
 }
 
 /// What the generic commands need of one contract.
@@ -121,7 +126,7 @@ impl<C: Conformance> ContractCli for Entry<C> {
             }
             (None, _) => Vec::new(),
         };
-        Some(Conformed { report, fixtures })
+        Some(Conformed { report, fixtures, notes: Vec::new() })
     }
 
     fn scaffold(&self) -> Scaffold {
@@ -138,6 +143,80 @@ impl<C: Conformance> ContractCli for Entry<C> {
         let host = Host::new(dirs.registry((self.builtins)(), true)?, HostLimits::default())?;
         let record = host.decide(policy, &Decision::new(&subject, &input, &params))?;
         Ok(serde_json::to_value(&record)?)
+    }
+}
+
+/// `strategy.v1`: its plugins answer four methods over a stream of events,
+/// so the commands drive them through `polis_strategy::plugins` instead of
+/// a one-method registry: `polis plugin test` runs the strategy test
+/// matrix, and `polis run` refuses, pointing at `polis strategy replay`.
+struct StrategyCli;
+
+impl StrategyCli {
+    fn load_one(dir: &Path, tiers: &polis_plugins::Tiers) -> Option<(Registry<Strategy>, LoadReport)> {
+        let mut registry = Registry::<Strategy>::new();
+        let report = polis_plugins::register_dir::<Strategy>(dir, tiers, &mut registry)?;
+        Some((registry, report))
+    }
+}
+
+impl ContractCli for StrategyCli {
+    fn info(&self) -> ContractInfo {
+        ContractInfo::of::<Strategy>()
+    }
+
+    fn statuses(&self, dirs: &PluginDirs, probe: bool) -> anyhow::Result<Vec<PluginStatus>> {
+        // Listing needs only the manifests, hashes and load outcomes, which
+        // the one-method registry records as for any contract.
+        Ok(dirs.load(Registry::<Strategy>::new(), false, probe)?.statuses())
+    }
+
+    fn inspect(&self, dir: &Path, tiers: &polis_plugins::Tiers) -> Option<Inspected> {
+        let (registry, report) = StrategyCli::load_one(dir, tiers)?;
+        let entry = report.plugin_id.as_ref().and_then(|id| registry.entries().find(|e| &e.manifest.plugin_id == id));
+        let catalog = permission_catalog::<Strategy>();
+        let granted = entry
+            .map(|e| Grants::resolve(&e.manifest.permissions, &catalog).granted().map(str::to_owned).collect())
+            .unwrap_or_default();
+        Some(Inspected { report, granted, manifest: entry.map(|e| e.manifest.clone()) })
+    }
+
+    fn conformance(&self, dir: &Path, tiers: &polis_plugins::Tiers) -> Option<Conformed> {
+        let (plugins, report) = polis_strategy::plugins::LoadedStrategies::load_plugin(dir, tiers)?;
+        let checks =
+            if report.outcome.is_ok() { polis_strategy::plugins::conformance(&plugins, dir) } else { Vec::new() };
+        let notes = checks.iter().filter_map(|c| c.note.as_ref().map(|n| format!("{}: {n}", c.name))).collect();
+        let fixtures = checks
+            .into_iter()
+            .map(|c| FixtureResult { fixture: c.name.to_owned(), output_sha256: c.digest, problems: c.problems })
+            .collect();
+        Some(Conformed { report, fixtures, notes })
+    }
+
+    fn scaffold(&self) -> Scaffold {
+        Scaffold {
+            policy_version_prefix: "strategy.",
+            manifest_fields: serde_json::json!({}),
+            python: &[
+                ("plugin.py", include_str!("../scaffolds/strategy/plugin.py")),
+                ("test_plugin.py", include_str!("../scaffolds/strategy/test_plugin.py")),
+                ("polis_strategy.py", include_str!("../../../sdk/python/polis_strategy.py")),
+            ],
+            typescript: &[
+                ("plugin.ts", include_str!("../scaffolds/strategy/plugin.ts")),
+                ("strategy.ts", include_str!("../scaffolds/strategy/strategy.ts")),
+                ("strategy.test.mjs", include_str!("../scaffolds/strategy/strategy.test.mjs")),
+                ("tsconfig.json", include_str!("../scaffolds/strategy/tsconfig.json")),
+                ("polis_strategy.ts", include_str!("../../../sdk/typescript/polis_strategy.ts")),
+            ],
+            rust: &[("src/lib.rs", include_str!("../scaffolds/strategy/lib.rs"))],
+        }
+    }
+
+    fn run(&self, _dirs: &PluginDirs, policy: &str, _document: &RunDocument) -> anyhow::Result<serde_json::Value> {
+        anyhow::bail!(
+            "`{policy}` is a strategy.v1 plugin, which decides on a stream of feature vectors, not one input; replay it over bars with `polis strategy replay --plugin-dir DIR` (a catalog entry names it by its policy_version), or check it with `polis plugin test DIR`"
+        )
     }
 }
 

@@ -25,8 +25,11 @@ pub enum Command {
     /// synthetic city, and Bay Wheels snapshots when the shared data is
     /// present) passes schema and semantic validation within the plugin's
     /// limits, each fixture run twice gives the same output hash, and
-    /// outputs match `expected/<fixture>.sha256` where given. Prints a
-    /// report; exits 1 on any failure.
+    /// outputs match `expected/<fixture>.sha256` where given. A
+    /// `strategy.v1` plugin runs the strategy test matrix instead
+    /// (determinism, params, warm-up boundary, missing features, stale
+    /// events, events/s, `expected/replay.sha256`). Prints a report; exits
+    /// 1 on any failure.
     Test {
         /// The plugin directory.
         dir: PathBuf,
@@ -167,9 +170,12 @@ fn conformance(dir: PathBuf, json: bool) -> anyhow::Result<Outcome> {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"plugin": report.plugin_id, "passed": !failed, "fixtures": &results})
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "plugin": report.plugin_id,
+                "passed": !failed,
+                "fixtures": &results,
+                "notes": &conformed.notes,
+            }))?
         );
     } else {
         println!("conformance of {} ({})", report.plugin_id.as_deref().unwrap_or("?"), dir.display());
@@ -181,6 +187,9 @@ fn conformance(dir: PathBuf, json: bool) -> anyhow::Result<Outcome> {
                     println!("  FAIL  {:<22} {p}", r.fixture);
                 }
             }
+        }
+        for note in &conformed.notes {
+            println!("  note  {note}");
         }
         println!("{}", if failed { "FAILED" } else { "passed" });
     }
@@ -246,7 +255,10 @@ fn scaffold(name: &str, lang: Lang, contract: &str, into: &Path) -> anyhow::Resu
         Lang::Python => std::fs::write(dir.join("polis_plugin.py"), PYTHON_SDK)?,
         Lang::Typescript => {
             std::fs::write(dir.join("polis_plugin.ts"), TYPESCRIPT_SDK)?;
-            std::fs::write(dir.join("tsconfig.json"), TYPESCRIPT_CONFIG)?;
+            // A contract whose plugin has other files brings its own.
+            if !dir.join("tsconfig.json").exists() {
+                std::fs::write(dir.join("tsconfig.json"), TYPESCRIPT_CONFIG)?;
+            }
             std::fs::write(dir.join(".gitignore"), "node_modules/\ndist/\n")?;
             let package = serde_json::json!({
                 "name": name.replace(['.', '_'], "-"),
