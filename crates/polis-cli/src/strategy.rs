@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -12,10 +13,12 @@ use polis_strategy::catalog::{Catalog, EntryState};
 use polis_strategy::contract::IntentRecord;
 use polis_strategy::features::{FeatureSet, Streams};
 use polis_strategy::live::{Live, Reloaded};
-use polis_strategy::replay::{ReplayConfig, builtin, first_difference, intents_jsonl, replay_parallel};
+use polis_strategy::plugins::{LoadedStrategies, engine_for};
+use polis_strategy::replay::{ReplayConfig, builtin, first_difference, intents_jsonl, replay_engine, replay_parallel};
 use polis_strategy::svg::equity_svg;
 
 use crate::Outcome;
+use crate::plugin_dirs::PluginDirs;
 use crate::table::{Align, render};
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +62,10 @@ pub struct RunArgs {
     /// The strategy catalog.
     #[arg(long)]
     catalog: PathBuf,
+    /// Strategy plugins a catalog entry may name (`strategy_type` = the
+    /// manifest's `policy_version`, `version` = its `plugin_version`).
+    #[command(flatten)]
+    plugins: PluginDirs,
     /// The bar length of incoming bars.
     #[arg(long, default_value = "1d")]
     timeframe: String,
@@ -103,6 +110,10 @@ pub enum CatalogCommand {
     Check {
         /// `strategies.toml` or `.json`.
         file: PathBuf,
+        /// Strategy plugins entries may name; each such entry's params are
+        /// checked by its plugin.
+        #[command(flatten)]
+        plugins: PluginDirs,
     },
 }
 
@@ -132,13 +143,17 @@ pub struct ReplayArgs {
     /// Compare with the intents stored in this directory by `--out`.
     #[arg(long)]
     verify: Option<PathBuf>,
+    /// Strategy plugins a catalog entry may name (`strategy_type` = the
+    /// manifest's `policy_version`, `version` = its `plugin_version`).
+    #[command(flatten)]
+    plugins: PluginDirs,
 }
 
 /// Runs a strategy command.
 pub fn run(command: Command, json: bool) -> anyhow::Result<Outcome> {
     match command {
         Command::Features(args) => features(&args),
-        Command::Catalog(CatalogCommand::Check { file }) => catalog_check(&file, json),
+        Command::Catalog(CatalogCommand::Check { file, plugins }) => catalog_check(&file, &plugins, json),
         Command::Replay(args) => replay_command(&args, json),
         Command::Run(args) => live(&args),
     }
@@ -167,13 +182,33 @@ fn features(args: &FeaturesArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn load_catalog(file: &Path) -> anyhow::Result<Catalog> {
+/// The catalog in `file`, its plugin entries checked by `plugins`.
+fn load_catalog(file: &Path, plugins: &LoadedStrategies) -> anyhow::Result<Catalog> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read `{}`", file.display()))?;
-    Ok(Catalog::load(&file.display().to_string(), &text)?)
+    Ok(plugins.check(&Catalog::load(&file.display().to_string(), &text)?))
 }
 
-fn catalog_check(file: &Path, json: bool) -> anyhow::Result<Outcome> {
-    let catalog = load_catalog(file)?;
+/// The strategy plugins under `--plugin-dir`; each that fails to load is
+/// reported on stderr (and an entry naming it is disabled).
+fn load_strategies(dirs: &PluginDirs) -> anyhow::Result<Arc<LoadedStrategies>> {
+    if dirs.plugin_dirs.is_empty() {
+        return Ok(Arc::new(LoadedStrategies::none()));
+    }
+    dirs.check()?;
+    let tiers = polis_plugins::Tiers::new()?;
+    let roots: Vec<&Path> = dirs.plugin_dirs.iter().map(PathBuf::as_path).collect();
+    let (plugins, reports) = LoadedStrategies::load(&roots, &tiers);
+    for report in &reports {
+        if let Err(reason) = &report.outcome {
+            eprintln!("warning: strategy plugin in `{}` disabled: {reason}", report.source.display());
+        }
+    }
+    Ok(Arc::new(plugins))
+}
+
+fn catalog_check(file: &Path, plugins: &PluginDirs, json: bool) -> anyhow::Result<Outcome> {
+    let plugins = load_strategies(plugins)?;
+    let catalog = load_catalog(file, &plugins)?;
     let disabled = catalog.entries.iter().any(|e| e.state == EntryState::Disabled);
     if json {
         println!("{}", serde_json::to_string_pretty(&catalog)?);
@@ -213,7 +248,8 @@ fn catalog_check(file: &Path, json: bool) -> anyhow::Result<Outcome> {
 }
 
 fn replay_command(args: &ReplayArgs, json: bool) -> anyhow::Result<Outcome> {
-    let catalog = load_catalog(&args.catalog)?;
+    let plugins = load_strategies(&args.plugins)?;
+    let catalog = load_catalog(&args.catalog, &plugins)?;
     for e in catalog.entries.iter().filter(|e| e.state == EntryState::Disabled) {
         eprintln!("warning: `{}` is disabled: {}", e.entry.strategy_id, e.reasons.join("; "));
     }
@@ -229,10 +265,17 @@ fn replay_command(args: &ReplayArgs, json: bool) -> anyhow::Result<Outcome> {
         ..ReplayConfig::default()
     };
     let bar = crate::progress::bar(0, "bars × strategy groups");
-    let result = replay_parallel(&bars, &catalog, &config, &builtin, &|done, total| {
+    let advance = |done: u64, total: u64| {
         bar.set_length(total);
         bar.inc(done);
-    })?;
+    };
+    // Built-ins run in parallel groups; plugins in one engine, since a
+    // sandboxed plugin's instances share one worker or module anyway.
+    let result = if plugins.is_empty() {
+        replay_parallel(&bars, &catalog, &config, &builtin, &advance)?
+    } else {
+        replay_engine(&bars, &mut engine_for(&catalog, config.breaker, &plugins), &config, &advance)?
+    };
     bar.finish_and_clear();
     let metrics = serde_json::json!({
         "bars": result.bars,
@@ -363,7 +406,8 @@ fn live(args: &RunArgs) -> anyhow::Result<Outcome> {
     // as soon as the banner shows (or while reading) is seen.
     let mut stamp = modified(&args.catalog);
     let text = std::fs::read_to_string(&args.catalog).with_context(|| format!("cannot read `{name}`"))?;
-    let mut live = Live::new(&name, &text, &args.timeframe, polis_runtime::BreakerConfig::default())?;
+    let plugins = load_strategies(&args.plugins)?;
+    let mut live = Live::with_plugins(&name, &text, &args.timeframe, polis_runtime::BreakerConfig::default(), plugins)?;
     live.measure_latency(args.metrics_listen.is_some());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let (tx, rx) = mpsc::channel::<Input>();

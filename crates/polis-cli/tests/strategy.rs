@@ -266,3 +266,66 @@ fn bars_published_on_nats_give_the_replays_intents_on_another_subject() {
     assert!(rest.contains("legacy@1.0.0: 300 events"), "{rest}");
     assert!(out.stdout.is_empty(), "intents went to NATS, not stdout");
 }
+
+#[test]
+fn a_plugin_that_throws_and_kills_its_worker_never_stops_the_live_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = bars_csv(dir.path());
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let plugin = dir.path().join("plugins/crashy");
+    std::fs::create_dir_all(&plugin).unwrap();
+    for (from, name) in [
+        ("crates/polis-cli/tests/fixtures/strategy-crashy", "manifest.json"),
+        ("crates/polis-cli/tests/fixtures/strategy-crashy", "plugin.py"),
+        ("sdk/python", "polis_plugin.py"),
+        ("sdk/python", "polis_strategy.py"),
+    ] {
+        std::fs::copy(repo.join(from).join(name), plugin.join(name)).unwrap();
+    }
+    let alone = dir.path().join("alone.toml");
+    std::fs::write(&alone, "[[strategies]]\nstrategy_id = \"legacy\"\nstrategy_type = \"legacy_macd_rsi\"\nversion = \"1.0.0\"\nsymbols = [\"T\"]\n").unwrap();
+    let mixed = dir.path().join("mixed.toml");
+    let text = std::fs::read_to_string(&alone).unwrap()
+        + "\n[[strategies]]\nstrategy_id = \"crashy\"\nstrategy_type = \"strategy.crashy.v1\"\nversion = \"1.0.0\"\nsymbols = [\"T\"]\n";
+    std::fs::write(&mixed, text).unwrap();
+    let out_dir = dir.path().join("out");
+    let replayed = polis(
+        &["strategy", "replay", "--bars", &csv, "--symbol", "T", "--catalog"]
+            .into_iter()
+            .chain([alone.to_str().unwrap(), "--out", out_dir.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    assert!(replayed.status.success(), "{}", String::from_utf8_lossy(&replayed.stderr));
+
+    let plugins = dir.path().join("plugins");
+    let checked =
+        polis(&["strategy", "catalog", "check", mixed.to_str().unwrap(), "--plugin-dir", plugins.to_str().unwrap()]);
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_polis"))
+        .args(["strategy", "run", "--catalog", mixed.to_str().unwrap(), "--plugin-dir", plugins.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    for row in text.lines().skip(1) {
+        let f: Vec<&str> = row.split(',').collect();
+        writeln!(
+            stdin,
+            r#"{{"symbol":"T","ts":{},"open":{},"high":{},"low":{},"close":{},"volume":{}}}"#,
+            f[0], f[1], f[2], f[3], f[4], f[5]
+        )
+        .unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("running") && stderr.contains("2 enabled strategies"), "{stderr}");
+    assert!(stderr.contains("legacy@1.0.0: 300 events"), "{stderr}");
+    let crashy = stderr.lines().find(|l| l.starts_with("crashy@1.0.0:")).unwrap();
+    assert!(!crashy.contains(" 0 errors"), "{crashy}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), std::fs::read_to_string(out_dir.join("intents.jsonl")).unwrap());
+}

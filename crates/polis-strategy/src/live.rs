@@ -22,6 +22,7 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::contract::IntentRecord;
 use crate::engine::Engine;
 use crate::features::{FeatureVectorV3, Row, SCHEMA_VERSION, Streams};
+use crate::plugins::{LoadedStrategies, engine_for};
 
 /// Longest input line, in bytes.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
@@ -36,6 +37,7 @@ pub struct Live {
     breaker: BreakerConfig,
     last_ts: std::collections::BTreeMap<String, i64>,
     timed: bool,
+    plugins: Arc<LoadedStrategies>,
 }
 
 impl std::fmt::Debug for Live {
@@ -67,10 +69,26 @@ struct BarLine {
 }
 
 impl Live {
-    /// A loop over the catalog in `text` (named `file` in errors).
+    /// A loop over the catalog in `text` (named `file` in errors), built-in
+    /// families only.
     pub fn new(file: &str, text: &str, timeframe: &str, breaker: BreakerConfig) -> Result<Live, CatalogError> {
-        let catalog = Catalog::load(file, text)?;
-        let engine = Engine::new(&catalog, breaker);
+        Live::with_plugins(file, text, timeframe, breaker, Arc::new(LoadedStrategies::none()))
+    }
+
+    /// A loop over the catalog in `text` whose entries may also name
+    /// loaded plugins ([`crate::plugins`]'s naming rule). A plugin that
+    /// fails (its worker killed, an exception, a bad intent) counts against
+    /// its strategy's breaker and the loop goes on; a process worker that
+    /// died is started again on its next call.
+    pub fn with_plugins(
+        file: &str,
+        text: &str,
+        timeframe: &str,
+        breaker: BreakerConfig,
+        plugins: Arc<LoadedStrategies>,
+    ) -> Result<Live, CatalogError> {
+        let catalog = plugins.check(&Catalog::load(file, text)?);
+        let engine = engine_for(&catalog, breaker, &plugins);
         let streams = Streams::new(engine.features().clone());
         Ok(Live {
             text: text.to_owned(),
@@ -81,6 +99,7 @@ impl Live {
             breaker,
             last_ts: Default::default(),
             timed: false,
+            plugins,
         })
     }
 
@@ -107,8 +126,8 @@ impl Live {
         if text == self.text {
             return Ok(Reloaded::Unchanged);
         }
-        let catalog = Catalog::load(file, text)?;
-        let mut engine = Engine::new(&catalog, self.breaker);
+        let catalog = self.plugins.check(&Catalog::load(file, text)?);
+        let mut engine = engine_for(&catalog, self.breaker, &self.plugins);
         engine.measure_latency(self.timed);
         self.streams = Streams::new(engine.features().clone());
         self.engine = engine;

@@ -245,9 +245,21 @@ pub fn replay_parallel(
 
 /// Replays `bars` through one engine.
 pub fn replay_with(bars: &[Bar], engine: &mut Engine, config: &ReplayConfig) -> Result<Replay, ReplayError> {
+    replay_engine(bars, engine, config, &|_, _| {})
+}
+
+/// Replays `bars` through one engine, calling `progress(done, total)` as
+/// bars are processed (`total` is the number of bars).
+pub fn replay_engine(
+    bars: &[Bar],
+    engine: &mut Engine,
+    config: &ReplayConfig,
+    progress: &dyn Fn(u64, u64),
+) -> Result<Replay, ReplayError> {
     let per_year =
         periods_per_year(&config.timeframe).ok_or_else(|| ReplayError::Timeframe(config.timeframe.clone()))?;
-    let run = run_engine(bars, engine, config, &|_| {});
+    let total = bars.len() as u64;
+    let run = run_engine(bars, engine, config, &|done| progress(done, total));
     let order: BTreeMap<String, usize> = run.keys.iter().cloned().enumerate().map(|(i, k)| (k, i)).collect();
     finish(vec![run], &order, per_year, config, bars.len())
 }

@@ -84,6 +84,6 @@ pub fn all(core: &Core, settings: &Settings) -> Result<Vec<Arc<dyn Domain>>, Dom
             &plugins,
         )?,
         packs::domain(core, &settings.packs),
-        strategy::domain(core, &settings.strategy)?,
+        strategy::domain(core, &plugins, &settings.strategy)?,
     ])
 }

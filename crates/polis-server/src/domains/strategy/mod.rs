@@ -32,7 +32,8 @@ use polis_core::canonical::{Digest, to_canonical_vec};
 use polis_store::{JobRow, JobStatus, NewJob, StoredInput};
 use polis_strategy::catalog::{Catalog, EntryState};
 use polis_strategy::contract::IntentRecord;
-use polis_strategy::replay::{Evaluation, ReplayConfig, builtin, intents_jsonl, replay_parallel};
+use polis_strategy::plugins::{LoadedStrategies, engine_for};
+use polis_strategy::replay::{Evaluation, ReplayConfig, builtin, intents_jsonl, replay_parallel, replay_with};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{OpenApi, ToSchema};
@@ -67,6 +68,9 @@ pub struct StrategyState {
     pub core: Core,
     /// The server's catalog, checked once at start.
     pub catalog: Option<Arc<Catalog>>,
+    /// Strategy plugins from the plugin directories, which catalog entries
+    /// may name.
+    pub plugins: Arc<LoadedStrategies>,
 }
 
 impl FromRef<StrategyState> for Arc<Auth> {
@@ -80,14 +84,35 @@ pub struct StrategyDomain {
     state: StrategyState,
 }
 
-/// The domain over `core`; a configured catalog that does not parse is an
-/// error naming the file.
-pub fn domain(core: &Core, settings: &Settings) -> Result<Arc<dyn Domain>, super::DomainError> {
+/// The domain over `core`, with the strategy plugins under the plugin
+/// directories (each that fails to load is logged, and an entry naming it
+/// is disabled); a configured catalog that does not parse is an error
+/// naming the file.
+pub fn domain(
+    core: &Core,
+    plugins: &super::Plugins<'_>,
+    settings: &Settings,
+) -> Result<Arc<dyn Domain>, super::DomainError> {
+    let loaded = match plugins.tiers {
+        Some(tiers) if !plugins.dirs.is_empty() => {
+            let roots: Vec<&std::path::Path> = plugins.dirs.iter().map(std::path::PathBuf::as_path).collect();
+            let (loaded, reports) = LoadedStrategies::load(&roots, tiers);
+            for report in reports {
+                if let Err(reason) = report.outcome {
+                    tracing::warn!(source = %report.source.display(), %reason, "strategy plugin disabled");
+                }
+            }
+            loaded
+        }
+        _ => LoadedStrategies::none(),
+    };
     let catalog = match &settings.catalog {
-        Some((file, text)) => Some(Arc::new(Catalog::load(file, text).map_err(super::DomainError::Catalog)?)),
+        Some((file, text)) => {
+            Some(Arc::new(loaded.check(&Catalog::load(file, text).map_err(super::DomainError::Catalog)?)))
+        }
         None => None,
     };
-    Ok(Arc::new(StrategyDomain { state: StrategyState { core: core.clone(), catalog } }))
+    Ok(Arc::new(StrategyDomain { state: StrategyState { core: core.clone(), catalog, plugins: Arc::new(loaded) } }))
 }
 
 impl Domain for StrategyDomain {
@@ -133,7 +158,7 @@ impl Domain for StrategyDomain {
     }
 
     fn run_job(&self, job: JobRow, ctx: JobContext) -> BoxFuture<'_, Result<JobDone, JobFailure>> {
-        Box::pin(run_replay(job, ctx))
+        Box::pin(run_replay(job, ctx, self.state.plugins.clone()))
     }
 }
 
@@ -288,7 +313,7 @@ fn response(row: &JobRow) -> Result<ReplayResponse, AppError> {
 /// Checks a request completely: the bars parse (line and column named),
 /// the catalog parses and enables a strategy, the timeframe and numbers
 /// make sense.
-fn check(request: &ReplayRequest) -> Result<Catalog, AppError> {
+fn check(request: &ReplayRequest, plugins: &LoadedStrategies) -> Result<Catalog, AppError> {
     let file = match request.catalog_format.as_str() {
         "toml" => "catalog.toml",
         "json" => "catalog.json",
@@ -302,6 +327,7 @@ fn check(request: &ReplayRequest) -> Result<Catalog, AppError> {
     };
     let catalog = Catalog::load(file, &request.catalog)
         .map_err(|e| AppError::unprocessable("strategy.catalog_invalid", "catalog", e.to_string()))?;
+    let catalog = plugins.check(&catalog);
     if catalog.enabled().next().is_none() {
         let reasons: Vec<String> = catalog
             .entries
@@ -360,7 +386,8 @@ async fn submit(
 ) -> Result<Json<ReplayResponse>, AppError> {
     state.core.run_rate.admit(&identity.subject, std::time::Instant::now())?;
     let checked = request.clone();
-    tokio::task::spawn_blocking(move || check(&checked))
+    let plugins = state.plugins.clone();
+    tokio::task::spawn_blocking(move || check(&checked, &plugins))
         .await
         .map_err(|e| AppError::internal("strategy.join", e))??;
     let bars = canonical_text(&StoredBars { bars_csv: request.bars_csv })?;
@@ -494,7 +521,7 @@ async fn catalog_route(_: ReadAccess, State(state): State<StrategyState>) -> Res
 
 /// Runs one claimed replay job: reads the bars, replays (blocking, off the
 /// async runtime) and returns the result for the worker to store.
-async fn run_replay(job: JobRow, ctx: JobContext) -> Result<JobDone, JobFailure> {
+async fn run_replay(job: JobRow, ctx: JobContext, plugins: Arc<LoadedStrategies>) -> Result<JobDone, JobFailure> {
     let bad = |e: String| JobFailure::new("job.bad_payload", e);
     let payload: ReplayPayload = job
         .job
@@ -512,7 +539,7 @@ async fn run_replay(job: JobRow, ctx: JobContext) -> Result<JobDone, JobFailure>
             JobFailure::new("input.not_found", format!("bars `{}` are no longer stored", payload.bars_sha256))
         })?;
     let started = std::time::Instant::now();
-    let task = tokio::task::spawn_blocking(move || replay_stored(&payload, &input.body_json)).await;
+    let task = tokio::task::spawn_blocking(move || replay_stored(&payload, &input.body_json, &plugins)).await;
     let result = task.map_err(|e| JobFailure::new("strategy.panicked", e.to_string()))??;
     Ok(JobDone::Result(polis_store::JobResult {
         plugin_id: None,
@@ -526,11 +553,16 @@ async fn run_replay(job: JobRow, ctx: JobContext) -> Result<JobDone, JobFailure>
     }))
 }
 
-fn replay_stored(payload: &ReplayPayload, stored: &str) -> Result<ReplayResult, JobFailure> {
+fn replay_stored(
+    payload: &ReplayPayload,
+    stored: &str,
+    plugins: &LoadedStrategies,
+) -> Result<ReplayResult, JobFailure> {
     let fail = |code: &str, e: String| JobFailure::new(code, e);
     let bars: StoredBars = serde_json::from_str(stored).map_err(|e| fail("store.corrupt", e.to_string()))?;
     let file = if payload.catalog_format == "json" { "catalog.json" } else { "catalog.toml" };
-    let catalog = Catalog::load(file, &payload.catalog).map_err(|e| fail("strategy.catalog_invalid", e.to_string()))?;
+    let catalog = plugins
+        .check(&Catalog::load(file, &payload.catalog).map_err(|e| fail("strategy.catalog_invalid", e.to_string()))?);
     let bars = polis_strategy::bars::read_bars(bars.bars_csv.as_bytes(), &payload.symbol)
         .map_err(|e| fail("strategy.bars_invalid", e.to_string()))?;
     let config = ReplayConfig {
@@ -539,8 +571,14 @@ fn replay_stored(payload: &ReplayPayload, stored: &str) -> Result<ReplayResult, 
         capital: payload.capital,
         ..ReplayConfig::default()
     };
-    let replay = replay_parallel(&bars, &catalog, &config, &builtin, &|_, _| {})
-        .map_err(|e| fail("strategy.replay_failed", e.to_string()))?;
+    // Built-ins in parallel groups; plugins in one engine (their instances
+    // share one worker or module).
+    let replay = if plugins.is_empty() {
+        replay_parallel(&bars, &catalog, &config, &builtin, &|_, _| {})
+    } else {
+        replay_with(&bars, &mut engine_for(&catalog, config.breaker, plugins), &config)
+    }
+    .map_err(|e| fail("strategy.replay_failed", e.to_string()))?;
     let opened = |key: &str| {
         replay.evaluations.iter().find(|e| e.strategy == key).map_or(0, |e: &Evaluation| e.counters.circuit_opened)
     };
