@@ -233,7 +233,7 @@ fn contract_list_names_every_contract_with_its_permissions_and_host_methods() {
     let out = polis(&["contract", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ids: Vec<&str> = list.as_array().unwrap().iter().map(|c| c["contract"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["rebalance.v1", "echo.v1"]);
+    assert_eq!(ids, ["rebalance.v1", "echo.v1", "strategy.v1"]);
     let echo = &list[1];
     assert_eq!(echo["capabilities"][0]["method"], "echo.note");
     assert_eq!(echo["capabilities"][0]["permission"], "echo:note");
