@@ -2,9 +2,12 @@
 //! a naive recompute, on a seeded synthetic series.
 //!
 //! `cargo run --release -p polis-strategy --example strategy_bench -- [BARS]
-//! [--csv OUT.csv] [--goog GOOG.csv]` (1,000,000 bars by default; `--csv`
-//! writes the synthetic series for the backtesting.py peer, `--goog` also
-//! times `legacy_macd_rsi` on that file). Prints events/s for: the default features alone;
+//! [--csv OUT.csv] [--goog GOOG.csv] [--plugins N]` (1,000,000 bars by
+//! default; `--csv` writes the synthetic series for the backtesting.py
+//! peer, `--goog` also times `legacy_macd_rsi` on that file; `--plugins N`
+//! times only `mean_reversion` as the built-in, a wasm plugin and a Python
+//! process plugin on the first N bars, and one wasm call resident against
+//! a fresh instance). Prints events/s for: the default features alone;
 //! features + each built-in family through the host (`Engine`, with
 //! validation and counters); and the naive alternative, which recomputes
 //! every feature for each bar from a fresh pipeline over its trailing
@@ -136,6 +139,118 @@ fn process(data: &[Bar]) {
     println!("features + mean_reversion, Python process plugin  {}  [{intents} intents]", rate(data.len(), secs));
 }
 
+/// A plugin root in a scratch directory holding the Python mean_reversion
+/// fixture (with the SDK) and the wasm one (examples/plugins/mean-reversion-rust,
+/// built for wasm32-unknown-unknown).
+fn plugin_root() -> Result<std::path::PathBuf, String> {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = std::env::temp_dir().join(format!("polis-strategy-bench-{}", std::process::id()));
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        std::fs::create_dir_all(to.parent().unwrap_or(to))
+            .and_then(|()| std::fs::copy(from, to))
+            .map_err(|e| format!("`{}`: {e}", from.display()))
+    };
+    let py = repo.join("crates/polis-strategy/tests/fixtures/mean_reversion_py");
+    for (from, name) in [(&py, "manifest.json"), (&py, "plugin.py")] {
+        copy(&from.join(name), &root.join("py").join(name))?;
+    }
+    for name in ["polis_plugin.py", "polis_strategy.py"] {
+        copy(&repo.join("sdk/python").join(name), &root.join("py").join(name))?;
+    }
+    copy(&repo.join("examples/plugins/mean-reversion-rust/manifest.json"), &root.join("wasm/manifest.json"))?;
+    let module = "polis_example_mean_reversion.wasm";
+    copy(&repo.join("target/wasm32-unknown-unknown/release").join(module), &root.join("wasm").join(module)).map_err(
+        |e| {
+            format!(
+                "{e}; build it: cargo build --release -p polis-example-mean-reversion --target wasm32-unknown-unknown"
+            )
+        },
+    )?;
+    Ok(root)
+}
+
+/// Per-event cost of `mean_reversion` as the built-in, as a wasm plugin
+/// (one resident module instance) and as a Python process plugin, each
+/// loaded as `--plugin-dir` loads it and run through the engine with the
+/// features; and the cost of one call in a resident module against a fresh
+/// instance per call (`warmup_bars`, the cheapest method). Best of 3.
+fn plugins(data: &[Bar]) {
+    use polis_core::policy::{CallEnv, RunControl, no_host};
+    use polis_strategy::plugins::{LoadedStrategies, engine_for};
+    let root = match plugin_root() {
+        Ok(root) => root,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let Ok(tiers) = polis_plugins::Tiers::new() else { std::process::exit(2) };
+    let (loaded, reports) = LoadedStrategies::load(&[&root], &tiers);
+    if let Some(r) = reports.iter().find(|r| r.outcome.is_err()) {
+        eprintln!("`{}`: {:?}", r.source.display(), r.outcome);
+        std::process::exit(2);
+    }
+    println!("plugin tiers, {} bars of SYN:", data.len());
+    let mut builtin_ns = 0.0;
+    for (label, strategy_type) in [
+        ("built-in", "mean_reversion"),
+        ("wasm plugin (resident instance)", "strategy.mean_reversion_wasm.v1"),
+        ("Python process plugin", "strategy.mean_reversion_py.v1"),
+    ] {
+        let text = format!(
+            "[[strategies]]\nstrategy_id = \"mr\"\nstrategy_type = \"{strategy_type}\"\nversion = \"1.0.0\"\nsymbols = [\"SYN\"]\n"
+        );
+        let Ok(catalog) = Catalog::load("bench.toml", &text) else { std::process::exit(2) };
+        let mut best = f64::INFINITY;
+        let mut intents = 0;
+        for _ in 0..3 {
+            let mut engine = engine_for(&catalog, BreakerConfig::default(), &loaded);
+            let mut streams = polis_strategy::features::Streams::new(engine.features().clone());
+            let start = Instant::now();
+            intents = 0;
+            for b in data {
+                let row = streams.push(b);
+                intents += engine.on_row(&row, "1d").len();
+            }
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        let ns = best * 1e9 / data.len() as f64;
+        if builtin_ns == 0.0 {
+            builtin_ns = ns;
+        }
+        println!(
+            "  features + mean_reversion, {label:<32} {}  [{intents} intents, {:.0}x the built-in]",
+            rate(data.len(), best),
+            ns / builtin_ns
+        );
+    }
+    let per_call = polis_plugins::load_endpoints::<polis_strategy::contract::Strategy>(
+        &[&root],
+        &tiers,
+        polis_strategy::contract::REQUIRED_METHODS,
+    )
+    .0
+    .into_iter()
+    .find(|l| l.manifest.plugin_id.contains("wasm"));
+    let resident = loaded.plugins().find(|l| l.manifest.plugin_id.contains("wasm"));
+    let (Some(per_call), Some(resident)) = (per_call, resident) else { std::process::exit(2) };
+    let control = RunControl::new();
+    let host = no_host();
+    let env = CallEnv { seed: 0, control: &control, host: &host };
+    for (label, endpoint) in
+        [("resident instance", &resident.endpoint), ("fresh instance per call", &per_call.endpoint)]
+    {
+        let n = 20_000;
+        let start = Instant::now();
+        for _ in 0..n {
+            let _ = endpoint.call("warmup_bars", br#"{"instance":"bench"}"#, &env);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!("  one wasm call (`warmup_bars`), {label:<24} {:>8.2} µs", secs * 1e6 / f64::from(n));
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
@@ -164,6 +279,11 @@ fn main() {
         };
         legacy(&goog, "GOOG.csv");
         process(&goog);
+    }
+    if let Some(n) = flag("--plugins") {
+        let n: usize = n.parse().unwrap_or(20_000);
+        plugins(&data[..n.min(data.len())]);
+        return;
     }
     legacy(&data, "synthetic");
     let set = Arc::new(FeatureSet::default_set());
