@@ -7,6 +7,17 @@ pub enum WasmError {
     /// The engine could not be configured.
     #[error("wasm engine could not start: {0}")]
     Engine(String),
+    /// The module is larger than a host limit before it is compiled: more
+    /// functions or table elements than polis compiles or allocates.
+    #[error("plugin `{plugin_id}`: module exceeds its `{limit}` limit: {detail}")]
+    ModuleLimit {
+        /// The plugin.
+        plugin_id: String,
+        /// Which limit: `functions` or `table_elements`.
+        limit: &'static str,
+        /// By how much.
+        detail: String,
+    },
     /// The bytes are not a valid wasm module.
     #[error("plugin `{plugin_id}`: module does not compile: {message}")]
     Compile {
@@ -76,6 +87,7 @@ impl WasmError {
     pub fn code(&self) -> &'static str {
         match self {
             WasmError::Engine(_) => "wasm.engine",
+            WasmError::ModuleLimit { .. } => "wasm.module_limit",
             WasmError::Compile { .. } => "wasm.compile",
             WasmError::PermissionDenied { .. } => "wasm.permission_denied",
             WasmError::UnknownImport { .. } => "wasm.unknown_import",

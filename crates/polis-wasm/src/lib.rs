@@ -41,5 +41,8 @@ mod module;
 mod runtime;
 
 pub use error::WasmError;
-pub use module::{LogLine, LogSink, MAX_HOST_CALLS_PER_RUN, MAX_HOST_REQUEST_BYTES, RunControl, WasmModule};
+pub use module::{
+    LogLine, LogSink, MAX_FUNCTIONS, MAX_HOST_CALLS_PER_RUN, MAX_HOST_REQUEST_BYTES, MAX_TABLE_ELEMENTS, RunControl,
+    WasmModule,
+};
 pub use runtime::{WasmConfig, WasmLimits, WasmRuntime};

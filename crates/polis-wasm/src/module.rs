@@ -57,6 +57,42 @@ enum Interrupted {
     Timeout,
 }
 
+/// Most functions a module may define: compiling is the one cost a module
+/// imposes before any limit of a run applies, and it grows with them.
+pub const MAX_FUNCTIONS: u32 = 50_000;
+
+/// Most elements a module's tables may start with (the limiter refuses to
+/// grow them beyond it too).
+pub const MAX_TABLE_ELEMENTS: u64 = 100_000;
+
+/// Counts a module's functions and initial table elements before it is
+/// compiled, so a module of 100,000 functions or a huge table is refused
+/// by name instead of compiled or allocated. Malformed bytes are left to
+/// the compiler, which names the problem.
+fn check_shape(wasm: &[u8]) -> Result<(), (&'static str, String)> {
+    let mut functions: u32 = 0;
+    let mut table_elements: u64 = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload {
+            Ok(wasmparser::Payload::FunctionSection(reader)) => functions = functions.saturating_add(reader.count()),
+            Ok(wasmparser::Payload::TableSection(reader)) => {
+                for table in reader.into_iter().flatten() {
+                    table_elements = table_elements.saturating_add(table.ty.initial);
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return Ok(()),
+        }
+    }
+    if functions > MAX_FUNCTIONS {
+        return Err(("functions", format!("{functions} functions, more than {MAX_FUNCTIONS}")));
+    }
+    if table_elements > MAX_TABLE_ELEMENTS {
+        return Err(("table_elements", format!("tables of {table_elements} elements, more than {MAX_TABLE_ELEMENTS}")));
+    }
+    Ok(())
+}
+
 /// The memory and table limiter of one store.
 struct Limiter {
     memory_bytes: usize,
@@ -73,7 +109,7 @@ impl ResourceLimiter for Limiter {
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        Ok(desired as u64 <= MAX_TABLE_ELEMENTS)
     }
 
     fn instances(&self) -> usize {
@@ -135,6 +171,7 @@ impl WasmModule {
         let plugin_id: Arc<str> = Arc::from(manifest.plugin_id.as_str());
         let id = || manifest.plugin_id.clone();
         let grants = Grants::resolve(&manifest.permissions, catalog);
+        check_shape(wasm).map_err(|(limit, detail)| WasmError::ModuleLimit { plugin_id: id(), limit, detail })?;
         let module = Module::new(&shared.engine, wasm)
             .map_err(|e| WasmError::Compile { plugin_id: id(), message: format!("{e:#}") })?;
 
@@ -409,6 +446,12 @@ impl WasmModule {
         }
         if let Some(limit) = error.downcast_ref::<HostCallLimit>() {
             return PolicyError::LimitExceeded { limit: "host_calls", detail: limit.to_string() };
+        }
+        if let Some(Trap::StackOverflow) = error.downcast_ref::<Trap>() {
+            return PolicyError::LimitExceeded {
+                limit: "stack",
+                detail: "the guest's call stack overflowed (recursion too deep)".to_owned(),
+            };
         }
         if let Some(Trap::OutOfFuel) = error.downcast_ref::<Trap>() {
             return PolicyError::LimitExceeded {

@@ -380,3 +380,33 @@ fn repeated_failures_open_the_breaker_and_the_metrics_show_it() {
     assert_eq!(harness.decide("rebal.flaky.v1").err().map(|e| e.code()), Some("policy.failed"));
     assert_eq!(harness.host.guard().metrics("hostile.flaky.v1").unwrap().breaker, Some(BreakerState::Closed));
 }
+
+#[test]
+fn deep_recursion_in_the_guest_traps_at_the_stack_limit() {
+    let recursive = module(
+        "(func $down (param i32) (result i32) (call $down (i32.add (local.get 0) (i32.const 1))))",
+        "(drop (call $down (i32.const 0))) (i64.const 0)",
+        "",
+    );
+    let harness = Harness::new(WasmConfig::default(), &[(manifest("hostile.deep.v1", &[]), recursive)]);
+    let error = harness.contained("rebal.deep.v1");
+    let (limit, detail) = limits(&error);
+    assert_eq!(limit, "stack", "{detail}");
+}
+
+#[test]
+fn a_module_of_100000_functions_or_a_huge_table_is_refused_before_it_is_compiled() {
+    let runtime = WasmRuntime::new(WasmConfig::default()).unwrap();
+    let many: String = (0..100_000).map(|_| "(func)").collect();
+    let error = runtime.load(manifest("hostile.many.v1", &[]), &module(&many, "(i64.const 0)", "")).err().unwrap();
+    assert_eq!(error.code(), "wasm.module_limit");
+    assert!(error.to_string().contains("`functions` limit: 100003 functions"), "{error}");
+    let table = module("(table 1000000 funcref)", "(i64.const 0)", "");
+    let error = runtime.load(manifest("hostile.table.v1", &[]), &table).err().unwrap();
+    assert_eq!(error.code(), "wasm.module_limit");
+    assert!(error.to_string().contains("`table_elements` limit: tables of 1000000 elements"), "{error}");
+    // A table within the limit loads.
+    assert!(
+        runtime.load(manifest("hostile.table.v1", &[]), &module("(table 10 funcref)", "(i64.const 0)", "")).is_ok()
+    );
+}
