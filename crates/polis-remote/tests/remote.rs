@@ -105,6 +105,17 @@ fn serve(stream: TcpStream) {
                 }
             }
         }
+        "/trickle" => {
+            // Headers at once, then the body one byte a second: a reply
+            // that never stops arriving and never finishes.
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n");
+            for _ in 0..100 {
+                if stream.write_all(b" ").and_then(|()| stream.flush()).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
         "/garbage" => reply(&mut stream, "200 OK", "", b"{\"moves\": [oops"),
         "/schema" => reply(&mut stream, "200 OK", "", br#"{"moves": "none", "summary": {}}"#),
         "/far" => {
@@ -252,6 +263,21 @@ fn a_slow_endpoint_times_out_at_the_manifest_limit() {
         }
         other => panic!("expected a timeout, got {other}"),
     }
+}
+
+#[test]
+fn a_reply_trickling_a_byte_a_second_is_cut_at_the_deadline() {
+    let host = host(&endpoint(), &["/trickle", "/greedy"]);
+    let started = std::time::Instant::now();
+    match policy_error(contained(&host, "trickle")) {
+        PolicyError::LimitExceeded { limit, detail } => {
+            assert_eq!(limit, "timeout");
+            assert!(detail.contains("1000 ms"), "{detail}");
+        }
+        other => panic!("expected a timeout, got {other}"),
+    }
+    // The whole reply would take 100 s; the deadline is 1 s.
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 }
 
 #[test]
