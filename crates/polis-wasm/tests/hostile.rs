@@ -410,3 +410,24 @@ fn a_module_of_100000_functions_or_a_huge_table_is_refused_before_it_is_compiled
         runtime.load(manifest("hostile.table.v1", &[]), &module("(table 10 funcref)", "(i64.const 0)", "")).is_ok()
     );
 }
+
+#[test]
+fn importing_every_host_function_without_grants_is_refused_until_each_is_granted() {
+    let runtime = WasmRuntime::new(WasmConfig::default()).unwrap();
+    let greedy = module(
+        r#"(import "polis" "log" (func $log (param i32 i32)))
+           (import "polis" "random_u64" (func $random (result i64)))"#,
+        "(i64.const 0)",
+        "",
+    );
+    let refused = |permissions: &[&str]| {
+        runtime.load(manifest("hostile.greedy.v1", permissions), &greedy).err().map(|e| (e.code(), e.to_string()))
+    };
+    let (code, message) = refused(&[]).unwrap();
+    assert_eq!(code, "wasm.permission_denied");
+    assert!(message.contains("`polis.log`") && message.contains("`log:emit`"), "{message}");
+    let (code, message) = refused(&["log:emit"]).unwrap();
+    assert_eq!(code, "wasm.permission_denied");
+    assert!(message.contains("`polis.random_u64`") && message.contains("`random`"), "{message}");
+    assert_eq!(refused(&["log:emit", "random"]), None, "granting both loads the module");
+}
