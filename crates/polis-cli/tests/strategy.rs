@@ -22,6 +22,25 @@ fn bars_csv(dir: &std::path::Path) -> String {
     path.display().to_string()
 }
 
+/// `polis strategy replay` of `csv` (symbol `T`) through `catalog` with
+/// `--out out_dir`, which must succeed; returns the `intents.jsonl` it wrote.
+fn replay_into(csv: &str, catalog: &std::path::Path, out_dir: &std::path::Path) -> String {
+    let out = polis(&[
+        "strategy",
+        "replay",
+        "--bars",
+        csv,
+        "--symbol",
+        "T",
+        "--catalog",
+        catalog.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read_to_string(out_dir.join("intents.jsonl")).unwrap()
+}
+
 const CATALOG: &str = "[[strategies]]\nstrategy_id = \"legacy\"\nstrategy_type = \"legacy_macd_rsi\"\nversion = \"1.0.0\"\nsymbols = [\"T\"]\n\n[[strategies]]\nstrategy_id = \"mr\"\nstrategy_type = \"mean_reversion\"\nversion = \"1.0.0\"\nparams = { entry_z = 1.5, exit_z = 0.3 }\nsymbols = [\"T\"]\n";
 
 #[test]
@@ -112,20 +131,7 @@ fn the_live_loop_turns_stdin_bars_into_the_replays_intents() {
     let csv = bars_csv(dir.path());
     let catalog = dir.path().join("strategies.toml");
     std::fs::write(&catalog, CATALOG).unwrap();
-    let out_dir = dir.path().join("out");
-    let replayed = polis(&[
-        "strategy",
-        "replay",
-        "--bars",
-        &csv,
-        "--symbol",
-        "T",
-        "--catalog",
-        catalog.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
-    assert!(replayed.status.success());
+    let expected = replay_into(&csv, &catalog, &dir.path().join("out"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_polis"))
         .args(["strategy", "run", "--catalog", catalog.to_str().unwrap()])
         .stdin(Stdio::piped())
@@ -162,7 +168,7 @@ fn the_live_loop_turns_stdin_bars_into_the_replays_intents() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("reload refused, the old catalog keeps running"), "{stderr}");
     assert!(stderr.contains("stdin line 151: not JSON"), "{stderr}");
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), std::fs::read_to_string(out_dir.join("intents.jsonl")).unwrap());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
 }
 
 #[test]
@@ -172,21 +178,7 @@ fn bars_published_on_nats_give_the_replays_intents_on_another_subject() {
     let csv = bars_csv(dir.path());
     let catalog = dir.path().join("strategies.toml");
     std::fs::write(&catalog, CATALOG).unwrap();
-    let out_dir = dir.path().join("out");
-    let replayed = polis(&[
-        "strategy",
-        "replay",
-        "--bars",
-        &csv,
-        "--symbol",
-        "T",
-        "--catalog",
-        catalog.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
-    assert!(replayed.status.success(), "{}", String::from_utf8_lossy(&replayed.stderr));
-    let expected = std::fs::read_to_string(out_dir.join("intents.jsonl")).unwrap();
+    let expected = replay_into(&csv, &catalog, &dir.path().join("out"));
     let expected: Vec<&str> = expected.lines().collect();
     assert!(expected.len() > 5, "{}", expected.len());
 
@@ -288,14 +280,7 @@ fn a_plugin_that_throws_and_kills_its_worker_never_stops_the_live_loop() {
     let text = std::fs::read_to_string(&alone).unwrap()
         + "\n[[strategies]]\nstrategy_id = \"crashy\"\nstrategy_type = \"strategy.crashy.v1\"\nversion = \"1.0.0\"\nsymbols = [\"T\"]\n";
     std::fs::write(&mixed, text).unwrap();
-    let out_dir = dir.path().join("out");
-    let replayed = polis(
-        &["strategy", "replay", "--bars", &csv, "--symbol", "T", "--catalog"]
-            .into_iter()
-            .chain([alone.to_str().unwrap(), "--out", out_dir.to_str().unwrap()])
-            .collect::<Vec<_>>(),
-    );
-    assert!(replayed.status.success(), "{}", String::from_utf8_lossy(&replayed.stderr));
+    let expected = replay_into(&csv, &alone, &dir.path().join("out"));
 
     let plugins = dir.path().join("plugins");
     let checked =
@@ -327,5 +312,5 @@ fn a_plugin_that_throws_and_kills_its_worker_never_stops_the_live_loop() {
     assert!(stderr.contains("legacy@1.0.0: 300 events"), "{stderr}");
     let crashy = stderr.lines().find(|l| l.starts_with("crashy@1.0.0:")).unwrap();
     assert!(!crashy.contains(" 0 errors"), "{crashy}");
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), std::fs::read_to_string(out_dir.join("intents.jsonl")).unwrap());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
 }

@@ -24,29 +24,7 @@ use polis_strategy::engine::Engine;
 use polis_strategy::features::{FeatureSet, Pipeline};
 
 fn bars(n: usize) -> Vec<Bar> {
-    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let mut close = 100.0;
-    (0..n)
-        .map(|i| {
-            let open = close;
-            close = (close * (1.0 + (next() - 0.5) * 0.02)).max(1.0);
-            Bar {
-                symbol: "SYN".into(),
-                ts: 1_000_000_000 + i as i64 * 60,
-                open,
-                high: open.max(close) * (1.0 + next() * 0.005),
-                low: open.min(close) * (1.0 - next() * 0.005),
-                close,
-                volume: (next() * 1e6).floor(),
-            }
-        })
-        .collect()
+    polis_strategy::bars::random_walk(n, 1_000_000_000, 60)
 }
 
 fn rate(n: usize, secs: f64) -> String {

@@ -232,6 +232,35 @@ impl<R: Read> Iterator for BarReader<R> {
     }
 }
 
+/// `n` bars of symbol `SYN` from `start_ts`, one every `step_seconds`: a
+/// seeded random walk of ±1 % a bar from 100 (xorshift, the same on every
+/// machine), for fixtures and benchmarks.
+pub fn random_walk(n: usize, start_ts: i64, step_seconds: i64) -> Vec<Bar> {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut close = 100.0;
+    (0..n)
+        .map(|i| {
+            let open = close;
+            close = (close * (1.0 + (next() - 0.5) * 0.02)).max(1.0);
+            Bar {
+                symbol: "SYN".into(),
+                ts: start_ts + i as i64 * step_seconds,
+                open,
+                high: open.max(close) * (1.0 + next() * 0.005),
+                low: open.min(close) * (1.0 - next() * 0.005),
+                close,
+                volume: (next() * 1e6).floor(),
+            }
+        })
+        .collect()
+}
+
 /// Reads every bar of a CSV document.
 pub fn read_bars(reader: impl Read, default_symbol: &str) -> Result<Vec<Bar>, BarError> {
     BarReader::new(reader, default_symbol)?.collect()

@@ -243,30 +243,8 @@ pub const UNKNOWN_PARAM: &str = "polis_conformance_unknown_param";
 /// The conformance fixture: `n` seeded daily bars of symbol `SYN`, a
 /// random walk of ±1 % a day from 100, the same on every machine.
 pub fn fixture_bars(n: usize) -> Vec<Bar> {
-    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let mut close = 100.0;
-    (0..n)
-        .map(|i| {
-            let open = close;
-            close = (close * (1.0 + (next() - 0.5) * 0.02)).max(1.0);
-            Bar {
-                symbol: "SYN".into(),
-                // 2020-01-01 plus i days.
-                ts: 1_577_836_800 + i as i64 * 86_400,
-                open,
-                high: open.max(close) * (1.0 + next() * 0.005),
-                low: open.min(close) * (1.0 - next() * 0.005),
-                close,
-                volume: (next() * 1e6).floor(),
-            }
-        })
-        .collect()
+    // 2020-01-01 plus i days.
+    crate::bars::random_walk(n, 1_577_836_800, 86_400)
 }
 
 /// One check of the strategy test matrix.

@@ -7,32 +7,14 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+mod common;
+
+use common::goog;
 use polis_runtime::BreakerConfig;
-use polis_strategy::bars::{Bar, read_bars};
 use polis_strategy::catalog::Catalog;
 use polis_strategy::contract::{Event, PluginFault, StrategyContext, StrategyIntent, StrategyPlugin};
 use polis_strategy::engine::Engine;
 use polis_strategy::replay::{ReplayConfig, first_difference, replay, replay_with};
-
-/// GOOG.csv from the `backtesting` package, or `None` (skipped; a failure
-/// under CI, where scripts/test installs it).
-fn goog() -> Option<Vec<Bar>> {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import backtesting, os; print(os.path.join(os.path.dirname(backtesting.__file__), 'test', 'GOOG.csv'))",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success());
-    let Some(out) = out else {
-        assert!(std::env::var_os("CI").is_none(), "CI needs `pip install backtesting` (scripts/test does it)");
-        eprintln!("skipped: python3 cannot import backtesting (pip install backtesting)");
-        return None;
-    };
-    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    Some(read_bars(std::fs::File::open(path).unwrap(), "GOOG").unwrap())
-}
 
 const CATALOG: &str = r#"
 [[strategies]]

@@ -6,38 +6,21 @@
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use polis_core::Manifest;
 use polis_core::policy::PluginEndpoint;
 use polis_process::{ProcessConfig, ProcessPlugin, ProcessSpec, SandboxConfig};
+mod common;
+
+use common::goog;
 use polis_runtime::BreakerConfig;
-use polis_strategy::bars::{Bar, read_bars};
 use polis_strategy::catalog::Catalog;
 use polis_strategy::contract::StrategyPlugin;
 use polis_strategy::endpoint::EndpointStrategy;
 use polis_strategy::engine::Engine;
 use polis_strategy::replay::{ReplayConfig, replay, replay_with};
-
-fn goog() -> Option<Vec<Bar>> {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import backtesting, os; print(os.path.join(os.path.dirname(backtesting.__file__), 'test', 'GOOG.csv'))",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success());
-    let Some(out) = out else {
-        assert!(std::env::var_os("CI").is_none(), "CI needs `pip install backtesting` (scripts/test does it)");
-        eprintln!("skipped: python3 cannot import backtesting");
-        return None;
-    };
-    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    Some(read_bars(std::fs::File::open(path).unwrap(), "GOOG").unwrap())
-}
 
 fn python_plugin() -> Arc<ProcessPlugin> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mean_reversion_py");
