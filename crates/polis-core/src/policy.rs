@@ -252,6 +252,11 @@ pub enum PolicyError {
     /// The run was cancelled.
     #[error("run was cancelled")]
     Cancelled,
+    /// The operator has not approved this plugin's version and files, so
+    /// it was not called (the service's approval workflow). Not the
+    /// plugin's fault: it does not count against its breaker.
+    #[error("plugin is not approved to run: {0}")]
+    NotApproved(String),
 }
 
 impl PolicyError {
@@ -263,6 +268,7 @@ impl PolicyError {
             PolicyError::LimitExceeded { .. } => "policy.limit_exceeded",
             PolicyError::NoSuchMethod(_) => "policy.no_such_method",
             PolicyError::Cancelled => "policy.cancelled",
+            PolicyError::NotApproved(_) => "policy.not_approved",
         }
     }
 }

@@ -300,7 +300,7 @@ impl<C: Contract> Guard<C> {
                         RunError::InvalidInput(_)
                             | RunError::NotCanonical { .. }
                             | RunError::Unsupported { .. }
-                            | RunError::Policy { error: PolicyError::Cancelled, .. }
+                            | RunError::Policy { error: PolicyError::Cancelled | PolicyError::NotApproved(_), .. }
                     );
                     if plugin_fault {
                         breaker.record(false, finished);
