@@ -221,8 +221,12 @@ fn remote_server(answers: Vec<(&'static str, Value)>) -> Remote {
 }
 
 fn remote_plugin(url: &str, permissions: &[&str]) -> Arc<dyn BehaviorPlugin> {
-    let endpoint =
-        RemotePlugin::new(manifest(PROBE, permissions, "remote", url), &RemoteConfig::default(), &catalog()).unwrap();
+    let endpoint = RemotePlugin::new(
+        manifest(PROBE, permissions, "remote", url),
+        &RemoteConfig::allowing(&["127.0.0.1"]),
+        &catalog(),
+    )
+    .unwrap();
     Arc::new(EndpointPlugin::new(Arc::new(endpoint)))
 }
 
@@ -333,7 +337,7 @@ fn a_remote_condition_that_times_out_counts_as_false_within_its_deadline() {
     let mut doc = serde_json::to_value(manifest(PROBE, &["behavior:extend_conditions"], "remote", &url)).unwrap();
     doc["limits"]["timeout_ms"] = json!(200);
     let manifest = polis_core::manifest::Manifest::from_value(doc).unwrap();
-    let endpoint = RemotePlugin::new(manifest, &RemoteConfig::default(), &catalog()).unwrap();
+    let endpoint = RemotePlugin::new(manifest, &RemoteConfig::allowing(&["127.0.0.1"]), &catalog()).unwrap();
     let plugin: Arc<dyn BehaviorPlugin> = Arc::new(EndpointPlugin::new(Arc::new(endpoint)));
     let host = BehaviorHost::load(vec![plugin], HostConfig::default());
     assert!(host.registry().condition("plugin:test.probe:c").is_some(), "{:?}", host.issues());

@@ -245,6 +245,25 @@ pub enum PluginsCommand {
         #[arg(long)]
         probe: bool,
     },
+    /// Approve a plugin's loaded version and files on a running service
+    /// started with `--require-approval`, so it runs. The approval is
+    /// recorded with the token's identity, the time and the files' digest;
+    /// a version approved before with other files is refused.
+    Approve {
+        /// The plugin id.
+        plugin_id: String,
+        /// The service's base URL.
+        #[arg(long, env = "POLIS_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// An admin token.
+        #[arg(long, env = "POLIS_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Approve only if the plugin holds exactly these files (the
+        /// `files` digest `polis plugin inspect` or `GET /api/plugins`
+        /// shows).
+        #[arg(long)]
+        files_sha256: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -309,7 +328,12 @@ pub struct RunArgs {
 }
 
 pub fn plugins(command: PluginsCommand, json: bool) -> anyhow::Result<Outcome> {
-    let PluginsCommand::List { plugins, probe } = command;
+    let (plugins, probe) = match command {
+        PluginsCommand::List { plugins, probe } => (plugins, probe),
+        PluginsCommand::Approve { plugin_id, server, token, files_sha256 } => {
+            return approve(&plugin_id, &server, token.as_deref(), files_sha256, json);
+        }
+    };
     let mut statuses = Vec::new();
     for contract in all() {
         statuses.extend(contract.statuses(&plugins, probe)?);
@@ -493,5 +517,47 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
         })?;
     let record = contract.run(&args.plugins, &args.policy, &document)?;
     println!("{}", serde_json::to_string_pretty(&record)?);
+    Ok(Outcome::Success)
+}
+
+/// `polis plugins approve`: the approve route, called over HTTP.
+fn approve(
+    plugin_id: &str,
+    server: &str,
+    token: Option<&str>,
+    files_sha256: Option<String>,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    let url = format!("{}/api/plugins/{plugin_id}/approve", server.trim_end_matches('/'));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut request = agent.post(&url).header("Content-Type", "application/json");
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    let body = serde_json::json!({ "files_sha256": files_sha256 }).to_string();
+    let mut response = request.send(body.as_bytes()).map_err(|e| anyhow::anyhow!("cannot reach `{url}`: {e}"))?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().map_err(|e| anyhow::anyhow!("`{url}`: {e}"))?;
+    let reply: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("`{url}` answered HTTP {status}, not JSON: {e}"))?;
+    if status != 200 {
+        let message = reply["error"]["message"].as_str().unwrap_or(&text);
+        anyhow::bail!("`{url}` refused the approval (HTTP {status}): {message}");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+    } else {
+        println!(
+            "approved    {plugin_id} {} files sha256:{} by {} at {} ms",
+            reply["plugin_version"].as_str().unwrap_or_default(),
+            reply["files_sha256"].as_str().unwrap_or_default(),
+            reply["approved_by"].as_str().unwrap_or_default(),
+            reply["approved_at_ms"]
+        );
+    }
     Ok(Outcome::Success)
 }

@@ -4,6 +4,7 @@
 //! calls a domain crate or the runtime, and renders results for people
 //! (tables) or programs (`--json`). No decision logic lives here.
 
+mod audit;
 mod contracts;
 mod input;
 mod packs;

@@ -3,12 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::Subcommand;
 use polis_process::LayerState;
 use polis_runtime::conformance::Language;
 
 use crate::Outcome;
 use crate::contracts::{ContractCli, all, find};
+use crate::plugin_dirs::TierArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -19,6 +21,9 @@ pub enum Command {
     Inspect {
         /// The plugin directory.
         dir: PathBuf,
+        /// How the plugin is loaded and reached.
+        #[command(flatten)]
+        tiers: TierArgs,
     },
     /// Run the conformance suite of the plugin's contract on a plugin
     /// directory: the manifest loads, every fixture (for rebalancing a
@@ -33,6 +38,51 @@ pub enum Command {
     Test {
         /// The plugin directory.
         dir: PathBuf,
+        /// How the plugin is loaded and reached.
+        #[command(flatten)]
+        tiers: TierArgs,
+    },
+    /// Run the hostile suite of every tier against this machine (the
+    /// kernel, the account and the settings polis runs under) and print
+    /// each case, the containment expected and what happened: the process
+    /// sandbox's layers, then attacks on the host (signals, ptrace,
+    /// secrets, writes, sockets, forks, CPU, threads, files, stderr,
+    /// replies) by a Python plugin, then fuel, memory, stack, size and
+    /// import attacks by wasm modules, then address, deadline, size,
+    /// redirect and TLS attacks by remote endpoints on loopback. Exits 1
+    /// when any case is not contained. Takes about half a minute.
+    Audit,
+    /// Create a minisign key pair for signing plugins: PREFIX.pub (give it
+    /// to `--trusted-key`) and PREFIX.key (keep it secret; written with
+    /// mode 0600, unencrypted). Existing files are never overwritten.
+    Keygen {
+        /// Where to write the two files, without extension.
+        #[arg(long, default_value = "polis-signing")]
+        out: PathBuf,
+    },
+    /// Sign a plugin directory: writes `polis.sha256sums` (the SHA-256 of
+    /// every file, sha256sum's format) and `polis.sha256sums.minisig` (its
+    /// Ed25519 signature, minisign's format), so `minisign -Vm
+    /// polis.sha256sums -p KEY.pub && sha256sum -c polis.sha256sums` checks
+    /// it too. Sign after building: any file added or changed later breaks
+    /// the signature. An encrypted key (`minisign -G`) takes its password
+    /// from POLIS_SIGNING_KEY_PASSWORD.
+    Sign {
+        /// The plugin directory.
+        dir: PathBuf,
+        /// The minisign secret key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check a plugin directory's signature against trusted public keys
+    /// and its files against the signed list, naming every file added,
+    /// removed or changed. Exits 1 when it does not verify.
+    Verify {
+        /// The plugin directory.
+        dir: PathBuf,
+        /// A trusted minisign public key file (repeatable).
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
     },
     /// Create a working plugin (manifest, code, a test) in a new directory
     /// named after it.
@@ -74,8 +124,12 @@ impl Lang {
 
 pub fn run(command: Command, json: bool) -> anyhow::Result<Outcome> {
     match command {
-        Command::Inspect { dir } => inspect(dir, json),
-        Command::Test { dir } => conformance(dir, json),
+        Command::Inspect { dir, tiers } => inspect(dir, &tiers, json),
+        Command::Test { dir, tiers } => conformance(dir, &tiers, json),
+        Command::Audit => crate::audit::run(json),
+        Command::Keygen { out } => keygen(&out),
+        Command::Sign { dir, key } => sign(&dir, &key),
+        Command::Verify { dir, keys } => verify(&dir, &keys, json),
         Command::New { name, lang, contract, into } => scaffold(&name, lang, &contract, &into),
     }
 }
@@ -92,10 +146,10 @@ fn claiming(dir: &Path) -> anyhow::Result<Box<dyn ContractCli>> {
     find(info.id)
 }
 
-fn inspect(dir: PathBuf, json: bool) -> anyhow::Result<Outcome> {
+fn inspect(dir: PathBuf, settings: &TierArgs, json: bool) -> anyhow::Result<Outcome> {
     // Inspecting one plugin starts its worker, so its status includes the
     // handshake.
-    let mut tiers = polis_plugins::Tiers::new()?;
+    let mut tiers = settings.tiers()?;
     tiers.start_processes = true;
     let contract = claiming(&dir)?;
     let Some(inspected) = contract.inspect(&dir, &tiers) else {
@@ -125,6 +179,12 @@ fn inspect(dir: PathBuf, json: bool) -> anyhow::Result<Outcome> {
         if let Some(digest) = report.artifact_sha256 {
             println!("artifact    sha256:{}", digest.to_hex());
         }
+        if let Some(digest) = report.files_sha256 {
+            println!("files       sha256:{}", digest.to_hex());
+        }
+        if let Some(key) = &report.signed_by {
+            println!("signed by   {key}");
+        }
         if let Some(e) = entry {
             println!("policy      {} ({})", e.policy_version, e.strategy);
             println!("granted     {}", if granted.is_empty() { "(none)".to_owned() } else { granted.join(", ") });
@@ -150,8 +210,8 @@ fn inspect(dir: PathBuf, json: bool) -> anyhow::Result<Outcome> {
     Ok(if report.outcome.is_ok() { Outcome::Success } else { Outcome::Findings })
 }
 
-fn conformance(dir: PathBuf, json: bool) -> anyhow::Result<Outcome> {
-    let tiers = polis_plugins::Tiers::new()?;
+fn conformance(dir: PathBuf, settings: &TierArgs, json: bool) -> anyhow::Result<Outcome> {
+    let tiers = settings.tiers()?;
     let contract = claiming(&dir)?;
     let Some(conformed) = contract.conformance(&dir, &tiers) else {
         anyhow::bail!("`{}` is not a plugin of a contract this build knows", dir.display());
@@ -203,6 +263,78 @@ const TYPESCRIPT_SDK: &str = include_str!("../../../sdk/typescript/polis_plugin.
 /// The Rust guest SDK's source, likewise: a Rust scaffold builds from its
 /// own copy, so an installed `polis` needs no checkout of polis.
 const GUEST_LIB: &str = include_str!("../../polis-guest/src/lib.rs");
+
+fn keygen(out: &Path) -> anyhow::Result<Outcome> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let (public, secret) = polis_plugins::signing::generate_keypair()?;
+    let (public_path, secret_path) = (out.with_extension("pub"), out.with_extension("key"));
+    for path in [&public_path, &secret_path] {
+        if path.exists() {
+            anyhow::bail!("`{}` exists; polis never overwrites a key", path.display());
+        }
+    }
+    let write = |path: &Path, text: &str, mode: u32| -> anyhow::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .with_context(|| format!("cannot create `{}`", path.display()))?;
+        file.write_all(text.as_bytes()).with_context(|| format!("cannot write `{}`", path.display()))
+    };
+    write(&secret_path, &secret, 0o600)?;
+    write(&public_path, &public, 0o644)?;
+    let key = polis_plugins::signing::TrustedKey::parse(&public_path.display().to_string(), &public)?;
+    println!("key id      {}", key.id);
+    println!("public key  {}  (give to --trusted-key)", public_path.display());
+    println!("secret key  {}  (keep secret)", secret_path.display());
+    Ok(Outcome::Success)
+}
+
+fn sign(dir: &Path, key: &Path) -> anyhow::Result<Outcome> {
+    let manifest_path = dir.join(polis_plugins::MANIFEST_FILE);
+    let bytes = std::fs::read(&manifest_path).with_context(|| format!("cannot read `{}`", manifest_path.display()))?;
+    let manifest =
+        polis_core::Manifest::from_json(&bytes).map_err(|e| anyhow::anyhow!("`{}`: {e}", manifest_path.display()))?;
+    let secret = std::fs::read_to_string(key).with_context(|| format!("cannot read `{}`", key.display()))?;
+    let password = std::env::var("POLIS_SIGNING_KEY_PASSWORD").ok();
+    let label = format!("{} {}", manifest.plugin_id, manifest.plugin_version);
+    let signed = polis_plugins::signing::sign(dir, &key.display().to_string(), &secret, password, &label)?;
+    println!("signed      {label}: {} files with key {}", signed.files, signed.key_id);
+    println!("files       sha256:{}", signed.files_sha256.to_hex());
+    println!(
+        "wrote       {}, {}",
+        dir.join(polis_plugins::signing::SUMS_FILE).display(),
+        dir.join(polis_plugins::signing::SIGNATURE_FILE).display()
+    );
+    Ok(Outcome::Success)
+}
+
+fn verify(dir: &Path, keys: &[PathBuf], json: bool) -> anyhow::Result<Outcome> {
+    let trusted = keys.iter().map(|k| polis_plugins::signing::TrustedKey::read(k)).collect::<Result<Vec<_>, _>>()?;
+    let verified = polis_plugins::signing::verify(dir, &trusted);
+    if json {
+        let body = match &verified {
+            Ok(v) => serde_json::json!({
+                "verified": true, "key_id": v.key_id, "comment": v.comment,
+                "files_sha256": v.files_sha256.to_hex(),
+            }),
+            Err(e) => serde_json::json!({"verified": false, "error": e.to_string()}),
+        };
+        println!("{}", serde_json::to_string_pretty(&body)?);
+    } else {
+        match &verified {
+            Ok(v) => {
+                println!("verified    signed by key {}", v.key_id);
+                println!("comment     {}", v.comment);
+                println!("files       sha256:{}", v.files_sha256.to_hex());
+            }
+            Err(e) => println!("refused     {e}"),
+        }
+    }
+    Ok(if verified.is_ok() { Outcome::Success } else { Outcome::Findings })
+}
 
 fn scaffold(name: &str, lang: Lang, contract: &str, into: &Path) -> anyhow::Result<Outcome> {
     let cli = find(contract)?;

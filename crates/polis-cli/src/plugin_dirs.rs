@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Args;
 use polis_core::contract::Contract;
 use polis_core::registry::Registry;
@@ -17,6 +18,42 @@ pub struct PluginDirs {
     /// (`polis plugins list --plugin-dir DIR`).
     #[arg(long = "plugin-dir", value_name = "DIR", env = "POLIS_PLUGIN_DIR", value_delimiter = ',')]
     pub plugin_dirs: Vec<PathBuf>,
+    /// How the plugins are loaded and reached.
+    #[command(flatten)]
+    pub tiers: TierArgs,
+}
+
+/// The tier settings an operator gives: what plugins may reach and which
+/// signatures they must carry.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TierArgs {
+    /// Let remote plugins whose URL host is HOST (a name or an IP literal,
+    /// as the URL spells it) reach loopback or private addresses
+    /// (repeatable). By default a remote plugin may reach only public
+    /// addresses, so a manifest cannot aim polis at the host's own
+    /// services or its network.
+    #[arg(long = "remote-allow-host", value_name = "HOST", env = "POLIS_REMOTE_ALLOW_HOSTS", value_delimiter = ',')]
+    pub remote_allow_hosts: Vec<String>,
+    /// Load only plugins signed by the minisign public key in FILE
+    /// (repeatable; `polis plugin keygen` writes one, `polis plugin sign`
+    /// signs with its secret half). An unsigned plugin, one signed by
+    /// another key, or one whose files differ from what was signed is
+    /// disabled, naming why. By default signatures are not required.
+    #[arg(long = "trusted-key", value_name = "FILE", env = "POLIS_TRUSTED_KEYS", value_delimiter = ',')]
+    pub trusted_keys: Vec<PathBuf>,
+}
+
+impl TierArgs {
+    /// The tiers these settings describe.
+    pub fn tiers(&self) -> anyhow::Result<polis_plugins::Tiers> {
+        let mut tiers = polis_plugins::Tiers::new()?;
+        tiers.remote.allow_private_hosts.clone_from(&self.remote_allow_hosts);
+        if !self.trusted_keys.is_empty() {
+            let keys = self.trusted_keys.iter().map(|path| polis_plugins::signing::TrustedKey::read(path));
+            tiers.trusted_keys = Some(keys.collect::<Result<_, _>>().context("`--trusted-key`")?);
+        }
+        Ok(tiers)
+    }
 }
 
 impl PluginDirs {
@@ -45,7 +82,7 @@ impl PluginDirs {
             return Ok(builtins);
         }
         self.check()?;
-        let mut tiers = polis_plugins::Tiers::new()?;
+        let mut tiers = self.tiers.tiers()?;
         tiers.start_processes = probe;
         let roots: Vec<&std::path::Path> = self.plugin_dirs.iter().map(PathBuf::as_path).collect();
         let (registry, reports) = polis_plugins::load_roots(builtins, &roots, &tiers);

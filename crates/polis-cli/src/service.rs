@@ -2,13 +2,16 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use polis_plugins::approval::ApprovalGate;
 use polis_rebalance::gbfs::Feed;
 use polis_rebalance::snapshot::SnapshotOptions;
 use polis_server::extract::Auth;
+use polis_server::plugins::{approval_gate, refresh_approvals};
 use polis_server::worker::WorkerConfig;
 use polis_server::{AppState, Core, ServiceConfig};
 use polis_store::{Store, StoreConfig};
@@ -51,6 +54,13 @@ pub struct WorkerArgs {
     /// versions, as packs published from the original system do.
     #[arg(long, env = "POLIS_NO_BUILTIN_PACKS")]
     pub no_builtin_packs: bool,
+    /// Run a plugin version only once an admin has approved it with the
+    /// files it holds (`polis plugins approve ID`, or
+    /// `POST /api/plugins/{id}/approve`); until then it is listed as
+    /// `pending_approval` and its runs are refused. A version approved with
+    /// other files is refused, naming both digests. Built-ins always run.
+    #[arg(long, env = "POLIS_REQUIRE_APPROVAL")]
+    pub require_approval: bool,
     /// The strategy catalog `GET /api/strategy/catalog` and the console's
     /// strategy page show (`strategies.toml` or `.json`).
     #[arg(long, env = "POLIS_STRATEGY_CATALOG")]
@@ -62,11 +72,21 @@ impl WorkerArgs {
     fn domain_settings(
         &self,
         rebalance: polis_server::domains::rebalance::Settings,
+        approvals: Option<&Arc<ApprovalGate>>,
     ) -> anyhow::Result<polis_server::domains::Settings> {
         self.plugins.check()?;
+        let tiers = if self.plugins.plugin_dirs.is_empty() {
+            None
+        } else {
+            let mut tiers = self.plugins.tiers.tiers()?;
+            tiers.approval = approvals.cloned();
+            Some(tiers)
+        };
         Ok(polis_server::domains::Settings {
             plugin_dirs: self.plugins.plugin_dirs.clone(),
-            tiers: None,
+            // Built only when there are plugins to load: the wasm engine
+            // and process sandboxes are not started for nothing.
+            tiers,
             rebalance,
             packs: polis_server::domains::packs::Settings { seed_builtin: !self.no_builtin_packs },
             strategy: polis_server::domains::strategy::Settings {
@@ -81,6 +101,15 @@ impl WorkerArgs {
                     .transpose()?,
             },
         })
+    }
+
+    /// The approval gate, holding the store's approvals, when approval is
+    /// required.
+    async fn approvals(&self, store: &polis_store::Store) -> anyhow::Result<Option<Arc<ApprovalGate>>> {
+        if !self.require_approval {
+            return Ok(None);
+        }
+        Ok(Some(approval_gate(store).await.context("cannot read the plugin approvals")?))
     }
 
     fn configs(&self, prefix: &str) -> anyhow::Result<Vec<WorkerConfig>> {
@@ -238,12 +267,17 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<Outcome> {
             ..ServiceConfig::default()
         };
         let rebalance = polis_server::domains::rebalance::Settings { lookup_ttl, ..Default::default() };
-        let settings = args.workers.domain_settings(rebalance)?;
-        let core = Core::new(store.clone(), auth, config);
+        let approvals = args.workers.approvals(&store).await?;
+        let settings = args.workers.domain_settings(rebalance, approvals.as_ref())?;
+        let mut core = Core::new(store.clone(), auth, config);
+        core.approvals.clone_from(&approvals);
         let domains = polis_server::domains::all(&core, &settings).context("cannot load the domains")?;
         let state = AppState::start(core, domains).await.context("cannot prepare the service")?;
         let shutdown = shutdown_signal();
         let mut tasks = Vec::new();
+        if let Some(gate) = approvals {
+            tasks.push(tokio::spawn(refresh_approvals(store.clone(), gate, lookup_ttl, shutdown.clone())));
+        }
         for config in args.workers.configs("serve")? {
             tasks.push(tokio::spawn(polis_server::worker::run(state.clone(), config, shutdown.clone())));
         }
@@ -274,9 +308,11 @@ pub fn worker(args: WorkerCommand) -> anyhow::Result<Outcome> {
     init_logs();
     runtime()?.block_on(async move {
         let store = open(&args.db).await?;
-        let settings = args.workers.domain_settings(Default::default())?;
+        let approvals = args.workers.approvals(&store).await?;
+        let settings = args.workers.domain_settings(Default::default(), approvals.as_ref())?;
         // A worker serves no API, so it accepts no tokens.
-        let core = Core::new(store.clone(), Auth::default(), ServiceConfig::default());
+        let mut core = Core::new(store.clone(), Auth::default(), ServiceConfig::default());
+        core.approvals.clone_from(&approvals);
         let domains = polis_server::domains::all(&core, &settings).context("cannot load the domains")?;
         let state = AppState::start(core, domains).await.context("cannot sync the plugin registries")?;
         let metrics = state.core.metrics.clone();
@@ -296,6 +332,12 @@ pub fn worker(args: WorkerCommand) -> anyhow::Result<Outcome> {
             .into_iter()
             .map(|c| tokio::spawn(polis_server::worker::run(state.clone(), c, shutdown.clone())))
             .collect();
+        if let Some(gate) = approvals {
+            // Approvals are made through the API's process; a worker learns
+            // of them from the store.
+            let every = polis_server::domains::rebalance::Settings::default().lookup_ttl;
+            tasks.push(tokio::spawn(refresh_approvals(store.clone(), gate, every, shutdown.clone())));
+        }
         if let Some(listener) = listener {
             let local = listener.local_addr()?;
             tracing::info!(addr = %local, "worker metrics listening");

@@ -195,7 +195,7 @@ fn load_strategies(dirs: &PluginDirs) -> anyhow::Result<Arc<LoadedStrategies>> {
         return Ok(Arc::new(LoadedStrategies::none()));
     }
     dirs.check()?;
-    let tiers = polis_plugins::Tiers::new()?;
+    let tiers = dirs.tiers.tiers()?;
     let roots: Vec<&Path> = dirs.plugin_dirs.iter().map(PathBuf::as_path).collect();
     let (plugins, reports) = LoadedStrategies::load(&roots, &tiers);
     for report in &reports {

@@ -87,6 +87,32 @@ fn plugins_list_shows_bad_plugins_disabled_with_their_reason() {
     assert_eq!(find("test.remote.v1")["status"], "active");
 }
 
+#[test]
+fn a_remote_plugin_aimed_at_loopback_is_disabled_unless_its_host_is_allowlisted() {
+    let root = std::env::temp_dir().join(format!("polis-remote-loopback-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let dir = root.join("inward");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = std::fs::read_to_string(here("tests/fixtures/root/remote/manifest.json")).unwrap();
+    let manifest = fixture.replace("https://policy.example.org/decide", "http://127.0.0.1:5432/decide");
+    std::fs::write(dir.join("manifest.json"), manifest).unwrap();
+    let status = |extra: &[&str]| {
+        let mut args = vec!["--json", "plugins", "list", "--plugin-dir", root.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let (code, out) = polis(&args);
+        assert_eq!(code, 0, "{out}");
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let row = rows.as_array().unwrap().iter().find(|r| r["plugin_id"] == "test.remote.v1").cloned();
+        row.unwrap_or_else(|| panic!("{out}"))
+    };
+    let refused = status(&[]);
+    assert_eq!(refused["status"], "disabled", "{refused}");
+    let reason = refused["reason"].as_str().unwrap();
+    assert!(reason.contains("test.remote.v1") && reason.contains("127.0.0.1 is a loopback"), "{reason}");
+    assert_eq!(status(&["--remote-allow-host", "127.0.0.1"])["status"], "active");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 /// `polis plugin new --lang python --contract CONTRACT`, then the
 /// scaffold's own unit test and the contract's conformance suite.
 fn python_scaffold_passes(contract: &str, name: &str) {
@@ -297,4 +323,89 @@ fn plugins_list_starts_workers_only_with_probe() {
     let probed = status(&["--probe"]);
     assert_eq!(probed["status"], "disabled", "{probed}");
     assert!(probed["reason"].as_str().unwrap().contains("initialize failed"), "{probed}");
+}
+
+/// A copy of the Python greedy example under `root/greedy`.
+fn greedy_copy(root: &std::path::Path) -> PathBuf {
+    let dir = root.join("greedy");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(here("../../examples/plugins/greedy-python")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    dir
+}
+
+#[test]
+fn a_signed_plugin_verifies_and_loads_with_its_key_and_a_tampered_one_is_refused_naming_the_file() {
+    let root = std::env::temp_dir().join(format!("polis-signing-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let plugins = root.join("plugins");
+    let dir = greedy_copy(&plugins);
+    let key = root.join("ops");
+    let (code, out) = polis(&["plugin", "keygen", "--out", key.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let (public, secret) = (key.with_extension("pub"), key.with_extension("key"));
+    assert!(std::fs::read_to_string(&public).unwrap().starts_with("untrusted comment:"));
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+    let (code, again) = polis(&["plugin", "keygen", "--out", key.to_str().unwrap()]);
+    assert_ne!(code, 0, "a key was overwritten: {again}");
+
+    let list = |extra: &[&str]| {
+        let mut args = vec!["--json", "plugins", "list", "--plugin-dir", plugins.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let (code, out) = polis(&args);
+        assert_eq!(code, 0, "{out}");
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+        rows.as_array().unwrap().iter().find(|r| r["plugin_id"] == "example.greedy_python.v1").cloned().unwrap()
+    };
+    let trusted = ["--trusted-key", public.to_str().unwrap()];
+    let unsigned = list(&trusted);
+    assert_eq!(unsigned["status"], "disabled");
+    assert!(unsigned["reason"].as_str().unwrap().contains("is not signed"), "{unsigned}");
+
+    let (code, out) = polis(&["plugin", "sign", dir.to_str().unwrap(), "--key", secret.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("example.greedy_python.v1 1.0.0: 3 files with key"), "{out}");
+    let (code, out) = polis(&["plugin", "verify", dir.to_str().unwrap(), "--key", public.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("verified    signed by key"), "{out}");
+    assert_eq!(list(&trusted)["status"], "active");
+    // Signatures are required only when keys are given.
+    assert_eq!(list(&[])["status"], "active");
+
+    let script = dir.join("plugin.py");
+    let mut text = std::fs::read_to_string(&script).unwrap();
+    text.push_str("\nimport os  # added after signing\n");
+    std::fs::write(&script, text).unwrap();
+    let (code, out) = polis(&["plugin", "verify", dir.to_str().unwrap(), "--key", public.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("files differ from the signed list: changed plugin.py"), "{out}");
+    let tampered = list(&trusted);
+    assert_eq!(tampered["status"], "disabled");
+    assert!(tampered["reason"].as_str().unwrap().contains("changed plugin.py"), "{tampered}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn plugin_audit_contains_every_hostile_case_of_every_tier_on_this_machine() {
+    let (code, out) = polis(&["--json", "plugin", "audit"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let cases = report["cases"].as_array().unwrap();
+    let escaped: Vec<&serde_json::Value> = cases.iter().filter(|c| c["contained"] != true).collect();
+    assert!(escaped.is_empty(), "not contained: {escaped:#?}");
+    assert_eq!((code, report["not_contained"].as_u64()), (0, Some(0)));
+    for tier in ["process", "wasm", "remote"] {
+        let count = cases.iter().filter(|c| c["tier"] == tier).count();
+        assert!(count >= 6, "{tier}: only {count} cases");
+    }
+    let names: Vec<&str> = cases.iter().map(|c| c["case"].as_str().unwrap()).collect();
+    for expected in ["read /etc/shadow", "fork bomb", "unbounded recursion", "a name resolving to loopback (localhost)"]
+    {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+    assert!(names.iter().any(|n| n.starts_with("sandbox layer `seccomp`")), "{names:?}");
 }

@@ -43,7 +43,7 @@ impl Drop for Proc {
 
 /// A running `polis serve`.
 struct Server {
-    _proc: Proc,
+    proc: Proc,
     addr: String,
 }
 
@@ -61,7 +61,12 @@ impl Server {
         BufReader::new(stdout).read_line(&mut line).unwrap();
         let addr =
             line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("unexpected: {line}")).to_owned();
-        Server { _proc: Proc(child), addr }
+        Server { proc: Proc(child), addr }
+    }
+
+    /// Whether the server process is still running.
+    fn alive(&mut self) -> bool {
+        self.proc.0.try_wait().unwrap().is_none()
     }
 
     fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
@@ -423,4 +428,122 @@ fn cancelling_a_run_stops_its_plugin_mid_call_and_frees_the_worker() {
     let runtime = runtime();
     assert_eq!(runtime["errors"]["policy.cancelled"], 1, "{runtime}");
     assert_eq!(runtime["successes"], 1, "{runtime}");
+}
+
+/// The run request of the hostile fixture in `mode` (none: a valid no-op);
+/// `tag`, which the plugin ignores, makes a distinct run key (a run asked
+/// again with the same key is answered from the store).
+fn hostile_run(system: &str, mode: Option<&str>, tag: &str) -> Value {
+    let mut quality = vec!["ok".to_owned(), "degraded".to_owned(), format!("tag:{tag}")];
+    quality.extend(mode.map(|m| format!("mode:{m}")));
+    json!({"system_id": system, "decision_bucket_ts": 1_704_067_200 + 9 * 3600,
+        "policy_version": "rebal.hostile_python.v1", "params": {"allowed_bucket_quality": quality}})
+}
+
+#[test]
+fn a_plugin_in_the_server_cannot_kill_it_or_read_its_database_or_etc_shadow() {
+    let dir = scratch_dir("hostile-serve");
+    let db = dir.join("polis.db");
+    let url = format!("sqlite://{}", db.display());
+    let system = synthetic_city(&url);
+    let root = hostile_plugin_root();
+    let mut server = Server::start(&url, &["--workers", "1", "--plugin-dir", root.to_str().unwrap()]);
+    let pid = server.proc.0.id();
+    let plugin = "hostile.python.v1";
+    let path = format!("/api/admin/plugins/{plugin}/systems/{system}");
+    let (code, body) = server.call("POST", &path, Some(ADMIN), Some(&json!({"enabled": true})));
+    assert_eq!(code, 200, "{body}");
+    // Four attacks: a fifth failure within the minute would open the
+    // plugin's breaker, and the last run must reach the plugin.
+    for mode in [
+        format!("kill:{pid}"),
+        "kill_parent".to_owned(),
+        format!("read:{}", db.display()),
+        "read:/etc/shadow".to_owned(),
+    ] {
+        let (code, run) = server.post("/api/policy/run", &hostile_run(&system, Some(&mode), "attack"));
+        assert_eq!(code, 200, "{mode}: {run}");
+        let done = server.wait_final(run["run_id"].as_str().unwrap());
+        assert_eq!(done["status"], "error", "{mode} was not contained: {done}");
+        assert!(done["error"]["message"].as_str().unwrap().contains(plugin), "{mode}: {done}");
+        assert!(!done.to_string().contains("root:"), "{mode} leaked /etc/shadow: {done}");
+        assert!(server.alive(), "{mode} killed the server");
+        let (code, health) = server.call("GET", "/healthz", None, None);
+        assert_eq!(code, 200, "{mode}: {health}");
+    }
+    let (_, normal) = server.post("/api/policy/run", &hostile_run(&system, None, "after"));
+    let done = server.wait_final(normal["run_id"].as_str().unwrap());
+    assert_eq!(done["status"], "ready", "{done}");
+}
+
+/// The hostile fixture's row of `GET /api/plugins`.
+fn plugin_row(server: &Server, plugin: &str) -> Value {
+    let (_, plugins) = server.get("/api/plugins");
+    let row = plugins["plugins"].as_array().unwrap().iter().find(|p| p["plugin_id"] == plugin).cloned();
+    row.unwrap_or_else(|| panic!("{plugin} not listed: {plugins}"))
+}
+
+#[test]
+fn an_unapproved_plugin_never_runs_and_a_changed_one_is_refused_naming_both_digests() {
+    let dir = scratch_dir("approval");
+    let url = format!("sqlite://{}", dir.join("polis.db").display());
+    let system = synthetic_city(&url);
+    let root = hostile_plugin_root();
+    let plugin = "hostile.python.v1";
+    let args = ["--workers", "1", "--require-approval", "--plugin-dir", root.to_str().unwrap()];
+    let server = Server::start(&url, &args);
+    let path = format!("/api/admin/plugins/{plugin}/systems/{system}");
+    assert_eq!(server.call("POST", &path, Some(ADMIN), Some(&json!({"enabled": true}))).0, 200);
+    let row = plugin_row(&server, plugin);
+    assert_eq!(row["approval"]["state"], "pending_approval", "{row}");
+    let files = row["approval"]["files_sha256"].as_str().unwrap().to_owned();
+
+    let (_, run) = server.post("/api/policy/run", &hostile_run(&system, None, "pending"));
+    let refused = server.wait_final(run["run_id"].as_str().unwrap());
+    assert_eq!(
+        (refused["status"].as_str(), refused["error"]["code"].as_str()),
+        (Some("error"), Some("policy.not_approved"))
+    );
+    assert!(refused["error"]["message"].as_str().unwrap().contains("pending approval"), "{refused}");
+    assert_eq!(plugin_row(&server, plugin)["runtime"]["breaker"], "closed", "a refusal is not the plugin's fault");
+
+    let approve = format!("/api/plugins/{plugin}/approve");
+    let (code, body) = server.call("POST", &approve, Some(READ), Some(&json!({})));
+    assert_eq!(code, 403, "a read token cannot approve: {body}");
+    let wrong = "0".repeat(64);
+    let (code, body) = server.call("POST", &approve, Some(ADMIN), Some(&json!({"files_sha256": wrong})));
+    assert_eq!((code, body["error"]["code"].as_str()), (409, Some("plugin.files_mismatch")), "{body}");
+    let out = polis()
+        .args(["plugins", "approve", plugin, "--server", &format!("http://{}", server.addr), "--token", ADMIN])
+        .args(["--files-sha256", &format!("sha256:{files}")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("approved    {plugin} 1.0.0 files sha256:{files} by token:")), "{stdout}");
+    let row = plugin_row(&server, plugin);
+    assert_eq!(row["approval"]["state"], "approved", "{row}");
+    assert!(row["approval"]["approved"]["approved_by"].as_str().unwrap().starts_with("token:"), "{row}");
+    let (_, run) = server.post("/api/policy/run", &hostile_run(&system, None, "approved"));
+    let approved = server.wait_final(run["run_id"].as_str().unwrap());
+    assert_eq!(approved["status"], "ready", "{approved}");
+    drop(server);
+
+    // The same version with a changed file: refused at every run, and the
+    // approval cannot be renewed.
+    let script = root.join("hostile/plugin.py");
+    let mut text = std::fs::read_to_string(&script).unwrap();
+    text.push_str("\n# changed after approval\n");
+    std::fs::write(&script, text).unwrap();
+    let server = Server::start(&url, &args);
+    let row = plugin_row(&server, plugin);
+    assert_eq!(row["approval"]["state"], "artifact_changed", "{row}");
+    let changed = row["approval"]["files_sha256"].as_str().unwrap().to_owned();
+    assert_ne!(changed, files);
+    let (_, run) = server.post("/api/policy/run", &hostile_run(&system, None, "changed"));
+    let refused = server.wait_final(run["run_id"].as_str().unwrap());
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&files) && message.contains(&changed), "{refused}");
+    let (code, body) = server.call("POST", &approve, Some(ADMIN), Some(&json!({})));
+    assert_eq!((code, body["error"]["code"].as_str()), (409, Some("plugin.artifact_changed")), "{body}");
 }

@@ -42,6 +42,9 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod approval;
+pub mod signing;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -77,6 +80,13 @@ pub struct Tiers {
     /// a worker starts on its plugin's first call, so choosing one plugin of
     /// a directory never waits for the others.
     pub start_processes: bool,
+    /// When set, only plugins signed by one of these keys load
+    /// ([`signing`]); an unsigned or tampered plugin is disabled with the
+    /// reason. By default signatures are not required.
+    pub trusted_keys: Option<Vec<signing::TrustedKey>>,
+    /// When set, every plugin loaded asks this gate before each call and
+    /// runs only once its version and files are approved ([`approval`]).
+    pub approval: Option<Arc<approval::ApprovalGate>>,
 }
 
 impl Tiers {
@@ -87,6 +97,8 @@ impl Tiers {
             process: ProcessConfig::default(),
             remote: RemoteConfig::default(),
             start_processes: false,
+            trusted_keys: None,
+            approval: None,
         })
     }
 }
@@ -115,6 +127,11 @@ pub struct LoadReport {
     pub manifest_sha256: Option<Digest>,
     /// SHA-256 of the artifact (the module, or the script).
     pub artifact_sha256: Option<Digest>,
+    /// SHA-256 of the list of every file the directory holds
+    /// ([`signing::files_digest`]): what a signature and an approval cover.
+    pub files_sha256: Option<Digest>,
+    /// The key that signed the directory, when signatures are required.
+    pub signed_by: Option<String>,
     /// Permission names the manifest asks for that polis does not know;
     /// they were not granted.
     pub unknown_permissions: Vec<String>,
@@ -262,6 +279,8 @@ fn failed(source: PathBuf, reason: String) -> LoadReport {
         tier: None,
         manifest_sha256: None,
         artifact_sha256: None,
+        files_sha256: None,
+        signed_by: None,
         unknown_permissions: Vec::new(),
         sandbox: None,
         outcome: Err(reason),
@@ -310,10 +329,18 @@ fn load_dir_with<C: Contract>(
         tier: Some(manifest.tier()),
         manifest_sha256: None,
         artifact_sha256: None,
+        files_sha256: None,
+        signed_by: None,
         unknown_permissions: Grants::resolve(&manifest.permissions, catalog).unknown().to_vec(),
         sandbox: None,
         outcome: Ok(()),
     };
+    // What the directory holds, and whose signature vouches for it, are
+    // settled before any of it is compiled or started.
+    if let Err(reason) = check_files(dir, tiers, &mut report) {
+        report.outcome = Err(format!("plugin `{}`: {reason}", manifest.plugin_id));
+        return Some((None, report));
+    }
     // Check the contract's own fields before starting anything, and hash
     // the manifest as the registry will: normalised.
     let normalised = C::manifest_fields(&manifest)
@@ -337,6 +364,13 @@ fn load_dir_with<C: Contract>(
     };
     match endpoint {
         Ok(endpoint) => {
+            let endpoint = match (&tiers.approval, report.files_sha256) {
+                (Some(gate), Some(files_sha256)) => {
+                    let seen = approval::Seen { plugin_version: manifest.plugin_version.clone(), files_sha256 };
+                    Arc::new(approval::Gated::new(endpoint, Arc::clone(gate), seen)) as Arc<dyn PluginEndpoint>
+                }
+                _ => endpoint,
+            };
             let loaded = Loaded { manifest, artifact_digest: report.artifact_sha256, endpoint };
             Some((Some(loaded), report))
         }
@@ -345,6 +379,17 @@ fn load_dir_with<C: Contract>(
             Some((None, report))
         }
     }
+}
+
+/// Digests the directory's files and, when signatures are required,
+/// verifies them against the trusted keys.
+fn check_files(dir: &Path, tiers: &Tiers, report: &mut LoadReport) -> Result<(), String> {
+    report.files_sha256 = Some(signing::files_digest(dir).map_err(|e| e.to_string())?);
+    if let Some(keys) = &tiers.trusted_keys {
+        let verified = signing::verify(dir, keys).map_err(|e| format!("signature required: {e}"))?;
+        report.signed_by = Some(verified.key_id);
+    }
+    Ok(())
 }
 
 fn read_manifest(dir: &Path) -> Result<Manifest, String> {

@@ -31,7 +31,14 @@
 //! [`RemoteConfig::max_reply_bytes`] (or the manifest's tighter
 //! `limits.max_output_bytes`); redirects are refused (a plugin
 //! cannot bounce the input to another host) and no proxy from the
-//! environment is used. A cancelled run returns at once; its request is
+//! environment is used.
+//!
+//! **Only public addresses.** A URL whose host is, or resolves to, a
+//! loopback, private, link-local or otherwise non-public address is refused
+//! unless the host is in [`RemoteConfig::allow_private_hosts`]: an IP
+//! literal at load, a name at each call, in the resolver the connection
+//! uses ([`network`]). `https://` endpoints are verified against the
+//! webpki root certificates; there is no switch to turn that off. A cancelled run returns at once; its request is
 //! abandoned on a background thread that ends at the deadline.
 //!
 //! Whatever the endpoint answers is only a candidate: the runtime's guard
@@ -40,6 +47,8 @@
 
 use std::sync::mpsc;
 use std::time::Duration;
+
+pub mod network;
 
 use polis_core::manifest::{Manifest, TierKind};
 use polis_core::permission::{Grants, PermissionCatalog};
@@ -53,11 +62,22 @@ pub struct RemoteConfig {
     pub timeout: Duration,
     /// The largest response body accepted. By default 16 MiB.
     pub max_reply_bytes: u64,
+    /// URL hosts (names or IP literals, as the URL spells them) that may
+    /// be, or resolve to, loopback or private addresses: an operator's own
+    /// model server on `127.0.0.1` or `models.internal`. By default none.
+    pub allow_private_hosts: Vec<String>,
 }
 
 impl Default for RemoteConfig {
     fn default() -> Self {
-        RemoteConfig { timeout: Duration::from_secs(5), max_reply_bytes: 16 << 20 }
+        RemoteConfig { timeout: Duration::from_secs(5), max_reply_bytes: 16 << 20, allow_private_hosts: Vec::new() }
+    }
+}
+
+impl RemoteConfig {
+    /// The default settings with `hosts` allowlisted.
+    pub fn allowing(hosts: &[&str]) -> Self {
+        RemoteConfig { allow_private_hosts: hosts.iter().map(|h| (*h).to_owned()).collect(), ..RemoteConfig::default() }
     }
 }
 
@@ -74,6 +94,20 @@ pub enum RemoteError {
         plugin_id: String,
         /// What the manifest gave.
         entry: String,
+    },
+    /// The URL's host is an IP literal in a non-public range, and not
+    /// allowlisted.
+    #[error(
+        "plugin `{plugin_id}`: `runtime.entry` host {host} is a {range} address; remote plugins reach only public \
+         addresses unless the host is allowlisted (remote_allow_hosts)"
+    )]
+    PrivateAddress {
+        /// The plugin.
+        plugin_id: String,
+        /// The URL's host.
+        host: String,
+        /// Which range it is in.
+        range: &'static str,
     },
 }
 
@@ -111,19 +145,28 @@ impl RemotePlugin {
         if !scheme_ok || url.chars().any(char::is_whitespace) {
             return Err(RemoteError::BadUrl { plugin_id: manifest.plugin_id.clone(), entry: url });
         }
+        let Some(host) = network::host_of(&url) else {
+            return Err(RemoteError::BadUrl { plugin_id: manifest.plugin_id.clone(), entry: url });
+        };
+        let resolver = network::GuardedResolver::new(&config.allow_private_hosts);
+        let literal = host.parse::<std::net::IpAddr>().ok();
+        if let Some(range) = literal.and_then(network::private_range).filter(|_| !resolver.allows(&host)) {
+            return Err(RemoteError::PrivateAddress { plugin_id: manifest.plugin_id.clone(), host, range });
+        }
         let timeout = manifest
             .limits
             .as_ref()
             .and_then(|l| l.timeout_ms)
             .map_or(config.timeout, |ms| config.timeout.min(Duration::from_millis(ms)));
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let agent_config = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .max_redirects(0)
             .proxy(None)
             .user_agent(concat!("polis/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .build();
+        let connector = ureq::unversioned::transport::DefaultConnector::default();
+        let agent = ureq::Agent::with_parts(agent_config, connector, resolver);
         let max_reply_bytes = manifest
             .limits
             .as_ref()
@@ -227,6 +270,7 @@ fn transport_error(error: ureq::Error, timeout: Duration, cap: u64) -> PolicyErr
             limit: "output_bytes",
             detail: format!("reply exceeds the cap of {cap} bytes"),
         },
+        ureq::Error::Io(e) if e.to_string().starts_with(network::REFUSED) => PolicyError::Failed(e.to_string()),
         other => PolicyError::Failed(format!("request failed: {other}")),
     }
 }

@@ -165,6 +165,12 @@ fn manifest(id: &str, url: &str, permissions: &[&str]) -> Manifest {
     .unwrap()
 }
 
+/// The remote settings these tests run under: the endpoint is on
+/// loopback, which the remote tier refuses unless allowlisted.
+fn loopback() -> RemoteConfig {
+    RemoteConfig::allowing(&["127.0.0.1"])
+}
+
 /// A remote plugin of the rebalancing contract behind the policy trait.
 fn remote(manifest: Manifest, config: &RemoteConfig) -> Result<polis_core::EndpointPolicy<Rebalance>, RemoteError> {
     let catalog = polis_core::contract::permission_catalog::<Rebalance>();
@@ -177,7 +183,7 @@ fn host(base: &str, paths: &[&str]) -> Host {
     for path in paths {
         let id = path.trim_start_matches('/');
         let permissions: &[&str] = if id == "echo" { &["context:read"] } else { &[] };
-        let policy = remote(manifest(id, &format!("{base}{path}"), permissions), &RemoteConfig::default());
+        let policy = remote(manifest(id, &format!("{base}{path}"), permissions), &loopback());
         registry.register(Arc::new(policy.unwrap()), None).unwrap();
     }
     Host::new(registry, HostLimits::default()).unwrap()
@@ -246,7 +252,7 @@ fn the_context_is_sent_only_to_a_plugin_granted_context_read() {
     assert!(diagnostics["seed"].is_u64());
 
     let mut registry = builtins::registry();
-    let bare = remote(manifest("echo", &format!("{base}/echo"), &[]), &RemoteConfig::default());
+    let bare = remote(manifest("echo", &format!("{base}/echo"), &[]), &loopback());
     registry.register(Arc::new(bare.unwrap()), None).unwrap();
     let host = Host::new(registry, HostLimits::default()).unwrap();
     let diagnostics = decide(&host, "echo", None).unwrap().output.diagnostics.unwrap();
@@ -340,9 +346,9 @@ fn an_unreachable_endpoint_fails_the_call_not_the_host() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = endpoint();
     let mut registry = builtins::registry();
-    let gone = remote(manifest("gone", &format!("http://127.0.0.1:{port}/"), &[]), &RemoteConfig::default());
+    let gone = remote(manifest("gone", &format!("http://127.0.0.1:{port}/"), &[]), &loopback());
     registry.register(Arc::new(gone.unwrap()), None).unwrap();
-    let greedy = remote(manifest("greedy", &format!("{base}/greedy"), &[]), &RemoteConfig::default());
+    let greedy = remote(manifest("greedy", &format!("{base}/greedy"), &[]), &loopback());
     registry.register(Arc::new(greedy.unwrap()), None).unwrap();
     let host = Host::new(registry, HostLimits::default()).unwrap();
     match policy_error(contained(&host, "gone")) {
@@ -356,5 +362,106 @@ fn only_http_urls_are_accepted_as_entries() {
     for entry in ["ftp://example.org/x", "example.org/decide", "http://", "http://a b"] {
         let error = remote(manifest("bad", entry, &[]), &RemoteConfig::default()).unwrap_err();
         assert!(matches!(error, RemoteError::BadUrl { .. }), "{entry}: {error}");
+    }
+}
+
+#[test]
+fn an_entry_on_a_loopback_private_or_link_local_address_is_refused_at_load() {
+    for (entry, range) in [
+        ("http://127.0.0.1:9/decide", "loopback"),
+        ("http://[::1]:9/decide", "loopback"),
+        ("http://169.254.169.254/latest/meta-data", "link-local"),
+        ("http://10.0.0.7:8080/", "private"),
+        ("http://[::ffff:192.168.0.1]/", "private"),
+    ] {
+        let error = remote(manifest("inward", entry, &[]), &RemoteConfig::default()).unwrap_err();
+        let RemoteError::PrivateAddress { plugin_id, range: found, .. } = &error else {
+            panic!("{entry}: expected a private-address refusal, got {error}");
+        };
+        assert_eq!(plugin_id, "remote.inward.v1");
+        assert!(found.starts_with(range), "{entry}: {found}");
+        assert!(error.to_string().contains("remote_allow_hosts"), "{error}");
+    }
+    let allowed = RemoteConfig::allowing(&["127.0.0.1", "::1"]);
+    assert!(remote(manifest("inward", "http://127.0.0.1:9/decide", &[]), &allowed).is_ok());
+    assert!(remote(manifest("inward", "http://[::1]:9/decide", &[]), &allowed).is_ok());
+}
+
+#[test]
+fn a_name_that_resolves_to_loopback_is_refused_before_anything_connects() {
+    // `localhost` resolves to loopback through /etc/hosts: a public-looking
+    // name for an inward address, found only when it is resolved.
+    let base = endpoint();
+    let port = base.rsplit(':').next().unwrap();
+    let witness = TcpListener::bind("127.0.0.1:0").unwrap();
+    let witness_port = witness.local_addr().unwrap().port();
+    let mut registry = builtins::registry();
+    for (id, url) in
+        [("named", format!("http://localhost:{witness_port}/")), ("greedy", format!("http://localhost:{port}/greedy"))]
+    {
+        let config = if id == "greedy" { RemoteConfig::allowing(&["localhost"]) } else { RemoteConfig::default() };
+        let plugin = remote(manifest(id, &url, &[]), &config).expect("a name is checked at the call, not at load");
+        registry.register(Arc::new(plugin), None).unwrap();
+    }
+    let host = Host::new(registry, HostLimits::default()).unwrap();
+    match policy_error(contained(&host, "named")) {
+        PolicyError::Failed(message) => {
+            assert!(message.contains("`localhost` resolves to"), "{message}");
+            assert!(message.contains("loopback"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+    witness.set_nonblocking(true).unwrap();
+    let accepted = witness.accept();
+    assert!(accepted.is_err(), "the refused plugin's request reached the endpoint");
+}
+
+/// A TLS endpoint on loopback presenting a self-signed certificate for
+/// `localhost`, answering every request with an empty move list.
+fn self_signed_endpoint() -> u16 {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let cert = CertificateDer::from(std::fs::read(fixtures.join("self-signed.crt.der")).unwrap());
+    let key = PrivateKeyDer::try_from(std::fs::read(fixtures.join("self-signed.key.der")).unwrap()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let connection = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+            let mut tls = rustls::StreamOwned::new(connection, tcp);
+            let mut buffer = [0u8; 4096];
+            if tls.read(&mut buffer).is_ok() {
+                let body = r#"{"moves":[],"summary":{}}"#;
+                let _ = write!(tls, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn an_https_endpoint_whose_certificate_is_not_trusted_is_refused() {
+    let port = self_signed_endpoint();
+    let base = endpoint();
+    let mut registry = builtins::registry();
+    let config = RemoteConfig::allowing(&["localhost", "127.0.0.1"]);
+    let tls = remote(manifest("selfsigned", &format!("https://localhost:{port}/"), &[]), &config);
+    registry.register(Arc::new(tls.unwrap()), None).unwrap();
+    let greedy = remote(manifest("greedy", &format!("{base}/greedy"), &[]), &config);
+    registry.register(Arc::new(greedy.unwrap()), None).unwrap();
+    let host = Host::new(registry, HostLimits::default()).unwrap();
+    match policy_error(contained(&host, "selfsigned")) {
+        PolicyError::Failed(message) => {
+            assert!(message.to_lowercase().contains("certificate"), "{message}");
+            assert!(message.contains("UnknownIssuer"), "{message}");
+        }
+        other => panic!("expected a TLS failure, got {other}"),
     }
 }

@@ -128,6 +128,11 @@ impl AppError {
         AppError::Client { status: StatusCode::NOT_FOUND, code, field: Some(field.to_owned()), message: message.into() }
     }
 
+    /// A 409: the request conflicts with what is recorded.
+    pub fn conflict(code: &'static str, field: &str, message: impl Into<String>) -> Self {
+        AppError::Client { status: StatusCode::CONFLICT, code, field: Some(field.to_owned()), message: message.into() }
+    }
+
     /// A 401: no or an unknown token.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         AppError::Client {

@@ -93,6 +93,10 @@ pub struct Core {
     pub nav: console::Nav,
     /// Run requests admitted per token.
     pub run_rate: Arc<limits::RateLimiter>,
+    /// When the service requires approval (`--require-approval`), the gate
+    /// every loaded plugin asks before each call; the approve route adds
+    /// to it. `None`: plugins run once loaded.
+    pub approvals: Option<Arc<polis_plugins::approval::ApprovalGate>>,
 }
 
 impl Core {
@@ -107,6 +111,7 @@ impl Core {
             work_available: Arc::new(Notify::new()),
             nav: console::Nav::default(),
             run_rate,
+            approvals: None,
         }
     }
 }

@@ -95,7 +95,7 @@ impl Modify for BearerAuth {
     info(title = "polis", description = "Policy runs as a service: every domain's routes, the generic run path, plugin health and operations."),
     paths(
         crate::runs::submit, crate::runs::run_status, crate::runs::job, crate::runs::cancel,
-        crate::plugins::list, crate::plugins::set_system,
+        crate::plugins::list, crate::plugins::set_system, crate::plugins::approve,
         healthz, readyz, metrics
     ),
     modifiers(&BearerAuth)

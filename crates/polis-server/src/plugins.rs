@@ -1,17 +1,22 @@
-//! Plugin health and the admin call that enables or disables a plugin for
-//! a system.
+//! Plugin health, the admin call that enables or disables a plugin for a
+//! system, and the approval of plugin versions (when the service requires
+//! it, [`polis_plugins::approval`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use polis_core::canonical::Digest;
+use polis_plugins::approval::{Approval, ApprovalError, ApprovalGate, Standing};
 use polis_runtime::{BreakerState, PluginMetrics};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{AppError, ErrorBody};
-use crate::extract::{AdminAccess, ApiJson, ReadAccess};
+use crate::extract::{AdminAccess, AdminIdentity, ApiJson, ReadAccess};
 use crate::{AppState, now_ms};
 
 /// Recent errors listed per plugin.
@@ -22,6 +27,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/plugins", get(list))
         .route("/api/admin/plugins/{plugin_id}/systems/{system_id}", post(set_system))
+        .route("/api/plugins/{plugin_id}/approve", post(approve))
 }
 
 /// A system allowlist row.
@@ -138,6 +144,68 @@ pub struct PluginHealth {
     pub recent_errors: Vec<RecentError>,
     /// Its circuit breaker and call counters in this process.
     pub runtime: PluginRuntime,
+    /// Whether it may run, when the service requires approval; absent
+    /// otherwise and for built-ins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalStatus>,
+}
+
+/// A loaded plugin's standing under the approval workflow.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApprovalStatus {
+    /// `approved`, `pending_approval` (never approved: it does not run) or
+    /// `artifact_changed` (this version was approved with other files: it
+    /// does not run).
+    pub state: String,
+    /// The plugin version loaded.
+    pub plugin_version: String,
+    /// The digest of the file list loaded.
+    pub files_sha256: String,
+    /// The approval of this version, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved: Option<ApprovalBody>,
+}
+
+/// A recorded approval.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApprovalBody {
+    /// The plugin.
+    pub plugin_id: String,
+    /// The version approved.
+    pub plugin_version: String,
+    /// The file list approved (`polis.sha256sums`'s digest).
+    pub files_sha256: String,
+    /// Who approved it: the token's subject.
+    pub approved_by: String,
+    /// When, epoch ms.
+    pub approved_at_ms: i64,
+}
+
+impl From<&Approval> for ApprovalBody {
+    fn from(a: &Approval) -> Self {
+        ApprovalBody {
+            plugin_id: a.plugin_id.clone(),
+            plugin_version: a.plugin_version.clone(),
+            files_sha256: a.files_sha256.to_hex(),
+            approved_by: a.approved_by.clone(),
+            approved_at_ms: a.approved_at_ms,
+        }
+    }
+}
+
+fn approval_status(gate: &ApprovalGate, plugin_id: &str) -> Option<ApprovalStatus> {
+    let seen = gate.seen(plugin_id)?;
+    let (state, approved) = match gate.standing(plugin_id)? {
+        Standing::Approved { approval } => ("approved", Some(ApprovalBody::from(&approval))),
+        Standing::PendingApproval => ("pending_approval", None),
+        Standing::ArtifactChanged { approval, .. } => ("artifact_changed", Some(ApprovalBody::from(&approval))),
+    };
+    Some(ApprovalStatus {
+        state: state.to_owned(),
+        plugin_version: seen.plugin_version,
+        files_sha256: seen.files_sha256.to_hex(),
+        approved,
+    })
 }
 
 /// `GET /api/plugins`.
@@ -180,6 +248,7 @@ async fn list(_: ReadAccess, State(state): State<AppState>) -> Result<Json<Plugi
             })
             .collect();
         let health = runtime.remove(&p.plugin_id).unwrap_or_default();
+        let approval = state.core.approvals.as_deref().and_then(|gate| approval_status(gate, &p.plugin_id));
         plugins.push(PluginHealth {
             plugin_id: p.plugin_id,
             contract: p.contract,
@@ -194,6 +263,7 @@ async fn list(_: ReadAccess, State(state): State<AppState>) -> Result<Json<Plugi
             systems,
             recent_errors,
             runtime: health.into(),
+            approval,
         });
     }
     Ok(Json(PluginsResponse { plugins }))
@@ -232,4 +302,128 @@ async fn set_system(
     }
     tracing::info!(plugin_id = %plugin_id, system_id = %system_id, enabled = request.enabled, "plugin allowlist changed");
     Ok(Json(SystemRule { system_id, enabled: request.enabled }))
+}
+
+/// The approve call's body.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRequest {
+    /// The file list digest the admin looked at (`GET /api/plugins`,
+    /// `polis plugin inspect`), with or without `sha256:`; when given, the
+    /// approval is refused unless it is what is loaded.
+    #[serde(default)]
+    pub files_sha256: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/plugins/{plugin_id}/approve", request_body = ApproveRequest,
+    description = "Approves the loaded version of a plugin with the files it holds, so it runs; recorded with who and \
+        when. A version approved before with other files is refused (409 `plugin.artifact_changed`, naming both \
+        digests): a changed plugin needs a new plugin_version. Only on a service started with `--require-approval`. \
+        Role: admin.",
+    params(("plugin_id" = String, Path, description = "the plugin")),
+    responses((status = 200, body = ApprovalBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn approve(
+    AdminIdentity(identity): AdminIdentity,
+    State(state): State<AppState>,
+    Path(plugin_id): Path<String>,
+    ApiJson(request): ApiJson<ApproveRequest>,
+) -> Result<Json<ApprovalBody>, AppError> {
+    let Some(gate) = state.core.approvals.as_deref() else {
+        return Err(AppError::conflict(
+            "plugin.approval_not_required",
+            "plugin_id",
+            "this service runs plugins without approval; start it with --require-approval to use the workflow",
+        ));
+    };
+    let approval = gate
+        .approval_for(&plugin_id, request.files_sha256.as_deref(), &identity.subject, now_ms())
+        .map_err(|e| match e {
+            ApprovalError::Unknown(_) => {
+                AppError::not_found("plugin.not_found", "plugin_id", format!("no plugin `{plugin_id}` is loaded"))
+            }
+            ApprovalError::NotWhatWasLoaded { .. } => {
+                AppError::conflict("plugin.files_mismatch", "files_sha256", e.to_string())
+            }
+            ApprovalError::ArtifactChanged { .. } => {
+                AppError::conflict("plugin.artifact_changed", "plugin_id", e.to_string())
+            }
+        })?;
+    let stored = state.core.store.approve_plugin(&record_of(&approval)).await?;
+    // Another process may have approved the version first, with other
+    // files: the stored row is the one that stands.
+    if stored.files_sha256 != approval.files_sha256.to_hex() {
+        return Err(AppError::conflict(
+            "plugin.artifact_changed",
+            "plugin_id",
+            format!(
+                "plugin `{plugin_id}` version {} was approved with files sha256:{}; its files are now sha256:{}, so \
+                 it needs a new plugin_version",
+                stored.plugin_version,
+                stored.files_sha256,
+                approval.files_sha256.to_hex()
+            ),
+        ));
+    }
+    let stored = approval_of(stored)?;
+    gate.approve(stored.clone());
+    tracing::info!(plugin_id = %plugin_id, version = %stored.plugin_version, files = %stored.files_sha256.to_hex(),
+        by = %stored.approved_by, "plugin approved");
+    Ok(Json(ApprovalBody::from(&stored)))
+}
+
+fn record_of(a: &Approval) -> polis_store::ApprovalRecord {
+    polis_store::ApprovalRecord {
+        plugin_id: a.plugin_id.clone(),
+        plugin_version: a.plugin_version.clone(),
+        files_sha256: a.files_sha256.to_hex(),
+        approved_by: a.approved_by.clone(),
+        approved_at_ms: a.approved_at_ms,
+    }
+}
+
+fn approval_of(r: polis_store::ApprovalRecord) -> Result<Approval, polis_store::StoreError> {
+    let files_sha256 = Digest::from_hex(&r.files_sha256).ok_or_else(|| polis_store::StoreError::Corrupt {
+        field: "plugin_approvals.files_sha256",
+        message: format!("`{}` is not a SHA-256 digest", r.files_sha256),
+    })?;
+    Ok(Approval {
+        plugin_id: r.plugin_id,
+        plugin_version: r.plugin_version,
+        files_sha256,
+        approved_by: r.approved_by,
+        approved_at_ms: r.approved_at_ms,
+    })
+}
+
+/// A gate holding every approval the store has.
+pub async fn approval_gate(store: &polis_store::Store) -> Result<Arc<ApprovalGate>, polis_store::StoreError> {
+    let approvals = store.plugin_approvals().await?.into_iter().map(approval_of).collect::<Result<Vec<_>, _>>()?;
+    Ok(ApprovalGate::new(approvals))
+}
+
+/// Re-reads the approvals every `every` until shutdown, so an approval
+/// made through another process (a server in front of `polis worker`s)
+/// reaches this one's gate.
+pub async fn refresh_approvals(
+    store: polis_store::Store,
+    gate: Arc<ApprovalGate>,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let read = store.plugin_approvals().await.map_err(|e| e.to_string()).and_then(|rows| {
+            rows.into_iter().map(approval_of).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+        });
+        match read {
+            Ok(approvals) => gate.replace(approvals),
+            Err(error) => tracing::warn!(%error, "cannot re-read plugin approvals; keeping the last ones"),
+        }
+    }
 }

@@ -21,8 +21,8 @@
 //!   completing a job succeeds only for the lease holder, so each key has
 //!   exactly one stored result however many workers race for it.
 //! - [`inputs`]: any contract's input, stored once under its digest.
-//! - plugins: the registry cache and each plugin's allow-list of scopes
-//!   (systems, worlds, projects).
+//! - plugins: the registry cache, each plugin's allow-list of scopes
+//!   (systems, worlds, projects), and the approvals of plugin versions.
 //!
 //! Each domain's tables live in a module named after it ([`rebalance`],
 //! [`packs`]), with its own migration; a domain's job is a row of `jobs`
@@ -64,7 +64,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use inputs::StoredInput;
 pub use jobs::{JobCount, JobResult, JobRow, JobStatus, NewJob};
-pub use plugins::{PluginRecord, SystemOverride};
+pub use plugins::{ApprovalRecord, PluginRecord, SystemOverride};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -33,6 +33,21 @@ pub struct PluginRecord {
     pub disabled_reason: Option<String>,
 }
 
+/// An approved plugin version, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRecord {
+    /// The plugin id.
+    pub plugin_id: String,
+    /// The plugin version approved.
+    pub plugin_version: String,
+    /// The approved file list's digest, hex.
+    pub files_sha256: String,
+    /// Who approved it.
+    pub approved_by: String,
+    /// When, epoch ms.
+    pub approved_at_ms: i64,
+}
+
 /// One allowlist row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SystemOverride {
@@ -176,4 +191,51 @@ impl Store {
         }
         Ok(wildcard)
     }
+
+    /// Records an approval unless the version already has one, and returns
+    /// the stored row: the new one, or the earlier one (which the caller
+    /// compares, since a version is approved once).
+    pub async fn approve_plugin(&self, approval: &ApprovalRecord) -> Result<ApprovalRecord, StoreError> {
+        sqlx::query(
+            "INSERT INTO plugin_approvals (plugin_id, plugin_version, files_sha256, approved_by, approved_at_ms) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (plugin_id, plugin_version) DO NOTHING",
+        )
+        .bind(&approval.plugin_id)
+        .bind(&approval.plugin_version)
+        .bind(&approval.files_sha256)
+        .bind(&approval.approved_by)
+        .bind(approval.approved_at_ms)
+        .execute(self.pool())
+        .await?;
+        let row = sqlx::query(
+            "SELECT plugin_id, plugin_version, files_sha256, approved_by, approved_at_ms FROM plugin_approvals \
+             WHERE plugin_id = $1 AND plugin_version = $2",
+        )
+        .bind(&approval.plugin_id)
+        .bind(&approval.plugin_version)
+        .fetch_one(self.pool())
+        .await?;
+        approval_of(&row)
+    }
+
+    /// Every approval, by plugin id then version.
+    pub async fn plugin_approvals(&self) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT plugin_id, plugin_version, files_sha256, approved_by, approved_at_ms FROM plugin_approvals \
+             ORDER BY plugin_id, plugin_version",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(approval_of).collect()
+    }
+}
+
+fn approval_of(row: &sqlx::any::AnyRow) -> Result<ApprovalRecord, StoreError> {
+    Ok(ApprovalRecord {
+        plugin_id: row.try_get("plugin_id")?,
+        plugin_version: row.try_get("plugin_version")?,
+        files_sha256: row.try_get("files_sha256")?,
+        approved_by: row.try_get("approved_by")?,
+        approved_at_ms: row.try_get("approved_at_ms")?,
+    })
 }

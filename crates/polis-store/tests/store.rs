@@ -10,7 +10,9 @@
 use std::collections::BTreeSet;
 
 use polis_store::rebalance::{DecisionCompletion, MoveRow, NewDecision, NewSnapshot, SnapshotRecord, StationRow};
-use polis_store::{JobResult, JobStatus, NewJob, PluginRecord, Store, StoreConfig, StoredInput, scratch};
+use polis_store::{
+    ApprovalRecord, JobResult, JobStatus, NewJob, PluginRecord, Store, StoreConfig, StoredInput, scratch,
+};
 
 async fn sqlite() -> Store {
     let dir = std::env::temp_dir().join(format!(
@@ -62,6 +64,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    a_plugin_version_is_approved_once_and_the_first_approval_stands,
     ingest_keeps_the_first_copy_of_a_snapshot,
     snapshots_resolve_by_sv_and_by_bucket,
     enqueue_is_idempotent_by_run_key,
@@ -341,6 +344,27 @@ async fn allowlist_rows_for_a_system_override_the_wildcard(store: Store) {
     let systems: Vec<(String, bool)> =
         store.plugin_systems("p").await.unwrap().into_iter().map(|o| (o.system_id, o.enabled)).collect();
     assert_eq!(systems, vec![("*".into(), false), ("nyc".into(), true), ("sf".into(), false)]);
+}
+
+async fn a_plugin_version_is_approved_once_and_the_first_approval_stands(store: Store) {
+    let first = ApprovalRecord {
+        plugin_id: "p".into(),
+        plugin_version: "1.0.0".into(),
+        files_sha256: "a".repeat(64),
+        approved_by: "token:0123".into(),
+        approved_at_ms: 10,
+    };
+    assert_eq!(store.approve_plugin(&first).await.unwrap(), first);
+    let other = ApprovalRecord {
+        files_sha256: "b".repeat(64),
+        approved_by: "token:4567".into(),
+        approved_at_ms: 20,
+        ..first.clone()
+    };
+    assert_eq!(store.approve_plugin(&other).await.unwrap(), first, "a version is approved once");
+    let next = ApprovalRecord { plugin_version: "1.0.1".into(), ..other };
+    assert_eq!(store.approve_plugin(&next).await.unwrap(), next);
+    assert_eq!(store.plugin_approvals().await.unwrap(), vec![first, next]);
 }
 
 fn job(n: usize, kind: &str) -> NewJob {
