@@ -92,6 +92,27 @@ fn tiers(c: &mut Criterion) {
     let small = br#"{"input":{},"params":{"allowed_bucket_quality":["ok"]}}"#;
     let worker = Arc::new(ProcessPlugin::start(manifest(dir.to_str().unwrap()), spec.clone(), config.clone()).unwrap());
     c.bench_function("process round trip, persistent worker", |b| b.iter(|| worker.call(small)));
+    // What each sandbox layer costs a round trip: the same worker with one
+    // layer turned off, measured beside the full sandbox.
+    let mut layers = c.benchmark_group("process round trip without");
+    type Toggle = fn(&mut polis_process::SandboxConfig);
+    let toggles: [(&str, Toggle); 5] = [
+        ("seccomp", |s| s.seccomp = false),
+        ("landlock", |s| s.landlock = false),
+        ("pid_namespace", |s| s.pid_namespace = false),
+        ("namespaces", |s| {
+            s.namespaces = false;
+            s.pid_namespace = false;
+        }),
+        ("rlimits", |s| s.rlimits = false),
+    ];
+    for (layer, toggle) in toggles {
+        let mut lighter = config.clone();
+        toggle(&mut lighter.sandbox);
+        let worker = ProcessPlugin::start(manifest(dir.to_str().unwrap()), spec.clone(), lighter).unwrap();
+        layers.bench_function(layer, |b| b.iter(|| worker.call(small)));
+    }
+    layers.finish();
     let mut group = c.benchmark_group("process");
     group.sample_size(10);
     group.bench_function("spawn per call", |b| {
