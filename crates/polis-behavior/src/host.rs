@@ -147,7 +147,7 @@ impl BehaviorHost {
             let registered = match catch_unwind(AssertUnwindSafe(|| plugin.register(&ctx))) {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(error)) => Err(error.to_string()),
-                Err(panic) => Err(format!("panicked: {}", panic_message(&panic))),
+                Err(panic) => Err(format!("panicked: {}", polis_runtime::panic_message(&panic))),
             };
             let disabled = registered.err().map(|reason| {
                 // Withdraw whatever the plugin registered before it failed.
@@ -212,7 +212,7 @@ impl BehaviorHost {
         let result = match catch_unwind(AssertUnwindSafe(|| f(loaded.plugin.as_ref()))) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(error.to_string()),
-            Err(panic) => Err(format!("panicked: {}", panic_message(&panic))),
+            Err(panic) => Err(format!("panicked: {}", polis_runtime::panic_message(&panic))),
         };
         if let Ok(mut breaker) = loaded.breaker.lock() {
             breaker.record(result.is_ok(), Instant::now());
@@ -393,15 +393,5 @@ impl BehaviorHost {
                 }
             })
             .collect()
-    }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(text) = panic.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = panic.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "non-string panic payload".to_owned()
     }
 }

@@ -395,7 +395,9 @@ impl<C: Contract> Guard<C> {
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+/// The text of a caught panic: its `&str` or `String` payload, else a
+/// placeholder. Every host that contains a plugin's panic reports it so.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(text) = panic.downcast_ref::<&str>() {
         (*text).to_owned()
     } else if let Some(text) = panic.downcast_ref::<String>() {

@@ -38,6 +38,6 @@ pub mod host;
 pub mod parity;
 pub mod verify;
 
-pub use guard::{CheckedInput, Guard, HostLimits, RunError, RunRecord, RunRequest};
+pub use guard::{CheckedInput, Guard, HostLimits, RunError, RunRecord, RunRequest, panic_message};
 pub use health::{Breaker, BreakerConfig, BreakerState, PluginMetrics};
 pub use host::{Decision, Host, HostError};
