@@ -294,8 +294,10 @@ fn served_next(host: &Host, contained: &mut bool, observed: &mut String) {
 
 // --- The wasm tier ---
 
-fn wasm_manifest(name: &str, permissions: &[&str]) -> anyhow::Result<Manifest> {
-    Ok(Manifest::from_value(json!({
+/// The manifest of audit plugin `name` in the given `runtime`, with no
+/// permissions; `extra` members (limits) are added.
+fn audit_manifest(name: &str, runtime: serde_json::Value, extra: serde_json::Value) -> anyhow::Result<Manifest> {
+    let mut doc = json!({
         "contract_version": "policy.plugin.v1",
         "plugin_id": format!("audit.{name}.v1"),
         "plugin_version": "1.0.0",
@@ -306,9 +308,16 @@ fn wasm_manifest(name: &str, permissions: &[&str]) -> anyhow::Result<Manifest> {
         "requires_neighbor_graph": true,
         "input_schema_version": "policy.input.v1",
         "output_schema_version": "policy.output.v1",
-        "runtime": {"tier": "wasm", "entry": "plugin.wasm"},
-        "permissions": permissions,
-    }))?)
+        "runtime": runtime,
+    });
+    if let (Some(doc), serde_json::Value::Object(extra)) = (doc.as_object_mut(), extra) {
+        doc.extend(extra);
+    }
+    Ok(Manifest::from_value(doc)?)
+}
+
+fn wasm_manifest(name: &str) -> anyhow::Result<Manifest> {
+    audit_manifest(name, json!({"tier": "wasm", "entry": "plugin.wasm"}), json!({}))
 }
 
 /// A module of ABI 1 whose `polis_run` body is `run`, with `extra` fields.
@@ -366,7 +375,7 @@ fn wasm_cases(cases: &mut Vec<Case>) -> anyhow::Result<()> {
     let mut registry = polis_core::registry::Registry::<Rebalance>::new();
     let mut expectations = Vec::new();
     for (name, case, limit, wasm) in runs.into_iter().chain([("good", "", "", good_module)]) {
-        let module = runtime.load(wasm_manifest(name, &[])?, &wasm)?;
+        let module = runtime.load(wasm_manifest(name)?, &wasm)?;
         let digest = module.artifact_digest();
         registry.register(Arc::new(polis_core::EndpointPolicy::<Rebalance>::new(Arc::new(module))), Some(digest))?;
         if !case.is_empty() {
@@ -415,7 +424,7 @@ fn wasm_cases(cases: &mut Vec<Case>) -> anyhow::Result<()> {
         ),
     ];
     for (case, wasm, code) in refusals {
-        let loaded = runtime.load(wasm_manifest("refused", &[])?, &wasm);
+        let loaded = runtime.load(wasm_manifest("refused")?, &wasm);
         let (observed, contained) = match loaded {
             Ok(_) => ("loaded".to_owned(), false),
             Err(e) => {
@@ -434,7 +443,7 @@ fn wasm_cases(cases: &mut Vec<Case>) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("polis-audit-wasm-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("plugin.wasm"), &oversized)?;
-    std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&wasm_manifest("oversized", &[])?)?)?;
+    std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&wasm_manifest("oversized")?)?)?;
     let mut registry = polis_core::registry::Registry::<Rebalance>::new();
     let tiers = polis_plugins::Tiers::new()?;
     let report = polis_plugins::register_dir::<Rebalance>(&dir, &tiers, &mut registry);
@@ -457,20 +466,8 @@ fn wasm_cases(cases: &mut Vec<Case>) -> anyhow::Result<()> {
 // --- The remote tier ---
 
 fn remote_manifest(name: &str, url: &str) -> anyhow::Result<Manifest> {
-    Ok(Manifest::from_value(json!({
-        "contract_version": "policy.plugin.v1",
-        "plugin_id": format!("audit.{name}.v1"),
-        "plugin_version": "1.0.0",
-        "policy_version": format!("rebal.audit_{name}.v1"),
-        "strategy": "audit.v1",
-        "display_name": name,
-        "deterministic": true,
-        "requires_neighbor_graph": true,
-        "input_schema_version": "policy.input.v1",
-        "output_schema_version": "policy.output.v1",
-        "runtime": {"tier": "remote", "entry": url},
-        "limits": {"timeout_ms": 1000, "max_output_bytes": 1_000_000},
-    }))?)
+    let limits = json!({"limits": {"timeout_ms": 1000, "max_output_bytes": 1_000_000}});
+    audit_manifest(name, json!({"tier": "remote", "entry": url}), limits)
 }
 
 const NO_OP: &str = r#"{"moves":[],"summary":{"bikes_moved_total":0,"stations_touched":0,"no_op":true}}"#;

@@ -276,7 +276,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<Outcome> {
         let shutdown = shutdown_signal();
         let mut tasks = Vec::new();
         if let Some(gate) = approvals {
-            tasks.push(tokio::spawn(refresh_approvals(store.clone(), gate, lookup_ttl, shutdown.clone())));
+            tasks.push(tokio::spawn(refresh_approvals(store.clone(), gate, shutdown.clone())));
         }
         for config in args.workers.configs("serve")? {
             tasks.push(tokio::spawn(polis_server::worker::run(state.clone(), config, shutdown.clone())));
@@ -335,8 +335,7 @@ pub fn worker(args: WorkerCommand) -> anyhow::Result<Outcome> {
         if let Some(gate) = approvals {
             // Approvals are made through the API's process; a worker learns
             // of them from the store.
-            let every = polis_server::domains::rebalance::Settings::default().lookup_ttl;
-            tasks.push(tokio::spawn(refresh_approvals(store.clone(), gate, every, shutdown.clone())));
+            tasks.push(tokio::spawn(refresh_approvals(store.clone(), gate, shutdown.clone())));
         }
         if let Some(listener) = listener {
             let local = listener.local_addr()?;

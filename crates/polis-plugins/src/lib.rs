@@ -384,11 +384,16 @@ fn load_dir_with<C: Contract>(
 /// Digests the directory's files and, when signatures are required,
 /// verifies them against the trusted keys.
 fn check_files(dir: &Path, tiers: &Tiers, report: &mut LoadReport) -> Result<(), String> {
-    report.files_sha256 = Some(signing::files_digest(dir).map_err(|e| e.to_string())?);
-    if let Some(keys) = &tiers.trusted_keys {
-        let verified = signing::verify(dir, keys).map_err(|e| format!("signature required: {e}"))?;
-        report.signed_by = Some(verified.key_id);
-    }
+    // Verifying lists the files itself; its digest is the files'.
+    let files_sha256 = match &tiers.trusted_keys {
+        Some(keys) => {
+            let verified = signing::verify(dir, keys).map_err(|e| format!("signature required: {e}"))?;
+            report.signed_by = Some(verified.key_id);
+            verified.files_sha256
+        }
+        None => signing::files_digest(dir).map_err(|e| e.to_string())?,
+    };
+    report.files_sha256 = Some(files_sha256);
     Ok(())
 }
 

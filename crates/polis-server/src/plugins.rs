@@ -19,6 +19,9 @@ use crate::error::{AppError, ErrorBody};
 use crate::extract::{AdminAccess, AdminIdentity, ApiJson, ReadAccess};
 use crate::{AppState, now_ms};
 
+/// How often a process re-reads the approvals ([`refresh_approvals`]).
+pub const APPROVAL_REFRESH: Duration = Duration::from_secs(2);
+
 /// Recent errors listed per plugin.
 const RECENT_ERRORS: i64 = 5;
 
@@ -355,17 +358,13 @@ async fn approve(
     // Another process may have approved the version first, with other
     // files: the stored row is the one that stands.
     if stored.files_sha256 != approval.files_sha256.to_hex() {
-        return Err(AppError::conflict(
-            "plugin.artifact_changed",
-            "plugin_id",
-            format!(
-                "plugin `{plugin_id}` version {} was approved with files sha256:{}; its files are now sha256:{}, so \
-                 it needs a new plugin_version",
-                stored.plugin_version,
-                stored.files_sha256,
-                approval.files_sha256.to_hex()
-            ),
-        ));
+        let changed = ApprovalError::ArtifactChanged {
+            plugin_id: plugin_id.clone(),
+            plugin_version: stored.plugin_version,
+            approved: stored.files_sha256,
+            loaded: approval.files_sha256.to_hex(),
+        };
+        return Err(AppError::conflict("plugin.artifact_changed", "plugin_id", changed.to_string()));
     }
     let stored = approval_of(stored)?;
     gate.approve(stored.clone());
@@ -398,30 +397,30 @@ fn approval_of(r: polis_store::ApprovalRecord) -> Result<Approval, polis_store::
     })
 }
 
-/// A gate holding every approval the store has.
-pub async fn approval_gate(store: &polis_store::Store) -> Result<Arc<ApprovalGate>, polis_store::StoreError> {
-    let approvals = store.plugin_approvals().await?.into_iter().map(approval_of).collect::<Result<Vec<_>, _>>()?;
-    Ok(ApprovalGate::new(approvals))
+/// Every approval the store has.
+async fn read_approvals(store: &polis_store::Store) -> Result<Vec<Approval>, polis_store::StoreError> {
+    store.plugin_approvals().await?.into_iter().map(approval_of).collect()
 }
 
-/// Re-reads the approvals every `every` until shutdown, so an approval
+/// A gate holding every approval the store has.
+pub async fn approval_gate(store: &polis_store::Store) -> Result<Arc<ApprovalGate>, polis_store::StoreError> {
+    Ok(ApprovalGate::new(read_approvals(store).await?))
+}
+
+/// Re-reads the approvals every [`APPROVAL_REFRESH`] until shutdown, so an approval
 /// made through another process (a server in front of `polis worker`s)
 /// reaches this one's gate.
 pub async fn refresh_approvals(
     store: polis_store::Store,
     gate: Arc<ApprovalGate>,
-    every: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(APPROVAL_REFRESH) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        let read = store.plugin_approvals().await.map_err(|e| e.to_string()).and_then(|rows| {
-            rows.into_iter().map(approval_of).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
-        });
-        match read {
+        match read_approvals(&store).await {
             Ok(approvals) => gate.replace(approvals),
             Err(error) => tracing::warn!(%error, "cannot re-read plugin approvals; keeping the last ones"),
         }
