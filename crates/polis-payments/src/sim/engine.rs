@@ -16,7 +16,13 @@ use super::config::{AmountDistribution, PriorityDistribution, Scenario, Scenario
 use super::policy::Resolved;
 use super::rng::Rng;
 use crate::dsl::fields::Scope;
-use crate::dsl::{CompiledPolicy, Context, DecisionPath, Field, PaymentAction};
+use crate::dsl::{CompiledPolicy, DecisionPath, Field, PaymentAction};
+
+mod context;
+mod lsm;
+mod trees;
+
+use context::{PayCtx, Snapshot};
 
 /// SimCash's default end-of-day rush threshold (the YAML path drops any
 /// configured value).
@@ -68,6 +74,10 @@ struct Agent {
     pool: Option<i64>,
     daily_fraction: f64,
     q1: Vec<usize>,
+    max_collateral_capacity: Option<i64>,
+    /// Collateral auto-withdrawals by the tick they fall due.
+    collateral_timers: BTreeMap<usize, Vec<i64>>,
+    budget: Budget,
     policy: Arc<CompiledPolicy>,
     registers: Vec<f64>,
     arrival: Option<super::config::ArrivalConfig>,
@@ -87,6 +97,66 @@ impl Agent {
 
     fn can_pay(&self, amount: i64) -> bool {
         amount <= self.available_liquidity()
+    }
+
+    /// SimCash's default capacity is ten times the unsecured cap.
+    fn max_collateral_capacity(&self) -> i64 {
+        self.max_collateral_capacity.unwrap_or(self.unsecured_cap * 10)
+    }
+
+    fn remaining_collateral_capacity(&self) -> i64 {
+        self.max_collateral_capacity() - self.posted_collateral
+    }
+
+    /// Collateral needed to back the credit in use beyond the unsecured cap.
+    fn required_collateral_for_usage(&self) -> f64 {
+        if self.haircut >= 1.0 {
+            return 0.0;
+        }
+        let credit_used = (-self.balance).max(0);
+        let beyond_cap = credit_used - self.unsecured_cap.min(credit_used);
+        (beyond_cap as f64 / (1.0 - self.haircut).max(0.0)).ceil()
+    }
+
+    /// SimCash's `max_withdrawable_collateral`: what can go while the limit
+    /// still covers the credit in use plus `buffer`.
+    fn max_withdrawable_collateral(&self, buffer: i64) -> i64 {
+        let keep = (1.0 - self.haircut).max(0.0);
+        if keep <= 0.0 {
+            return self.posted_collateral;
+        }
+        let target = (-self.balance).max(0) + buffer;
+        let from_collateral = target.saturating_sub(self.unsecured_cap.min(target));
+        let required = (from_collateral as f64 / keep).ceil() as i64;
+        (self.posted_collateral - required).max(0)
+    }
+}
+
+/// A bank tree's `SetReleaseBudget` (`models/agent.rs`): how much may still
+/// be released this tick, to whom, and how much each counterparty has had.
+#[derive(Clone, Debug)]
+struct Budget {
+    remaining: i64,
+    focus: Option<Vec<String>>,
+    per_counterparty: Option<i64>,
+    used: BTreeMap<usize, i64>,
+}
+
+impl Budget {
+    /// No budget: SimCash's `reset_release_budget`.
+    fn unlimited() -> Budget {
+        Budget { remaining: i64::MAX, focus: None, per_counterparty: None, used: BTreeMap::new() }
+    }
+
+    fn allows(&self, receiver: usize, receiver_id: &str, amount: i64) -> bool {
+        amount <= self.remaining
+            && self.focus.as_ref().is_none_or(|f| f.iter().any(|c| c == receiver_id))
+            && self.per_counterparty.is_none_or(|cap| self.used.get(&receiver).copied().unwrap_or(0) + amount <= cap)
+    }
+
+    fn track(&mut self, receiver: usize, amount: i64) {
+        self.remaining = self.remaining.saturating_sub(amount);
+        *self.used.entry(receiver).or_insert(0) += amount;
     }
 }
 
@@ -141,8 +211,15 @@ pub enum Event {
     Arrival { tick: usize, tx: String, sender: String, receiver: String, amount: i64, deadline: usize, priority: u8 },
     /// A policy decided about a queued payment.
     Decision { tick: usize, tx: String, agent: String, action: String, path: String },
-    /// A payment settled (`rtgs`, `queue2` or `lsm_bilateral`).
+    /// A payment settled (`rtgs`, `queue2`, `lsm_bilateral` or `lsm_cycle`).
     Settlement { tick: usize, tx: String, sender: String, receiver: String, amount: i64, how: &'static str },
+    /// A cycle of three or more agents settled in the LSM (each payment
+    /// also has its `settlement`).
+    LsmCycle { tick: usize, agents: Vec<String>, payments: usize, value: i64 },
+    /// A bank tree decided (budget or state register).
+    BankDecision { tick: usize, agent: String, action: String, path: String },
+    /// Posted collateral changed (`change` > 0 posted, < 0 withdrawn).
+    Collateral { tick: usize, agent: String, change: i64, posted: i64, path: String },
     /// A released payment waits in queue 2.
     Queued { tick: usize, tx: String, sender: String },
     /// A payment passed its deadline.
@@ -175,8 +252,11 @@ pub struct AgentTotals {
 /// What one tick did, for the throughput plot.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct TickStats {
-    /// Settlements this tick.
+    /// Settlements this tick (each split child counts).
     pub settlements: u64,
+    /// Payments completed this tick: a payment whose last part settled
+    /// (SimCash's transaction records by `settlement_tick`).
+    pub completed: u64,
     /// Value settled this tick.
     pub settled_value: i64,
     /// Σ over agents of max(0, −balance) at the end of the tick.
@@ -198,7 +278,10 @@ pub struct Outcome {
 pub struct Sim {
     scenario: Scenario,
     agents: Vec<Agent>,
+    /// Agent indices in id order.
     sorted: Vec<usize>,
+    /// Each agent's position in `sorted`.
+    rank: Vec<usize>,
     txs: Vec<Tx>,
     q2: Vec<usize>,
     rng: Rng,
@@ -246,6 +329,14 @@ fn computed(field: Field) -> bool {
             | RtgsQueueValue
             | TotalAgents
             | PostedCollateral
+            | MaxCollateralCapacity
+            | RemainingCollateralCapacity
+            | CollateralUtilization
+            | RequiredCollateralForUsage
+            | ExcessCollateral
+            | OverdraftUtilization
+            | Queue2NearestDeadline
+            | TicksToNearestQueue2Deadline
             | AllowedOverdraftLimit
             | OverdraftHeadroom
             | CollateralHaircut
@@ -291,6 +382,9 @@ impl Sim {
                 posted_collateral: 0,
                 haircut: DEFAULT_HAIRCUT,
                 allocated,
+                max_collateral_capacity: config.max_collateral_capacity,
+                collateral_timers: BTreeMap::new(),
+                budget: Budget::unlimited(),
                 pool: config.liquidity_pool,
                 daily_fraction: resolved.daily_liquidity_fraction,
                 q1: Vec::new(),
@@ -302,6 +396,10 @@ impl Sim {
         }
         let mut sorted: Vec<usize> = (0..agents.len()).collect();
         sorted.sort_by(|&a, &b| agents[a].id.cmp(&agents[b].id));
+        let mut rank = vec![0; agents.len()];
+        for (r, &i) in sorted.iter().enumerate() {
+            rank[i] = r;
+        }
         let opening = agents.iter().map(|a| a.balance).collect();
         let n = agents.len();
         Ok(Sim {
@@ -309,6 +407,7 @@ impl Sim {
             scenario,
             agents,
             sorted,
+            rank,
             txs: Vec::new(),
             q2: Vec::new(),
             totals: vec![AgentTotals::default(); n],
@@ -374,6 +473,11 @@ impl Sim {
             self.arrivals(i, tick);
         }
 
+        // STEP 1.5, 1.75, 1.8: strategic collateral, bank trees, timers.
+        self.collateral_trees(tick, trees::Layer::Strategic)?;
+        self.bank_trees(tick)?;
+        self.collateral_timers(tick);
+
         // STEP 2: policy decisions on queue 1, agents with queued payments in
         // sorted order; each agent decides for every payment against the same
         // pre-step state, then the decisions apply in queue order.
@@ -384,6 +488,9 @@ impl Sim {
             }
             self.decide(i, tick, &mut pending)?;
         }
+
+        // STEP 2b: queue-2 withdrawals and resubmissions.
+        self.requeue(tick);
 
         // STEP 3: released payments settle at once or join queue 2.
         for tx in pending {
@@ -400,6 +507,9 @@ impl Sim {
 
         // STEP 5: LSM.
         self.lsm(tick, deferred.as_mut(), &mut stats);
+
+        // STEP 5.5: end-of-tick collateral.
+        self.collateral_trees(tick, trees::Layer::EndOfTick)?;
 
         // STEP 5.7: deferred credits, in sorted agent order.
         if let Some(credits) = deferred.take() {
@@ -638,76 +748,103 @@ impl Sim {
         }
     }
 
+    /// Evaluates the payment tree for one payment into what SimCash's
+    /// `build_decision` returns.
+    fn decision(&self, i: usize, tx: usize, tick: usize, snap: &Snapshot) -> Result<(Decided, String), SimError> {
+        let policy = &self.agents[i].policy;
+        let Some(tree) = &policy.payment else { return Ok((Decided::Hold, String::new())) };
+        let ctx = PayCtx { sim: self, agent: i, tx, tick, snap };
+        let fail = |e: crate::dsl::EvalError| SimError::Policy {
+            agent: self.agents[i].id.clone(),
+            tick,
+            message: e.to_string(),
+        };
+        let num = |n: &crate::dsl::Num, name: &str| n.eval(&ctx, &Arc::from(name)).map_err(fail);
+        let mut path = DecisionPath::default();
+        let action = tree.evaluate(&ctx, self.record.then_some(&mut path)).map_err(fail)?;
+        let decided = match action {
+            PaymentAction::Release { priority_flag, timed_for_tick } => Decided::Release {
+                priority: *priority_flag,
+                at: match timed_for_tick {
+                    Some(t) => Some(num(t, "timed_for_tick")? as usize),
+                    None => None,
+                },
+            },
+            PaymentAction::Hold { .. } => Decided::Hold,
+            PaymentAction::Drop => Decided::Drop,
+            PaymentAction::Split { num_splits } => Decided::Split(num(num_splits, "num_splits")? as usize),
+            PaymentAction::StaggerSplit {
+                num_splits,
+                stagger_first_now,
+                stagger_gap_ticks,
+                priority_boost_children,
+            } => {
+                // The gap is evaluated (and may fail) but, as in SimCash, the
+                // later children only return to queue 1.
+                num(stagger_gap_ticks, "stagger_gap_ticks")?;
+                Decided::StaggerSplit {
+                    n: num(num_splits, "num_splits")? as usize,
+                    now: num(stagger_first_now, "stagger_first_now")? as usize,
+                    boost: num(priority_boost_children, "priority_boost_children")?.clamp(0.0, 255.0) as u8,
+                }
+            }
+            PaymentAction::Reprioritize { new_priority } => {
+                Decided::Reprioritize(num(new_priority, "new_priority")?.clamp(0.0, 255.0) as u8)
+            }
+            PaymentAction::WithdrawFromRtgs => Decided::Withdraw,
+            PaymentAction::ResubmitToRtgs { .. } => Decided::Resubmit,
+        };
+        Ok((decided, path.to_string()))
+    }
+
+    fn record_decision(&mut self, tick: usize, i: usize, tx: usize, decision: &Decided, path: String) {
+        if self.record {
+            let agent = self.agents[i].id.clone();
+            self.events.push(Event::Decision { tick, tx: Self::tx_name(tx), agent, action: decision.name(), path });
+        }
+    }
+
+    /// SimCash's step 2: the payment tree decides for every queue-1 payment
+    /// against the same state, then the decisions apply in queue order.
     fn decide(&mut self, i: usize, tick: usize, pending: &mut Vec<usize>) -> Result<(), SimError> {
-        let policy = self.agents[i].policy.clone();
-        let Some(tree) = &policy.payment else {
+        if self.agents[i].policy.payment.is_none() {
             // A policy without a payment tree holds everything.
             return Ok(());
-        };
+        }
         let snapshot = Snapshot::of(self, i);
         let queue = self.agents[i].q1.clone();
         let mut decisions = Vec::with_capacity(queue.len());
         for &tx in &queue {
-            let ctx = PayCtx { sim: self, agent: i, tx, tick, snap: &snapshot };
-            let mut path = DecisionPath::default();
-            let action = tree.evaluate(&ctx, self.record.then_some(&mut path)).map_err(|e| SimError::Policy {
-                agent: self.agents[i].id.clone(),
-                tick,
-                message: e.to_string(),
-            })?;
-            let decision = match action {
-                PaymentAction::Release { .. } => Decided::Release,
-                PaymentAction::Hold { .. } => Decided::Hold,
-                PaymentAction::Drop => Decided::Drop,
-                PaymentAction::Split { num_splits } => {
-                    let n = num_splits.eval(&ctx, &Arc::from("num_splits")).map_err(|e| SimError::Policy {
-                        agent: self.agents[i].id.clone(),
-                        tick,
-                        message: e.to_string(),
-                    })?;
-                    Decided::Split(n as usize)
-                }
-                PaymentAction::Reprioritize { new_priority } => {
-                    let p = new_priority.eval(&ctx, &Arc::from("new_priority")).map_err(|e| SimError::Policy {
-                        agent: self.agents[i].id.clone(),
-                        tick,
-                        message: e.to_string(),
-                    })?;
-                    Decided::Reprioritize(p.clamp(0.0, 255.0) as u8)
-                }
-                other => {
-                    return Err(SimError::Unsupported(format!(
-                        "agent `{}` chose {other:?}, which polis's simulator does not apply yet",
-                        self.agents[i].id
-                    )));
-                }
-            };
-            decisions.push((tx, decision, path));
+            decisions.push((tx, self.decision(i, tx, tick, &snapshot)?));
         }
-        for (tx, decision, path) in decisions {
-            if self.record {
-                let name = match decision {
-                    Decided::Release => "Release".to_string(),
-                    Decided::Hold => "Hold".to_string(),
-                    Decided::Drop => "Drop".to_string(),
-                    Decided::Split(n) => format!("Split({n})"),
-                    Decided::Reprioritize(p) => format!("Reprioritize({p})"),
-                };
-                let agent = self.agents[i].id.clone();
-                self.events.push(Event::Decision {
-                    tick,
-                    tx: Self::tx_name(tx),
-                    agent,
-                    action: name,
-                    path: path.to_string(),
-                });
-            }
+        for (tx, (decision, path)) in decisions {
+            self.record_decision(tick, i, tx, &decision, path);
+            let fail = |sim: &Sim, message: String| SimError::Policy { agent: sim.agents[i].id.clone(), tick, message };
             match decision {
-                Decided::Release => {
-                    self.agents[i].q1.retain(|&t| t != tx);
-                    pending.push(tx);
+                Decided::Release { priority, at } => {
+                    if let Some(p) = priority {
+                        self.txs[tx].priority = p;
+                    }
+                    // A release timed for a later tick leaves it in queue 1.
+                    if at.is_some_and(|t| t > tick) {
+                        continue;
+                    }
+                    let (receiver, amount) = (self.txs[tx].receiver, self.txs[tx].remaining);
+                    let a = &self.agents[i];
+                    if a.budget.allows(receiver, &self.agents[receiver].id, amount) {
+                        self.agents[i].q1.retain(|&t| t != tx);
+                        self.agents[i].budget.track(receiver, amount);
+                        pending.push(tx);
+                    }
                 }
-                Decided::Hold => {}
+                Decided::Hold | Decided::Withdraw => {
+                    // Withdrawing a payment that is not in queue 2 fails and
+                    // leaves it where it is.
+                }
+                Decided::Resubmit => {
+                    // SimCash appends a second copy of the payment to queue 1
+                    // here; polis keeps the one it has (docs/payments.md).
+                }
                 Decided::Drop => {
                     // SimCash marks a dropped payment overdue and forgets it:
                     // it never pays deadline, delay or EOD costs again.
@@ -717,36 +854,90 @@ impl Sim {
                 Decided::Reprioritize(p) => self.txs[tx].priority = p,
                 Decided::Split(n) => {
                     if n < 2 {
-                        return Err(SimError::Policy {
-                            agent: self.agents[i].id.clone(),
-                            tick,
-                            message: format!("num_splits must be >= 2, got {n}"),
-                        });
+                        return Err(fail(self, format!("num_splits must be >= 2, got {n}")));
                     }
                     self.agents[i].q1.retain(|&t| t != tx);
-                    let parent = self.txs[tx].clone();
-                    let base = parent.amount / n as i64;
-                    let rem = parent.amount % n as i64;
-                    for k in 0..n {
-                        let amount = if k == n - 1 { base + rem } else { base };
-                        let id = self.txs.len();
-                        self.txs.push(Tx {
-                            amount,
-                            remaining: amount,
-                            overdue_since: None,
-                            parent: Some(tx),
-                            is_split: true,
-                            in_q2: false,
-                            ..parent.clone()
-                        });
-                        pending.push(id);
+                    pending.extend(self.split(tx, n, None));
+                    self.totals[i].costs.split_friction +=
+                        self.scenario.cost_rates.split_friction_cost * (n as i64 - 1);
+                }
+                Decided::StaggerSplit { n, now, boost } => {
+                    if n < 2 {
+                        return Err(fail(self, format!("num_splits must be >= 2, got {n}")));
                     }
+                    if now > n {
+                        return Err(fail(self, format!("stagger_first_now ({now}) cannot exceed num_splits ({n})")));
+                    }
+                    self.agents[i].q1.retain(|&t| t != tx);
+                    let boosted = self.txs[tx].priority.saturating_add(boost).min(10);
+                    let children = self.split(tx, n, Some(boosted));
+                    pending.extend(&children[..now]);
+                    self.agents[i].q1.extend(&children[now..]);
                     self.totals[i].costs.split_friction +=
                         self.scenario.cost_rates.split_friction_cost * (n as i64 - 1);
                 }
             }
         }
         Ok(())
+    }
+
+    /// SimCash's step 2b: payments in queue 2 are re-evaluated, and only
+    /// `WithdrawFromRtgs` (out of queue 2, into no queue) and
+    /// `ResubmitToRtgs` (back to the end of queue 1) act. Only policies that
+    /// can reach one of those two are evaluated; for the others the step
+    /// changes nothing. A failed evaluation is a hold here, as SimCash's
+    /// `evaluate_single` makes it.
+    fn requeue(&mut self, tick: usize) {
+        let mut moves = Vec::new();
+        for &i in &self.sorted.clone() {
+            let reaches = self.agents[i].policy.payment.as_ref().is_some_and(|t| {
+                t.actions().any(|a| matches!(a, PaymentAction::WithdrawFromRtgs | PaymentAction::ResubmitToRtgs { .. }))
+            });
+            if !reaches {
+                continue;
+            }
+            let snapshot = Snapshot::of(self, i);
+            let mine: Vec<usize> = self.q2.iter().copied().filter(|&t| self.txs[t].sender == i).collect();
+            for tx in mine {
+                if let Ok((decision @ (Decided::Withdraw | Decided::Resubmit), path)) =
+                    self.decision(i, tx, tick, &snapshot)
+                {
+                    moves.push((i, tx, decision, path));
+                }
+            }
+        }
+        for (i, tx, decision, path) in moves {
+            self.record_decision(tick, i, tx, &decision, path);
+            self.q2.retain(|&t| t != tx);
+            self.txs[tx].in_q2 = false;
+            if matches!(decision, Decided::Resubmit) {
+                self.agents[i].q1.push(tx);
+            }
+        }
+    }
+
+    /// Splits a payment into `n` children (the last takes the remainder)
+    /// with the parent's arrival, deadline and, unless given, priority.
+    fn split(&mut self, tx: usize, n: usize, priority: Option<u8>) -> Vec<usize> {
+        let parent = self.txs[tx].clone();
+        let base = parent.amount / n as i64;
+        let rem = parent.amount % n as i64;
+        let mut children = Vec::with_capacity(n);
+        for k in 0..n {
+            let amount = if k == n - 1 { base + rem } else { base };
+            children.push(self.txs.len());
+            self.txs.push(Tx {
+                amount,
+                remaining: amount,
+                priority: priority.unwrap_or(parent.priority),
+                overdue_since: None,
+                parent: Some(tx),
+                is_split: true,
+                in_q2: false,
+                ..parent.clone()
+            });
+        }
+        children
     }
 
     fn try_settle(
@@ -804,6 +995,7 @@ impl Sim {
             }
             None => tx,
         };
+        stats.completed += 1;
         let t = &mut self.totals[s];
         t.settled_value += amount;
         t.settled_count += 1;
@@ -839,88 +1031,6 @@ impl Sim {
         }
         self.q2 = still;
         settled
-    }
-
-    /// SimCash's `run_lsm_pass_with_deferred`: up to three rounds of
-    /// bilateral offsetting (then a queue pass, never deferred), while value
-    /// settles.
-    fn lsm(&mut self, tick: usize, mut deferred: Option<&mut BTreeMap<usize, i64>>, stats: &mut TickStats) {
-        if !self.scenario.lsm_config.enable_bilateral {
-            return;
-        }
-        let mut total: i64 = 0;
-        for _ in 0..3 {
-            if self.q2.is_empty() {
-                break;
-            }
-            let before = total;
-            let (offset_value, settlements) = self.bilateral(tick, deferred.as_deref_mut(), stats);
-            total += offset_value;
-            if settlements > 0 {
-                total += self.process_queue(tick, None, stats);
-            }
-            if total == before {
-                break;
-            }
-        }
-    }
-
-    /// SimCash's `bilateral_offset_with_deferred`: every pair with queue-2
-    /// flow both ways, by liquidity released (descending) then ids.
-    fn bilateral(
-        &mut self,
-        tick: usize,
-        mut deferred: Option<&mut BTreeMap<usize, i64>>,
-        stats: &mut TickStats,
-    ) -> (i64, usize) {
-        // Flows by (sender id, receiver id), queue order within each.
-        let mut flows: BTreeMap<(String, String), (i64, Vec<usize>)> = BTreeMap::new();
-        for &tx in &self.q2 {
-            let t = &self.txs[tx];
-            let key = (self.agents[t.sender].id.clone(), self.agents[t.receiver].id.clone());
-            let e = flows.entry(key).or_insert((0, Vec::new()));
-            e.0 += t.remaining;
-            e.1.push(tx);
-        }
-        let mut ready: Vec<(i64, String, String)> = Vec::new();
-        for ((a, b), (sum_ab, _)) in &flows {
-            if a < b
-                && let Some((sum_ba, _)) = flows.get(&(b.clone(), a.clone()))
-                && *sum_ab > 0
-                && *sum_ba > 0
-            {
-                ready.push((-(*sum_ab).min(*sum_ba), a.clone(), b.clone()));
-            }
-        }
-        ready.sort();
-        let mut offset_value = 0;
-        let mut settlements = 0;
-        let mut removed = std::collections::BTreeSet::new();
-        for (neg, a, b) in ready {
-            offset_value += -neg;
-            let ab = flows.get(&(a.clone(), b.clone())).map(|f| f.1.clone()).unwrap_or_default();
-            let ba = flows.get(&(b.clone(), a.clone())).map(|f| f.1.clone()).unwrap_or_default();
-            let sum = |list: &[usize]| list.iter().map(|&t| self.txs[t].remaining).sum::<i64>();
-            let (sum_ab, sum_ba) = (sum(&ab), sum(&ba));
-            let net = (sum_ab - sum_ba).abs();
-            let net_payer = if sum_ab > sum_ba { self.txs[ab[0]].sender } else { self.txs[ba[0]].sender };
-            let payer = &self.agents[net_payer];
-            if payer.balance - net < -payer.allowed_overdraft_limit() {
-                continue;
-            }
-            for tx in ab.iter().chain(ba.iter()) {
-                let (s, r, amount) = (self.txs[*tx].sender, self.txs[*tx].receiver, self.txs[*tx].remaining);
-                let _ = (s, r, amount);
-                self.transfer(*tx, tick, deferred.as_deref_mut(), "lsm_bilateral", stats);
-                self.txs[*tx].in_q2 = false;
-                removed.insert(*tx);
-                settlements += 1;
-            }
-        }
-        if !removed.is_empty() {
-            self.q2.retain(|t| !removed.contains(t));
-        }
-        (offset_value, settlements)
     }
 
     /// SimCash's `accrue_costs` (engine.rs:4535), integer cents.
@@ -1043,13 +1153,33 @@ impl Sim {
     }
 }
 
+/// A payment decision, its parameters evaluated.
 #[derive(Clone, Copy, Debug)]
 enum Decided {
-    Release,
+    Release { priority: Option<u8>, at: Option<usize> },
     Hold,
     Drop,
     Split(usize),
+    StaggerSplit { n: usize, now: usize, boost: u8 },
     Reprioritize(u8),
+    Withdraw,
+    Resubmit,
+}
+
+impl Decided {
+    fn name(&self) -> String {
+        match self {
+            Decided::Release { at: Some(t), .. } => format!("Release(at {t})"),
+            Decided::Release { .. } => "Release".into(),
+            Decided::Hold => "Hold".into(),
+            Decided::Drop => "Drop".into(),
+            Decided::Split(n) => format!("Split({n})"),
+            Decided::StaggerSplit { n, now, .. } => format!("StaggerSplit({n}, {now} now)"),
+            Decided::Reprioritize(p) => format!("Reprioritize({p})"),
+            Decided::Withdraw => "WithdrawFromRtgs".into(),
+            Decided::Resubmit => "ResubmitToRtgs".into(),
+        }
+    }
 }
 
 fn scale(rate: f64, by: f64) -> u128 {
@@ -1066,114 +1196,9 @@ fn scaled_cost(amount: u128, rate: f64, rate_scale: u128, divisor: u128) -> i64 
     i64::try_from((amount * r + divisor / 2) / divisor).unwrap_or(i64::MAX)
 }
 
-/// Per-agent values computed once before an agent's decisions (SimCash
-/// evaluates every payment against the same pre-step state).
-struct Snapshot {
-    q1_total: i64,
-    q2_count: usize,
-    q2_size: usize,
-    q2_value: i64,
-}
-
-impl Snapshot {
-    fn of(sim: &Sim, i: usize) -> Snapshot {
-        let q1_total = sim.agents[i].q1.iter().map(|&t| sim.txs[t].remaining).fold(0i64, i64::saturating_add);
-        let q2_count = sim.q2.iter().filter(|&&t| sim.txs[t].sender == i).count();
-        let q2_value = sim.q2.iter().map(|&t| sim.txs[t].remaining).sum();
-        Snapshot { q1_total, q2_count, q2_size: sim.q2.len(), q2_value }
-    }
-}
-
-/// The evaluation context of one queued payment, computed on demand.
-struct PayCtx<'a> {
-    sim: &'a Sim,
-    agent: usize,
-    tx: usize,
-    tick: usize,
-    snap: &'a Snapshot,
-}
-
-impl Context for PayCtx<'_> {
-    fn register(&self, slot: usize) -> f64 {
-        self.sim.agents[self.agent].registers.get(slot).copied().unwrap_or(0.0)
-    }
-
-    fn field(&self, field: Field) -> f64 {
-        use Field::*;
-        let a = &self.sim.agents[self.agent];
-        let t = &self.sim.txs[self.tx];
-        let rates = &self.sim.scenario.cost_rates;
-        let tick = self.tick;
-        let tpd = self.sim.tpd();
-        let b = |x: bool| if x { 1.0 } else { 0.0 };
-        let credit_used = (-a.balance).max(0);
-        let credit_headroom = a.unsecured_cap - credit_used;
-        match field {
-            Amount => t.amount as f64,
-            RemainingAmount => t.remaining as f64,
-            SettledAmount => (t.amount - t.remaining) as f64,
-            ArrivalTick => t.arrival as f64,
-            DeadlineTick => t.deadline as f64,
-            Priority => f64::from(t.priority),
-            IsSplit => b(t.is_split),
-            IsPastDeadline => b(tick > t.deadline),
-            IsOverdue => b(t.overdue_since.is_some()),
-            IsInQueue2 => b(t.in_q2),
-            OverdueDuration => t.overdue_since.map_or(0.0, |s| tick.saturating_sub(s) as f64),
-            TicksToDeadline => t.deadline as f64 - tick as f64,
-            QueueAge => tick.saturating_sub(t.arrival) as f64,
-            CostDelayThisTxOneTick => t.remaining as f64 * rates.delay_cost_per_tick_per_cent,
-            CostOverdraftThisAmountOneTick => rates.overdraft_bps_per_tick / 10_000.0 * t.remaining as f64,
-            Balance => a.balance as f64,
-            CreditLimit | UnsecuredCap => a.unsecured_cap as f64,
-            AvailableLiquidity => a.available_liquidity() as f64,
-            CreditUsed => credit_used as f64,
-            EffectiveLiquidity => (a.balance + credit_headroom) as f64,
-            IsUsingCredit => b(a.balance < 0),
-            LiquidityBuffer => 0.0,
-            OutgoingQueueSize => a.q1.len() as f64,
-            LiquidityPressure => {
-                let total = (a.balance + a.unsecured_cap + a.posted_collateral) as f64;
-                if total == 0.0 { 1.0 } else { 1.0 - a.balance.max(0) as f64 / total }
-            }
-            CreditHeadroom => credit_headroom as f64,
-            IsOverdraftCapped => 1.0,
-            CurrentTick => tick as f64,
-            RtgsQueueSize | Queue2Size => self.snap.q2_size as f64,
-            RtgsQueueValue => self.snap.q2_value as f64,
-            TotalAgents => self.sim.agents.len() as f64,
-            PostedCollateral => a.posted_collateral as f64,
-            AllowedOverdraftLimit => a.allowed_overdraft_limit() as f64,
-            OverdraftHeadroom => (a.allowed_overdraft_limit() - credit_used) as f64,
-            CollateralHaircut => a.haircut,
-            Queue1LiquidityGap => (self.snap.q1_total.saturating_sub(a.available_liquidity())).max(0) as f64,
-            Queue1TotalValue => self.snap.q1_total as f64,
-            Headroom => a.available_liquidity().saturating_sub(self.snap.q1_total) as f64,
-            Queue2CountForAgent => self.snap.q2_count as f64,
-            CostOverdraftBpsPerTick => rates.overdraft_bps_per_tick,
-            CostDelayPerTickPerCent => rates.delay_cost_per_tick_per_cent,
-            CostCollateralBpsPerTick => rates.collateral_cost_per_tick_bps,
-            CostSplitFriction => rates.split_friction_cost as f64,
-            CostDeadlinePenalty => rates.deadline_penalty.resolve(t.amount) as f64,
-            CostEodPenalty => rates.eod_penalty.resolve(t.remaining) as f64,
-            SystemTicksPerDay => tpd as f64,
-            SystemCurrentDay => (tick / tpd) as f64,
-            SystemTickInDay => (tick % tpd) as f64,
-            TicksRemainingInDay => tpd.saturating_sub(tick % tpd).saturating_sub(1) as f64,
-            DayProgressFraction => (tick % tpd) as f64 / tpd as f64,
-            IsEodRush => b((tick % tpd) as f64 / tpd as f64 >= EOD_RUSH_THRESHOLD),
-            // check_supported refuses policies that read anything else.
-            _ => f64::NAN,
-        }
-    }
-}
-
 /// Refuses, before anything runs, what this simulator does not compute.
 fn check_supported(s: &Scenario, policies: &[Resolved]) -> Result<(), SimError> {
     let unsupported = |m: String| Err(SimError::Unsupported(m));
-    if s.lsm_config.enable_cycles && s.agents.len() >= 3 {
-        return unsupported("LSM cycle settlement (`lsm_config.enable_cycles` with three or more agents)".into());
-    }
     for (i, a) in s.agents.iter().enumerate() {
         if a.arrival_bands.is_some() {
             return unsupported(format!("agents[{i}].arrival_bands"));
@@ -1192,22 +1217,6 @@ fn check_supported(s: &Scenario, policies: &[Resolved]) -> Result<(), SimError> 
     for (i, r) in policies.iter().enumerate() {
         let p = &r.checked.policy;
         let id = &s.agents[i].id;
-        if p.bank.is_some() || p.strategic_collateral.is_some() || p.end_of_tick_collateral.is_some() {
-            return unsupported(format!("agent `{id}`: policy `{}` has a bank or collateral tree", p.policy_id));
-        }
-        if let Some(tree) = &p.payment {
-            for action in tree.actions() {
-                if matches!(
-                    action,
-                    PaymentAction::StaggerSplit { .. }
-                        | PaymentAction::WithdrawFromRtgs
-                        | PaymentAction::ResubmitToRtgs { .. }
-                ) || matches!(action, PaymentAction::Release { timed_for_tick: Some(_), .. })
-                {
-                    return unsupported(format!("agent `{id}`: policy `{}` uses {action:?}", p.policy_id));
-                }
-            }
-        }
         for field in p.fields.iter().flatten() {
             if !computed(*field) {
                 let scope = if field.scope() == Scope::Transaction { "payment" } else { "bank" };

@@ -104,7 +104,8 @@ pub struct AgentReport {
     pub settled_count: u64,
     /// Value settled.
     pub settled_value: i64,
-    /// `settled_value / arrived_value` (1 when nothing arrived).
+    /// `settled_count / arrived_count`, as SimCash's `settlement_rate` (1
+    /// when nothing arrived).
     pub settlement_rate: f64,
     /// Value-weighted ticks from arrival to settlement, over settled payments.
     pub value_weighted_delay: f64,
@@ -123,7 +124,7 @@ pub struct SystemReport {
     pub arrivals: u64,
     /// Payments settled.
     pub settlements: u64,
-    /// `settled_value / arrived_value`.
+    /// `settlements / arrivals`, as SimCash's `get_system_metrics`.
     pub settlement_rate: f64,
     /// Value arrived.
     pub arrived_value: i64,
@@ -177,7 +178,7 @@ impl Report {
                 arrived_value: t.arrived_value,
                 settled_count: t.settled_count,
                 settled_value: t.settled_value,
-                settlement_rate: rate(t.settled_value, t.arrived_value),
+                settlement_rate: rate(t.settled_count as i64, t.arrived_count as i64),
                 value_weighted_delay: if t.settled_value == 0 {
                     0.0
                 } else {
@@ -189,11 +190,13 @@ impl Report {
             .collect();
         let arrived_value = agents.iter().map(|a| a.arrived_value).sum();
         let settled_value = agents.iter().map(|a| a.settled_value).sum();
+        let arrivals: u64 = agents.iter().map(|a| a.arrived_count).sum();
+        let settlements: u64 = agents.iter().map(|a| a.settled_count).sum();
         let system = SystemReport {
             total_cost: agents.iter().map(|a| a.total_cost).sum(),
-            arrivals: agents.iter().map(|a| a.arrived_count).sum(),
-            settlements: agents.iter().map(|a| a.settled_count).sum(),
-            settlement_rate: rate(settled_value, arrived_value),
+            arrivals,
+            settlements,
+            settlement_rate: rate(settlements as i64, arrivals as i64),
             arrived_value,
             settled_value,
         };

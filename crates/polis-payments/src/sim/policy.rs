@@ -65,6 +65,91 @@ pub struct PolicyError {
 const FIFO: &str = r#"{"version": "1.0", "policy_id": "fifo_policy",
     "payment_tree": {"type": "action", "node_id": "A1", "action": "Release"}}"#;
 
+/// SimCash's `deadline.json`: drop what is past its deadline, release what
+/// is within `urgency_threshold` ticks of it, hold the rest.
+const DEADLINE: &str = r#"{"version": "1.0", "policy_id": "deadline_policy",
+    "parameters": {"urgency_threshold": 5},
+    "payment_tree": {"type": "condition", "node_id": "N1",
+        "condition": {"op": "<=", "left": {"field": "deadline_tick"}, "right": {"field": "current_tick"}},
+        "on_true": {"type": "action", "node_id": "A1", "action": "Drop"},
+        "on_false": {"type": "condition", "node_id": "N2",
+            "condition": {"op": "<=", "left": {"field": "ticks_to_deadline"}, "right": {"param": "urgency_threshold"}},
+            "on_true": {"type": "action", "node_id": "A2", "action": "Release"},
+            "on_false": {"type": "action", "node_id": "A3", "action": "Hold"}}}}"#;
+
+/// SimCash's `liquidity_aware.json`: as `Deadline` for urgent payments
+/// (released only if effective liquidity covers them); otherwise release
+/// only what keeps the balance at or above `target_buffer`.
+const LIQUIDITY_AWARE: &str = r#"{"version": "1.0", "policy_id": "liquidity_aware_policy",
+    "parameters": {"target_buffer": 50000, "urgency_threshold": 5},
+    "payment_tree": {"type": "condition", "node_id": "N1",
+        "condition": {"op": "<=", "left": {"field": "deadline_tick"}, "right": {"field": "current_tick"}},
+        "on_true": {"type": "action", "node_id": "A1", "action": "Drop"},
+        "on_false": {"type": "condition", "node_id": "N2",
+            "condition": {"op": "<=", "left": {"field": "ticks_to_deadline"}, "right": {"param": "urgency_threshold"}},
+            "on_true": {"type": "condition", "node_id": "N3",
+                "condition": {"op": ">=", "left": {"field": "effective_liquidity"}, "right": {"field": "remaining_amount"}},
+                "on_true": {"type": "action", "node_id": "A2", "action": "Release"},
+                "on_false": {"type": "action", "node_id": "A3", "action": "Hold"}},
+            "on_false": {"type": "condition", "node_id": "N4",
+                "condition": {"op": "==", "left": {"param": "target_buffer"}, "right": {"value": 0}},
+                "on_true": {"type": "condition", "node_id": "N5",
+                    "condition": {"op": ">=", "left": {"field": "effective_liquidity"}, "right": {"field": "remaining_amount"}},
+                    "on_true": {"type": "action", "node_id": "A4", "action": "Release"},
+                    "on_false": {"type": "action", "node_id": "A5", "action": "Hold"}},
+                "on_false": {"type": "condition", "node_id": "N6",
+                    "condition": {"op": "<",
+                        "left": {"compute": {"op": "-", "left": {"field": "balance"}, "right": {"field": "remaining_amount"}}},
+                        "right": {"param": "target_buffer"}},
+                    "on_true": {"type": "action", "node_id": "A6", "action": "Hold"},
+                    "on_false": {"type": "action", "node_id": "A7", "action": "Release"}}}}}}"#;
+
+/// SimCash's `liquidity_splitting.json`: drop what is past its deadline;
+/// release what the balance covers; otherwise, with a positive balance,
+/// split urgent payments (within 5 ticks) into `max_splits` parts and others
+/// in two; hold when the balance is not positive. (`min_split_amount` is a
+/// parameter SimCash's tree never reads.)
+const LIQUIDITY_SPLITTING: &str = r#"{"version": "1.0", "policy_id": "liquidity_splitting_policy",
+    "parameters": {"max_splits": 4, "min_split_amount": 10000},
+    "payment_tree": {"type": "condition", "node_id": "N1",
+        "condition": {"op": "<=", "left": {"field": "deadline_tick"}, "right": {"field": "current_tick"}},
+        "on_true": {"type": "action", "node_id": "A1", "action": "Drop"},
+        "on_false": {"type": "condition", "node_id": "N2",
+            "condition": {"op": "<=", "left": {"field": "ticks_to_deadline"}, "right": {"value": 5}},
+            "on_true": {"type": "condition", "node_id": "N3",
+                "condition": {"op": ">=", "left": {"field": "balance"}, "right": {"field": "amount"}},
+                "on_true": {"type": "action", "node_id": "A2", "action": "Release"},
+                "on_false": {"type": "condition", "node_id": "N4",
+                    "condition": {"op": ">", "left": {"field": "balance"}, "right": {"value": 0}},
+                    "on_true": {"type": "action", "node_id": "A3", "action": "Split",
+                        "parameters": {"num_splits": {"param": "max_splits"}}},
+                    "on_false": {"type": "action", "node_id": "A4", "action": "Hold"}}},
+            "on_false": {"type": "condition", "node_id": "N5",
+                "condition": {"op": ">=", "left": {"field": "balance"}, "right": {"field": "amount"}},
+                "on_true": {"type": "action", "node_id": "A5", "action": "Release"},
+                "on_false": {"type": "condition", "node_id": "N6",
+                    "condition": {"op": ">", "left": {"field": "balance"}, "right": {"value": 0}},
+                    "on_true": {"type": "action", "node_id": "A7", "action": "Split",
+                        "parameters": {"num_splits": {"value": 2}}},
+                    "on_false": {"type": "action", "node_id": "A6", "action": "Hold"}}}}}}"#;
+
+/// SimCash's `mock_splitting.json`: split every payment in `num_splits`.
+const MOCK_SPLITTING: &str = r#"{"version": "1.0", "policy_id": "mock_splitting_policy",
+    "parameters": {"num_splits": 2},
+    "payment_tree": {"type": "action", "node_id": "A1", "action": "Split",
+        "parameters": {"num_splits": {"param": "num_splits"}}}}"#;
+
+/// A parameterised built-in's tree and its required fields with the ranges
+/// SimCash's schema (`config/schemas.py`) allows.
+fn builtin_tree(kind: &str) -> (&'static str, &'static [(&'static str, i64, i64)]) {
+    match kind {
+        "Deadline" => (DEADLINE, &[("urgency_threshold", 1, i64::MAX)]),
+        "LiquidityAware" => (LIQUIDITY_AWARE, &[("target_buffer", 0, i64::MAX), ("urgency_threshold", 1, i64::MAX)]),
+        "LiquiditySplitting" => (LIQUIDITY_SPLITTING, &[("max_splits", 2, 10), ("min_split_amount", 1, i64::MAX)]),
+        _ => (MOCK_SPLITTING, &[("num_splits", 2, 10)]),
+    }
+}
+
 /// Lowers an agent's `policy` entry (`None` is SimCash's default, `Fifo`).
 pub fn resolve(
     entry: Option<&Json>,
@@ -83,18 +168,22 @@ pub fn resolve(
     let overrides = params(obj.get("params"), &format!("{path}.params"))?;
     match kind {
         "Fifo" => builtin("Fifo", FIFO, &overrides, path, cache),
-        "Deadline" | "LiquidityAware" | "LiquiditySplitting" | "MockSplitting" => Err(fail(
-            path,
-            format!(
-                "the built-in `{kind}` is not available in polis's simulator yet; give SimCash's tree with `FromJson` (such as simulator/policies/{}.json) and its parameters in `params`",
-                match kind {
-                    "Deadline" => "deadline",
-                    "LiquidityAware" => "liquidity_aware",
-                    "LiquiditySplitting" => "liquidity_splitting",
-                    _ => "mock_splitting",
-                }
-            ),
-        )),
+        "Deadline" | "LiquidityAware" | "LiquiditySplitting" | "MockSplitting" => {
+            let (text, fields) = builtin_tree(kind);
+            let mut overrides = overrides;
+            for &(field, min, max) in fields {
+                let at = format!("{path}.{field}");
+                let value = obj.get(field).ok_or_else(|| fail(path, format!("`{kind}` needs `{field}`")))?;
+                let n = value
+                    .as_i64()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(|| fail(&at, format!("must be an integer from {min} to {max}, got {value}")))?;
+                // The configured value wins over `params`, as SimCash's
+                // factory injects it last.
+                overrides.insert(field.to_string(), n as f64);
+            }
+            builtin(kind, text, &overrides, path, cache)
+        }
         "FromJson" => {
             let json_path = obj.get("json_path");
             let json_string = obj.get("json_string");
