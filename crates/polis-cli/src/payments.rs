@@ -46,6 +46,11 @@ pub struct SimulateArgs {
     /// Refuse keys SimCash would ignore instead of warning about them.
     #[arg(long)]
     strict: bool,
+    /// Apply what SimCash's YAML path drops: each policy's `params`, each
+    /// agent's `posted_collateral` and `collateral_haircut`. Results then
+    /// differ from SimCash's on purpose.
+    #[arg(long)]
+    honour_all: bool,
     /// Write `events.jsonl`, `costs.csv` and `plot.svg` into DIR.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -86,7 +91,8 @@ fn simulate(args: &SimulateArgs, json: bool) -> anyhow::Result<Outcome> {
             .parent()
             .map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() }),
     };
-    let options = Options { strict: args.strict, record_events: args.out.is_some(), resolver };
+    let options =
+        Options { strict: args.strict, record_events: args.out.is_some(), resolver, honour_all: args.honour_all };
     let result = sim::simulate(&text, &options, &dsl::PolicyCache::new())
         .with_context(|| format!("cannot simulate `{}`", args.config.display()))?;
     for warning in &result.warnings {

@@ -178,11 +178,18 @@ fn inline_json_and_inline_trees_lower_to_the_same_policy() {
     let inline = serde_json::json!({"type": "Inline", "decision_trees": tree}).to_string();
     let b = with_policy(&inline).unwrap();
     assert_eq!(a.sources[0].1.digest, b.sources[0].1.digest);
-    // Config-level params override the tree's parameters (and change the hash).
+    // SimCash's YAML path drops config-level params: polis warns and, by
+    // default, computes what SimCash computes.
     let with_params =
         serde_json::json!({"type": "Inline", "decision_trees": tree, "params": {"urgency_threshold": 9}}).to_string();
     let c = with_policy(&with_params).unwrap();
-    assert_ne!(a.sources[0].1.digest, c.sources[0].1.digest);
+    assert_eq!(a.sources[0].1.digest, c.sources[0].1.digest);
+    assert!(c.warnings.iter().any(|w| w.starts_with("agents[0].policy.params: not applied")), "{:?}", c.warnings);
+    // Under --honour-all they override the tree's parameters (and the hash).
+    let text = TWO_BANKS.replace("POLICY", &with_params);
+    let honoured =
+        sim::simulate(&text, &Options { honour_all: true, ..Options::default() }, &PolicyCache::new()).unwrap();
+    assert_ne!(a.sources[0].1.digest, honoured.sources[0].1.digest);
 }
 
 #[test]

@@ -334,18 +334,65 @@ pub enum Schedule {
     /// Once, at `tick`.
     OneTime {
         /// The tick.
+        #[serde(deserialize_with = "yaml11_tick")]
         tick: usize,
     },
     /// At `start_tick` and every `interval` after, until `end_tick`.
     Repeating {
         /// First tick.
+        #[serde(deserialize_with = "yaml11_tick")]
         start_tick: usize,
         /// Ticks between firings (at least 1).
+        #[serde(deserialize_with = "yaml11_tick")]
         interval: usize,
         /// Last tick, if any.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "yaml11_optional_tick")]
         end_tick: Option<usize>,
     },
+}
+
+/// A tick as SimCash's PyYAML (YAML 1.1) reads a plain scalar: `060` is
+/// octal 48 (SimCash's `suboptimal_policies_10day.yaml` schedules an event
+/// at `tick: 060`), `0x30` hex, `1_000` decimal. YAML 1.2 reads those as
+/// strings; polis takes them as PyYAML does. (A quoted `"060"` reads the
+/// same here, where PyYAML would keep a string and pydantic make it 60.)
+fn yaml11_tick<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(usize),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Number(n) => Ok(n),
+        Raw::Text(text) => yaml11_int(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid tick `{text}`: expected a non-negative integer"))),
+    }
+}
+
+fn yaml11_optional_tick<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(deserialize_with = "yaml11_tick")] usize);
+    Ok(Option::<Wrapped>::deserialize(d)?.map(|Wrapped(n)| n))
+}
+
+/// PyYAML's `int` resolver for non-negative values: `0[0-7]+` octal,
+/// `0x…` hex, `0b…` binary, decimal, each allowing `_`.
+fn yaml11_int(text: &str) -> Option<usize> {
+    let digits: String = text.trim_start_matches('+').chars().filter(|&c| c != '_').collect();
+    let (radix, body) = if let Some(h) = digits.strip_prefix("0x") {
+        (16, h)
+    } else if let Some(b) = digits.strip_prefix("0b") {
+        (2, b)
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        (8, &digits[1..])
+    } else {
+        (10, digits.as_str())
+    };
+    if body.is_empty() {
+        return None;
+    }
+    usize::from_str_radix(body, radix).ok()
 }
 
 impl Schedule {
@@ -551,7 +598,8 @@ fn dropped(s: &Scenario) -> Vec<String> {
         ];
         for (key, present) in fields {
             if present {
-                out.push(format!("agents[{i}].{key}: not applied (SimCash's YAML path drops it)"));
+                let honoured = if key == "limits" { "" } else { "; --honour-all applies it" };
+                out.push(format!("agents[{i}].{key}: not applied (SimCash's YAML path drops it{honoured})"));
             }
         }
         if a.arrival_config.as_ref().is_some_and(|c| c.divisible.is_some()) {
@@ -629,4 +677,26 @@ fn validate(s: &Scenario) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_read_as_pyyaml_reads_plain_integers() {
+        assert_eq!(yaml11_int("060"), Some(48));
+        assert_eq!(yaml11_int("0x30"), Some(48));
+        assert_eq!(yaml11_int("0b11"), Some(3));
+        assert_eq!(yaml11_int("1_000"), Some(1000));
+        assert_eq!(yaml11_int("0"), Some(0));
+        assert_eq!(yaml11_int("089"), None);
+        assert_eq!(yaml11_int("soon"), None);
+    }
+
+    #[test]
+    fn an_octal_looking_tick_in_a_schedule_is_octal() {
+        let s: Schedule = serde_json::from_value(serde_json::json!({"type": "OneTime", "tick": "060"})).unwrap();
+        assert!(s.fires_at(48));
+    }
 }

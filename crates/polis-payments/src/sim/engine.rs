@@ -363,8 +363,9 @@ fn computed(field: Field) -> bool {
 
 impl Sim {
     /// Builds the day-0 state. `policies` are the agents' resolved
-    /// policies, in configuration order. `record` keeps the event log.
-    pub fn new(scenario: Scenario, policies: Vec<Resolved>, record: bool) -> Result<Sim, SimError> {
+    /// policies, in configuration order. `record` keeps the event log;
+    /// `honour_all` applies the collateral fields SimCash's YAML path drops.
+    pub fn new(scenario: Scenario, policies: Vec<Resolved>, record: bool, honour_all: bool) -> Result<Sim, SimError> {
         check_supported(&scenario, &policies)?;
         let mut agents = Vec::with_capacity(scenario.agents.len());
         for (config, resolved) in scenario.agents.iter().zip(policies) {
@@ -379,8 +380,11 @@ impl Sim {
                 balance: config.opening_balance + allocated,
                 unsecured_cap: config.unsecured_cap,
                 // Dropped on SimCash's YAML path (to_ffi_dict).
-                posted_collateral: 0,
-                haircut: DEFAULT_HAIRCUT,
+                posted_collateral: if honour_all { config.posted_collateral.unwrap_or(0).max(0) } else { 0 },
+                haircut: match config.collateral_haircut {
+                    Some(h) if honour_all => h,
+                    _ => DEFAULT_HAIRCUT,
+                },
                 allocated,
                 max_collateral_capacity: config.max_collateral_capacity,
                 collateral_timers: BTreeMap::new(),

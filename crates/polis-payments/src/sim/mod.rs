@@ -44,6 +44,10 @@ pub struct Options {
     pub record_events: bool,
     /// Where `json_path` policies are looked for.
     pub resolver: Resolver,
+    /// Apply what SimCash's YAML path drops (each policy's `params`, each
+    /// agent's `posted_collateral` and `collateral_haircut`): results then
+    /// diverge from SimCash's on purpose.
+    pub honour_all: bool,
 }
 
 /// A finished run with what it was made from.
@@ -67,14 +71,23 @@ pub fn simulate(text: &str, options: &Options, cache: &PolicyCache) -> Result<Si
             &format!("agents[{i}].policy"),
             &options.resolver,
             cache,
+            options.honour_all,
         )?);
+    }
+    let mut warnings = loaded.warnings;
+    for (i, agent) in loaded.scenario.agents.iter().enumerate() {
+        if agent.policy.as_ref().is_some_and(|p| p.get("params").is_some()) && !options.honour_all {
+            warnings.push(format!(
+                "agents[{i}].policy.params: not applied (SimCash's YAML path drops it; --honour-all applies it)"
+            ));
+        }
     }
     let mut sources: Vec<(String, PolicySourceRecord)> =
         loaded.scenario.agents.iter().zip(&resolved).map(|(a, r)| (a.id.clone(), r.source.clone())).collect();
     sources.sort_by(|a, b| a.0.cmp(&b.0));
-    let sim = engine::Sim::new(loaded.scenario, resolved, options.record_events)?;
+    let sim = engine::Sim::new(loaded.scenario, resolved, options.record_events, options.honour_all)?;
     let outcome = sim.run()?;
-    Ok(Simulation { outcome, sources, warnings: loaded.warnings })
+    Ok(Simulation { outcome, sources, warnings })
 }
 
 /// The `--json` report: per-agent costs and counts, in integer cents,

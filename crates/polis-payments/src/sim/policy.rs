@@ -151,11 +151,14 @@ fn builtin_tree(kind: &str) -> (&'static str, &'static [(&'static str, i64, i64)
 }
 
 /// Lowers an agent's `policy` entry (`None` is SimCash's default, `Fifo`).
+/// `apply_params` is false on SimCash's path, whose schema drops `params`
+/// (`config/schemas.py` `_policy_to_ffi_dict`); they are still checked.
 pub fn resolve(
     entry: Option<&Json>,
     path: &str,
     resolver: &Resolver,
     cache: &PolicyCache,
+    apply_params: bool,
 ) -> Result<Resolved, PolicyError> {
     let fail = |p: &str, m: String| PolicyError { path: p.to_string(), message: m };
     let Some(entry) = entry else {
@@ -165,12 +168,14 @@ pub fn resolve(
         return Err(fail(path, "a policy must be an object with a `type`".into()));
     };
     let kind = obj.get("type").and_then(Json::as_str).ok_or_else(|| fail(path, "policy has no `type`".into()))?;
-    let overrides = params(obj.get("params"), &format!("{path}.params"))?;
+    let mut overrides = params(obj.get("params"), &format!("{path}.params"))?;
+    if !apply_params {
+        overrides.clear();
+    }
     match kind {
         "Fifo" => builtin("Fifo", FIFO, &overrides, path, cache),
         "Deadline" | "LiquidityAware" | "LiquiditySplitting" | "MockSplitting" => {
             let (text, fields) = builtin_tree(kind);
-            let mut overrides = overrides;
             for &(field, min, max) in fields {
                 let at = format!("{path}.{field}");
                 let value = obj.get(field).ok_or_else(|| fail(path, format!("`{kind}` needs `{field}`")))?;
