@@ -218,3 +218,66 @@ fn a_hold_policy_pays_delay_deadline_and_eod_costs_by_simcash_formulas() {
     assert_eq!(a.costs.eod_penalty, 10_000);
     assert_eq!(a.settled_count, 0);
 }
+
+/// Three banks over two days with every mechanism in play (queues, LSM
+/// bilateral and cycles, a liquidity pool, collateral): the corpus policy
+/// under test runs for BANK_A and BANK_C. Their collateral capacity is
+/// ample because posting beyond it aborts a run, in SimCash as in polis.
+const CORPUS_DAY: &str = r#"
+simulation: {ticks_per_day: 30, num_days: 2, rng_seed: 7}
+cost_rates: {overdraft_bps_per_tick: 1.0, delay_cost_per_tick_per_cent: 0.0001, collateral_cost_per_tick_bps: 0.1,
+  deadline_penalty: 5000, eod_penalty_per_transaction: 10000, split_friction_cost: 100}
+lsm_config: {enable_bilateral: true, enable_cycles: true, max_cycle_length: 4, max_cycles_per_tick: 10}
+agents:
+  - id: BANK_A
+    opening_balance: 300000
+    unsecured_cap: 200000
+    max_collateral_capacity: 1000000000
+    liquidity_pool: 200000
+    policy: {type: FromJson, json_path: POLICY}
+    arrival_config: {rate_per_tick: 1.5, amount_distribution: {type: Uniform, min: 10000, max: 120000},
+      counterparty_weights: {BANK_B: 1.0, BANK_C: 1.0}, deadline_range: [3, 12]}
+  - id: BANK_B
+    opening_balance: 300000
+    unsecured_cap: 200000
+    policy: {type: Fifo}
+    arrival_config: {rate_per_tick: 1.5, amount_distribution: {type: LogNormal, mean: 60000, std_dev: 30000},
+      counterparty_weights: {BANK_C: 2.0}, deadline_range: [3, 12]}
+  - id: BANK_C
+    opening_balance: 100000
+    unsecured_cap: 100000
+    max_collateral_capacity: 1000000000
+    policy: {type: FromJson, json_path: POLICY}
+    arrival_config: {rate_per_tick: 1.5, amount_distribution: {type: Uniform, min: 10000, max: 150000},
+      counterparty_weights: {BANK_A: 2.0}, deadline_range: [3, 12],
+      priority_distribution: {type: Categorical, values: [2, 5, 9], weights: [0.3, 0.5, 0.2]}}
+"#;
+
+#[test]
+fn every_corpus_policy_runs_a_simulation() {
+    let Some(dir) = polis_testdata::require("simcash-policies") else { return };
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 29, "the corpus holds 29 policies");
+    let mut failures = Vec::new();
+    for name in &names {
+        let text = CORPUS_DAY.replace("POLICY", name);
+        let resolver = Resolver { policy_root: Some(dir.clone()), ..Resolver::default() };
+        let options = Options { resolver, record_events: true, ..Options::default() };
+        match sim::simulate(&text, &options, &PolicyCache::new()) {
+            Ok(sim) => {
+                let report = Report::of(&sim);
+                let decisions = sim.outcome.events.iter().filter(|e| matches!(e, sim::Event::Decision { .. })).count();
+                if report.system.arrivals == 0 || decisions == 0 {
+                    failures.push(format!("{name}: nothing was decided"));
+                }
+            }
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
