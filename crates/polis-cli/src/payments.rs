@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use polis_payments::dsl::{self, Limits, Report};
 
 use crate::Outcome;
+use crate::service::DbArgs;
 
 /// Payment policies in SimCash's decision-tree DSL, and SimCash scenarios.
 #[derive(Debug, Subcommand)]
@@ -32,6 +33,37 @@ pub enum Command {
     /// tree, settlement and cost), `costs.csv` and `plot.svg`. Keys SimCash
     /// ignores are warned about on stderr (`--strict` refuses them).
     Simulate(SimulateArgs),
+    /// Policies stored per agent in the store's `agent_policies` table,
+    /// which a scenario reads with `policy: {type: FromDatabase}`.
+    #[command(subcommand)]
+    Policies(PoliciesCommand),
+}
+
+/// `polis payments policies …`.
+#[derive(Debug, Subcommand)]
+pub enum PoliciesCommand {
+    /// Validate a policy and store it for an agent, replacing its last one.
+    Put {
+        /// The agent (`agents[].id` in a scenario).
+        agent_id: String,
+        /// The policy JSON file; `-` reads standard input.
+        #[arg(value_name = "FILE|-")]
+        file: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Print an agent's stored policy JSON.
+    Get {
+        /// The agent.
+        agent_id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List stored policies: agent, digest, who stored it and when.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 /// Arguments of `polis payments simulate`.
@@ -51,6 +83,11 @@ pub struct SimulateArgs {
     /// differ from SimCash's on purpose.
     #[arg(long)]
     honour_all: bool,
+    /// The store `FromDatabase` policies are read from (`sqlite://FILE` or
+    /// `postgres://…`); without it they are refused. `FromUrl` policies are
+    /// fetched over HTTP(S), at most 1 MiB within 10 seconds.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
     /// Write `events.jsonl`, `costs.csv` and `plot.svg` into DIR.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -69,7 +106,118 @@ pub fn run(command: Command, json: bool) -> anyhow::Result<Outcome> {
     match command {
         Command::Validate(args) => validate(&args, json),
         Command::Simulate(args) => simulate(&args, json),
+        Command::Policies(command) => policies(command, json),
     }
+}
+
+/// How long and how much a `FromUrl` fetch may take.
+const URL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `FromDatabase` through the store, `FromUrl` over HTTP, for one command.
+struct Fetcher {
+    runtime: tokio::runtime::Runtime,
+    store: Option<polis_store::Store>,
+}
+
+impl Fetcher {
+    fn new(database_url: Option<&str>) -> anyhow::Result<Fetcher> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let store = match database_url {
+            Some(url) => Some(runtime.block_on(open_store(url))?),
+            None => None,
+        };
+        Ok(Fetcher { runtime, store })
+    }
+}
+
+impl polis_payments::sim::PolicyFetcher for Fetcher {
+    fn stored(&self, agent_id: &str) -> Result<Option<String>, String> {
+        let store = self.store.as_ref().ok_or("no store was given (`--database-url`)")?;
+        let row = self.runtime.block_on(store.agent_policy(agent_id)).map_err(|e| e.to_string())?;
+        Ok(row.map(|r| r.policy_json))
+    }
+
+    fn url(&self, url: &str) -> Result<String, String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(URL_TIMEOUT)).build().into();
+        let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+        let cap = Limits::default().max_bytes as u64;
+        response.body_mut().with_config().limit(cap).read_to_string().map_err(|e| e.to_string())
+    }
+}
+
+async fn open_store(url: &str) -> anyhow::Result<polis_store::Store> {
+    polis_store::Store::connect(url, &polis_store::StoreConfig::default())
+        .await
+        .with_context(|| format!("cannot open the store at `{url}`"))
+}
+
+fn policies(command: PoliciesCommand, json: bool) -> anyhow::Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match command {
+        PoliciesCommand::Put { agent_id, file, db } => {
+            let text = read_policy(&file)?;
+            let checked = match dsl::compile(&text, &BTreeMap::new()) {
+                Ok(checked) => checked,
+                Err(report) => {
+                    print_report(&file.display().to_string(), &report, None);
+                    anyhow::bail!("`{}` is not a valid policy; nothing was stored", file.display());
+                }
+            };
+            let policy = polis_store::AgentPolicy {
+                agent_id: agent_id.clone(),
+                policy_sha256: polis_core::canonical::Digest::of_bytes(text.as_bytes()).to_hex(),
+                policy_json: text,
+                updated_by: "cli".into(),
+                updated_at_ms: now_ms(),
+            };
+            runtime.block_on(async {
+                open_store(&db.database_url).await?.put_agent_policy(&policy).await.map_err(anyhow::Error::from)
+            })?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"agent_id": agent_id, "policy_id": checked.policy.policy_id, "policy_sha256": policy.policy_sha256})
+                );
+            } else {
+                println!(
+                    "stored policy `{}` for `{agent_id}` (sha256 {})",
+                    checked.policy.policy_id, policy.policy_sha256
+                );
+            }
+            Ok(Outcome::Success)
+        }
+        PoliciesCommand::Get { agent_id, db } => {
+            let row = runtime.block_on(async {
+                open_store(&db.database_url).await?.agent_policy(&agent_id).await.map_err(anyhow::Error::from)
+            })?;
+            let row = row.with_context(|| format!("no policy is stored for agent `{agent_id}`"))?;
+            println!("{}", row.policy_json);
+            Ok(Outcome::Success)
+        }
+        PoliciesCommand::List { db } => {
+            let rows = runtime.block_on(async {
+                open_store(&db.database_url).await?.agent_policies().await.map_err(anyhow::Error::from)
+            })?;
+            if json {
+                let list: Vec<_> = rows
+                    .iter()
+                    .map(|r| serde_json::json!({"agent_id": r.agent_id, "policy_sha256": r.policy_sha256, "updated_by": r.updated_by, "updated_at_ms": r.updated_at_ms}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for r in &rows {
+                    println!("{:<24} {} {} {}", r.agent_id, r.policy_sha256, r.updated_by, r.updated_at_ms);
+                }
+            }
+            Ok(Outcome::Success)
+        }
+    }
+}
+
+/// The wall clock, for the record of who stored a policy when (it decides
+/// nothing).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn simulate(args: &SimulateArgs, json: bool) -> anyhow::Result<Outcome> {
@@ -91,8 +239,14 @@ fn simulate(args: &SimulateArgs, json: bool) -> anyhow::Result<Outcome> {
             .parent()
             .map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() }),
     };
-    let options =
-        Options { strict: args.strict, record_events: args.out.is_some(), resolver, honour_all: args.honour_all };
+    let fetcher = std::sync::Arc::new(Fetcher::new(args.database_url.as_deref())?);
+    let options = Options {
+        strict: args.strict,
+        record_events: args.out.is_some(),
+        resolver,
+        honour_all: args.honour_all,
+        fetcher: Some(fetcher),
+    };
     let result = sim::simulate(&text, &options, &dsl::PolicyCache::new())
         .with_context(|| format!("cannot simulate `{}`", args.config.display()))?;
     for warning in &result.warnings {
@@ -151,7 +305,7 @@ fn simulate(args: &SimulateArgs, json: bool) -> anyhow::Result<Outcome> {
     }
     let s = &report.system;
     println!(
-        "system: total cost {} cents; {} of {} payments settled ({:.1}% of value)",
+        "system: total cost {} cents; {} of {} payments settled ({:.1}%)",
         s.total_cost,
         s.settlements,
         s.arrivals,

@@ -88,3 +88,52 @@ fn simulate_prints_simcash_costs_and_writes_the_event_log_costs_and_plot() {
     assert!(csv.lines().nth(1).unwrap().starts_with("BANK_A,10000,"), "{csv}");
     assert!(std::fs::read_to_string(dir.path().join("plot.svg")).unwrap().starts_with("<svg"));
 }
+
+#[test]
+fn a_policy_stored_for_an_agent_runs_from_the_database_and_is_recorded_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("polis.db").display());
+    let policy = r#"{"version": "1.0", "policy_id": "stored_release",
+        "payment_tree": {"type": "action", "node_id": "A1", "action": "Release"}}"#;
+    let put = polis_stdin(&["payments", "policies", "put", "BANK_A", "-", "--database-url", &db, "--json"], policy);
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    let stored: serde_json::Value = serde_json::from_slice(&put.stdout).unwrap();
+    assert_eq!(stored["policy_id"], "stored_release");
+
+    let get = polis_stdin(&["payments", "policies", "get", "BANK_A", "--database-url", &db], "");
+    assert_eq!(String::from_utf8_lossy(&get.stdout).trim(), policy);
+
+    // An invalid policy is refused and nothing is stored.
+    let bad = r#"{"version": "1.0", "payment_tree": {"type": "action", "node_id": "A1", "action": "Teleport"}}"#;
+    let refused = polis_stdin(&["payments", "policies", "put", "BANK_B", "-", "--database-url", &db], bad);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("unknown action `Teleport`"));
+    let list = polis_stdin(&["payments", "policies", "list", "--database-url", &db, "--json"], "");
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+
+    let scenario = dir.path().join("two.yaml");
+    std::fs::write(
+        &scenario,
+        r#"simulation: {ticks_per_day: 4, num_days: 1, rng_seed: 1}
+agents:
+  - {id: BANK_A, opening_balance: 100000, policy: {type: FromDatabase}}
+  - {id: BANK_B, opening_balance: 100000}
+scenario_events:
+  - {type: CustomTransactionArrival, from_agent: BANK_A, to_agent: BANK_B, amount: 1000, deadline: 2, schedule: {type: OneTime, tick: 0}}
+"#,
+    )
+    .unwrap();
+    let sim = polis_stdin(&["payments", "simulate", scenario.to_str().unwrap(), "--database-url", &db, "--json"], "");
+    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
+    let a = &report["agents"][0];
+    assert_eq!(a["policy"]["kind"], "database");
+    assert_eq!(a["policy"]["location"], "agent_policies/BANK_A");
+    assert_eq!(a["settled_count"], 1);
+
+    // Without a store the same scenario is refused, naming the flag.
+    let without = polis_stdin(&["payments", "simulate", scenario.to_str().unwrap()], "");
+    assert!(!without.status.success());
+    assert!(String::from_utf8_lossy(&without.stderr).contains("--database-url"));
+}

@@ -281,3 +281,49 @@ fn every_corpus_policy_runs_a_simulation() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A fetcher over fixed maps, standing in for the store and HTTP.
+struct Fixed {
+    stored: std::collections::BTreeMap<String, String>,
+    urls: std::collections::BTreeMap<String, String>,
+}
+
+impl sim::PolicyFetcher for Fixed {
+    fn stored(&self, agent_id: &str) -> Result<Option<String>, String> {
+        Ok(self.stored.get(agent_id).cloned())
+    }
+    fn url(&self, url: &str) -> Result<String, String> {
+        self.urls.get(url).cloned().ok_or_else(|| "404 Not Found".into())
+    }
+}
+
+fn with_fetcher(policy: &str, fetcher: Option<Fixed>) -> Result<Simulation, sim::SimulateError> {
+    let text = TWO_BANKS.replace("POLICY", policy);
+    let fetcher = fetcher.map(|f| std::sync::Arc::new(f) as std::sync::Arc<dyn sim::PolicyFetcher>);
+    sim::simulate(&text, &Options { fetcher, ..Options::default() }, &PolicyCache::new())
+}
+
+#[test]
+fn policies_load_from_the_database_row_and_from_a_url_and_record_their_source() {
+    let fixed = || Fixed {
+        stored: [("BANK_A".to_string(), URGENCY.to_string())].into(),
+        urls: [("https://policies.example/u.json".to_string(), URGENCY.to_string())].into(),
+    };
+    let db = with_fetcher(r#"{type: FromDatabase}"#, Some(fixed())).unwrap();
+    assert_eq!(db.sources[0].1.kind, "database");
+    assert_eq!(db.sources[0].1.location.as_deref(), Some("agent_policies/BANK_A"));
+    let url = with_fetcher(r#"{type: FromUrl, url: "https://policies.example/u.json"}"#, Some(fixed())).unwrap();
+    assert_eq!(url.sources[0].1.kind, "url");
+    // The same document from either source is the same compiled policy.
+    assert_eq!(db.sources[0].1.digest, url.sources[0].1.digest);
+
+    let missing = with_fetcher(r#"{type: FromDatabase, agent_id: NOBODY}"#, Some(fixed())).unwrap_err().to_string();
+    assert!(missing.contains("no policy is stored for agent `NOBODY`"), "{missing}");
+    let no_store = with_fetcher(r#"{type: FromDatabase}"#, None).unwrap_err().to_string();
+    assert!(no_store.contains("--database-url"), "{no_store}");
+    let down = with_fetcher(r#"{type: FromUrl, url: "https://policies.example/x.json"}"#, Some(fixed())).unwrap_err();
+    assert!(down.to_string().contains("404"), "{down}");
+    let bad = Fixed { stored: [("BANK_A".to_string(), "{not json".to_string())].into(), urls: Default::default() };
+    let invalid = with_fetcher(r#"{type: FromDatabase}"#, Some(bad)).unwrap_err().to_string();
+    assert!(invalid.contains("not valid JSON"), "{invalid}");
+}

@@ -53,6 +53,7 @@
 pub mod inputs;
 pub mod jobs;
 pub mod packs;
+pub mod payments;
 mod plugins;
 pub mod rebalance;
 
@@ -64,6 +65,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use inputs::StoredInput;
 pub use jobs::{JobCount, JobResult, JobRow, JobStatus, NewJob};
+pub use payments::AgentPolicy;
 pub use plugins::{ApprovalRecord, PluginRecord, SystemOverride};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use polis_store::rebalance::{DecisionCompletion, MoveRow, NewDecision, NewSnapshot, SnapshotRecord, StationRow};
 use polis_store::{
-    ApprovalRecord, JobResult, JobStatus, NewJob, PluginRecord, Store, StoreConfig, StoredInput, scratch,
+    AgentPolicy, ApprovalRecord, JobResult, JobStatus, NewJob, PluginRecord, Store, StoreConfig, StoredInput, scratch,
 };
 
 async fn sqlite() -> Store {
@@ -64,6 +64,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    an_agent_policy_put_replaces_the_previous_one,
     a_plugin_version_is_approved_once_and_the_first_approval_stands,
     ingest_keeps_the_first_copy_of_a_snapshot,
     snapshots_resolve_by_sv_and_by_bucket,
@@ -365,6 +366,24 @@ async fn a_plugin_version_is_approved_once_and_the_first_approval_stands(store: 
     let next = ApprovalRecord { plugin_version: "1.0.1".into(), ..other };
     assert_eq!(store.approve_plugin(&next).await.unwrap(), next);
     assert_eq!(store.plugin_approvals().await.unwrap(), vec![first, next]);
+}
+
+async fn an_agent_policy_put_replaces_the_previous_one(store: Store) {
+    let first = AgentPolicy {
+        agent_id: "BANK_A".into(),
+        policy_json: r#"{"version": "1.0"}"#.into(),
+        policy_sha256: "a".repeat(64),
+        updated_by: "cli".into(),
+        updated_at_ms: 10,
+    };
+    assert_eq!(store.agent_policy("BANK_A").await.unwrap(), None);
+    store.put_agent_policy(&first).await.unwrap();
+    assert_eq!(store.agent_policy("BANK_A").await.unwrap(), Some(first.clone()));
+    let second = AgentPolicy { policy_sha256: "b".repeat(64), updated_at_ms: 20, ..first.clone() };
+    store.put_agent_policy(&second).await.unwrap();
+    let other = AgentPolicy { agent_id: "BANK_0".into(), ..first };
+    store.put_agent_policy(&other).await.unwrap();
+    assert_eq!(store.agent_policies().await.unwrap(), vec![other, second]);
 }
 
 fn job(n: usize, kind: &str) -> NewJob {

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 pub use config::{Loaded, Scenario};
 pub use engine::{AgentTotals, Costs, Event, Outcome, TickStats};
-pub use policy::{PolicySourceRecord, Resolver};
+pub use policy::{Lookup, PolicyFetcher, PolicySourceRecord, Resolver};
 
 use crate::dsl::PolicyCache;
 
@@ -36,7 +36,7 @@ pub enum SimulateError {
 }
 
 /// Options of one run.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     /// Unknown keys are errors rather than warnings.
     pub strict: bool,
@@ -48,6 +48,20 @@ pub struct Options {
     /// agent's `posted_collateral` and `collateral_haircut`): results then
     /// diverge from SimCash's on purpose.
     pub honour_all: bool,
+    /// Where `FromDatabase` and `FromUrl` policies come from.
+    pub fetcher: Option<std::sync::Arc<dyn PolicyFetcher>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("strict", &self.strict)
+            .field("record_events", &self.record_events)
+            .field("resolver", &self.resolver)
+            .field("honour_all", &self.honour_all)
+            .field("fetcher", &self.fetcher.is_some())
+            .finish()
+    }
 }
 
 /// A finished run with what it was made from.
@@ -66,13 +80,13 @@ pub fn simulate(text: &str, options: &Options, cache: &PolicyCache) -> Result<Si
     let loaded = config::parse(text, options.strict)?;
     let mut resolved = Vec::with_capacity(loaded.scenario.agents.len());
     for (i, agent) in loaded.scenario.agents.iter().enumerate() {
-        resolved.push(policy::resolve(
-            agent.policy.as_ref(),
-            &format!("agents[{i}].policy"),
-            &options.resolver,
+        let lookup = Lookup {
+            resolver: &options.resolver,
             cache,
-            options.honour_all,
-        )?);
+            fetcher: options.fetcher.as_deref(),
+            apply_params: options.honour_all,
+        };
+        resolved.push(policy::resolve(agent.policy.as_ref(), &format!("agents[{i}].policy"), &agent.id, &lookup)?);
     }
     let mut warnings = loaded.warnings;
     for (i, agent) in loaded.scenario.agents.iter().enumerate() {

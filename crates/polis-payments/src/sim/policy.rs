@@ -25,10 +25,33 @@ pub struct Resolver {
     pub config_dir: Option<PathBuf>,
 }
 
+/// Where policies that are not in the scenario come from: the store's
+/// `agent_policies` table and HTTP URLs. The caller (the CLI, the service)
+/// owns the connection and the HTTP client, with their limits.
+pub trait PolicyFetcher: Send + Sync {
+    /// The policy JSON stored for `agent_id`, if there is one.
+    fn stored(&self, agent_id: &str) -> Result<Option<String>, String>;
+    /// The body at `url` (size-capped and timed out by the fetcher).
+    fn url(&self, url: &str) -> Result<String, String>;
+}
+
+/// What resolving a policy entry may consult.
+#[derive(Clone, Copy)]
+pub struct Lookup<'a> {
+    /// Where `json_path` files are looked for.
+    pub resolver: &'a Resolver,
+    /// Compiled policies by content hash.
+    pub cache: &'a PolicyCache,
+    /// `FromDatabase` and `FromUrl` sources; without one they are refused.
+    pub fetcher: Option<&'a dyn PolicyFetcher>,
+    /// Apply the entry's `params` (SimCash drops them, see [`resolve`]).
+    pub apply_params: bool,
+}
+
 /// Where an agent's policy came from, recorded with every simulation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PolicySourceRecord {
-    /// `builtin`, `file`, `inline_string` or `inline`.
+    /// `builtin`, `file`, `inline_string`, `inline`, `database` or `url`.
     pub kind: String,
     /// The built-in's name or the file's resolved path.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -151,15 +174,11 @@ fn builtin_tree(kind: &str) -> (&'static str, &'static [(&'static str, i64, i64)
 }
 
 /// Lowers an agent's `policy` entry (`None` is SimCash's default, `Fifo`).
-/// `apply_params` is false on SimCash's path, whose schema drops `params`
-/// (`config/schemas.py` `_policy_to_ffi_dict`); they are still checked.
-pub fn resolve(
-    entry: Option<&Json>,
-    path: &str,
-    resolver: &Resolver,
-    cache: &PolicyCache,
-    apply_params: bool,
-) -> Result<Resolved, PolicyError> {
+/// `lookup.apply_params` is false on SimCash's path, whose schema drops
+/// `params` (`config/schemas.py` `_policy_to_ffi_dict`); they are still
+/// checked. `agent_id` is the default row of `FromDatabase`.
+pub fn resolve(entry: Option<&Json>, path: &str, agent_id: &str, lookup: &Lookup<'_>) -> Result<Resolved, PolicyError> {
+    let (resolver, cache, apply_params) = (lookup.resolver, lookup.cache, lookup.apply_params);
     let fail = |p: &str, m: String| PolicyError { path: p.to_string(), message: m };
     let Some(entry) = entry else {
         return builtin("Fifo", FIFO, &BTreeMap::new(), path, cache);
@@ -206,6 +225,33 @@ pub fn resolve(
                 }
             }
         }
+        "FromDatabase" => {
+            let id = match obj.get("agent_id") {
+                None => agent_id,
+                Some(v) => v.as_str().ok_or_else(|| fail(&format!("{path}.agent_id"), "must be a string".into()))?,
+            };
+            let fetcher = lookup.fetcher.ok_or_else(|| {
+                fail(path, "`FromDatabase` needs a store (`polis payments simulate --database-url`)".into())
+            })?;
+            let text = fetcher
+                .stored(id)
+                .map_err(|m| fail(path, format!("cannot read agent_policies: {m}")))?
+                .ok_or_else(|| fail(path, format!("no policy is stored for agent `{id}` in agent_policies")))?;
+            let json = parse_text(&text, path, "the stored policy")?;
+            let checked = compile(&json, &overrides, path, cache)?;
+            Ok(record(checked, "database", Some(format!("agent_policies/{id}")), &json))
+        }
+        "FromUrl" => {
+            let url = obj
+                .get("url")
+                .and_then(Json::as_str)
+                .ok_or_else(|| fail(path, "`FromUrl` needs a `url` string".into()))?;
+            let fetcher = lookup.fetcher.ok_or_else(|| fail(path, "`FromUrl` is not available here".into()))?;
+            let text = fetcher.url(url).map_err(|m| fail(&format!("{path}.url"), format!("cannot fetch `{url}`: {m}")))?;
+            let json = parse_text(&text, path, &format!("`{url}`"))?;
+            let checked = compile(&json, &overrides, path, cache)?;
+            Ok(record(checked, "url", Some(url.to_string()), &json))
+        }
         "InlineJson" => {
             let s = obj
                 .get("json_string")
@@ -222,7 +268,7 @@ pub fn resolve(
         other => Err(fail(
             &format!("{path}.type"),
             format!(
-                "unknown policy type `{other}` (Fifo, FromJson, InlineJson, Inline, Deadline, LiquidityAware, LiquiditySplitting, MockSplitting)"
+                "unknown policy type `{other}` (Fifo, FromJson, InlineJson, Inline, Deadline, LiquidityAware, LiquiditySplitting, MockSplitting, FromDatabase, FromUrl)"
             ),
         )),
     }
@@ -258,6 +304,14 @@ fn builtin(
     let mut resolved = record(checked, "builtin", Some(name.to_string()), &json);
     resolved.daily_liquidity_fraction = 1.0;
     Ok(resolved)
+}
+
+fn parse_text(text: &str, path: &str, what: &str) -> Result<Json, PolicyError> {
+    if text.len() > crate::dsl::Limits::default().max_bytes {
+        return Err(PolicyError { path: path.into(), message: format!("{what} is larger than the policy size limit") });
+    }
+    serde_json::from_str(text)
+        .map_err(|e| PolicyError { path: path.into(), message: format!("{what} is not valid JSON: {e}") })
 }
 
 fn from_string(
