@@ -88,6 +88,12 @@ pub struct SimulateArgs {
     /// fetched over HTTP(S), at most 1 MiB within 10 seconds.
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+    /// Run the scenario once per value of a policy parameter (set in every
+    /// policy that declares it) or a scenario path (`agents[0].opening_balance`),
+    /// in parallel: `NAME=START..END:STEP`, such as `urgency_threshold=1..10:1`.
+    /// Prints a table; `--out DIR` writes `sweep.csv` and `sweep.svg`.
+    #[arg(long, value_name = "NAME=A..B:STEP")]
+    sweep: Option<String>,
     /// Write `events.jsonl`, `costs.csv` and `plot.svg` into DIR.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -247,6 +253,9 @@ fn simulate(args: &SimulateArgs, json: bool) -> anyhow::Result<Outcome> {
         honour_all: args.honour_all,
         fetcher: Some(fetcher),
     };
+    if let Some(spec) = &args.sweep {
+        return sweep(args, &text, spec, &options, json);
+    }
     let result = sim::simulate(&text, &options, &dsl::PolicyCache::new())
         .with_context(|| format!("cannot simulate `{}`", args.config.display()))?;
     for warning in &result.warnings {
@@ -311,6 +320,43 @@ fn simulate(args: &SimulateArgs, json: bool) -> anyhow::Result<Outcome> {
         s.arrivals,
         s.settlement_rate * 100.0
     );
+    Ok(Outcome::Success)
+}
+
+fn sweep(
+    args: &SimulateArgs,
+    text: &str,
+    spec: &str,
+    options: &polis_payments::sim::Options,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    use polis_payments::sim::sweep;
+    let spec = sweep::parse(spec).map_err(|e| anyhow::anyhow!("--sweep {e}"))?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let bar = crate::progress::bar(spec.values.len() as u64, "runs");
+    let points = sweep::run(text, &spec, options, &dsl::PolicyCache::new(), threads, &|| bar.inc(1))
+        .with_context(|| format!("cannot sweep `{}`", args.config.display()))?;
+    bar.finish_and_clear();
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+        for (name, body) in [("sweep.csv", sweep::csv(&points)), ("sweep.svg", sweep::svg(&points, &spec.name))] {
+            let path = dir.join(name);
+            std::fs::write(&path, body).with_context(|| format!("cannot write `{}`", path.display()))?;
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"name": spec.name, "points": points}))?);
+        return Ok(Outcome::Success);
+    }
+    println!("{:>14} {:>14} {:>10}", spec.name, "total cost", "settled");
+    for p in &points {
+        println!(
+            "{:>14} {:>14} {:>9.1}%",
+            p.value,
+            p.report.system.total_cost,
+            p.report.system.settlement_rate * 100.0
+        );
+    }
     Ok(Outcome::Success)
 }
 

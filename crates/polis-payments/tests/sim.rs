@@ -327,3 +327,29 @@ fn policies_load_from_the_database_row_and_from_a_url_and_record_their_source() 
     let invalid = with_fetcher(r#"{type: FromDatabase}"#, Some(bad)).unwrap_err().to_string();
     assert!(invalid.contains("not valid JSON"), "{invalid}");
 }
+
+#[test]
+fn a_sweep_runs_each_value_as_its_own_run_in_value_order() {
+    // A policy parameter: Deadline's urgency_threshold over a held payment.
+    let text = TWO_BANKS.replace("POLICY", "{type: Deadline, urgency_threshold: 1}");
+    let spec = sim::sweep::parse("urgency_threshold=1..5:1").unwrap();
+    let points = sim::sweep::run(&text, &spec, &Options::default(), &PolicyCache::new(), 3, &|| {}).unwrap();
+    assert_eq!(points.iter().map(|p| p.value).collect::<Vec<_>>(), vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+    // Each point is the run with that value set, alone.
+    for p in &points {
+        let alone = TWO_BANKS.replace("POLICY", &format!("{{type: Deadline, urgency_threshold: {}}}", p.value));
+        assert_eq!(p.report.system.total_cost, Report::of(&run(&alone, false)).system.total_cost, "{}", p.value);
+    }
+    // Holding longer costs delay: the cheapest threshold releases at once.
+    assert!(points[4].report.system.total_cost <= points[0].report.system.total_cost);
+
+    // A scenario path.
+    let spec = sim::sweep::parse("agents[0].opening_balance=0..2000:1000").unwrap();
+    let points = sim::sweep::run(&text, &spec, &Options::default(), &PolicyCache::new(), 2, &|| {}).unwrap();
+    assert_eq!(points.len(), 3);
+
+    // A parameter no policy has is refused, naming it.
+    let spec = sim::sweep::parse("no_such_param=1..2:1").unwrap();
+    let err = sim::sweep::run(&text, &spec, &Options::default(), &PolicyCache::new(), 1, &|| {}).unwrap_err();
+    assert!(err.to_string().contains("no agent's policy has a parameter `no_such_param`"), "{err}");
+}

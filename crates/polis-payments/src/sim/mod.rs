@@ -12,6 +12,7 @@ pub mod engine;
 pub mod plot;
 pub mod policy;
 pub mod rng;
+pub mod sweep;
 
 use serde::Serialize;
 
@@ -33,6 +34,9 @@ pub enum SimulateError {
     /// The run.
     #[error(transparent)]
     Run(#[from] engine::SimError),
+    /// A sweep that cannot be run.
+    #[error("sweep: {0}")]
+    Sweep(String),
 }
 
 /// Options of one run.
@@ -50,6 +54,8 @@ pub struct Options {
     pub honour_all: bool,
     /// Where `FromDatabase` and `FromUrl` policies come from.
     pub fetcher: Option<std::sync::Arc<dyn PolicyFetcher>>,
+    /// Policy parameters set by a sweep point (see [`sweep`]).
+    pub sweep: std::collections::BTreeMap<String, f64>,
 }
 
 impl std::fmt::Debug for Options {
@@ -60,6 +66,7 @@ impl std::fmt::Debug for Options {
             .field("resolver", &self.resolver)
             .field("honour_all", &self.honour_all)
             .field("fetcher", &self.fetcher.is_some())
+            .field("sweep", &self.sweep)
             .finish()
     }
 }
@@ -85,8 +92,14 @@ pub fn simulate(text: &str, options: &Options, cache: &PolicyCache) -> Result<Si
             cache,
             fetcher: options.fetcher.as_deref(),
             apply_params: options.honour_all,
+            sweep: &options.sweep,
         };
         resolved.push(policy::resolve(agent.policy.as_ref(), &format!("agents[{i}].policy"), &agent.id, &lookup)?);
+    }
+    for name in options.sweep.keys() {
+        if !resolved.iter().any(|r| r.checked.policy.parameters.contains_key(name)) {
+            return Err(SimulateError::Sweep(format!("no agent's policy has a parameter `{name}`")));
+        }
     }
     let mut warnings = loaded.warnings;
     for (i, agent) in loaded.scenario.agents.iter().enumerate() {

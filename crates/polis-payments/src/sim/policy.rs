@@ -46,6 +46,9 @@ pub struct Lookup<'a> {
     pub fetcher: Option<&'a dyn PolicyFetcher>,
     /// Apply the entry's `params` (SimCash drops them, see [`resolve`]).
     pub apply_params: bool,
+    /// Values set for one run of a sweep: each overrides the parameter of
+    /// that name in every policy that declares it, over everything else.
+    pub sweep: &'a BTreeMap<String, f64>,
 }
 
 /// Where an agent's policy came from, recorded with every simulation.
@@ -178,10 +181,10 @@ fn builtin_tree(kind: &str) -> (&'static str, &'static [(&'static str, i64, i64)
 /// `params` (`config/schemas.py` `_policy_to_ffi_dict`); they are still
 /// checked. `agent_id` is the default row of `FromDatabase`.
 pub fn resolve(entry: Option<&Json>, path: &str, agent_id: &str, lookup: &Lookup<'_>) -> Result<Resolved, PolicyError> {
-    let (resolver, cache, apply_params) = (lookup.resolver, lookup.cache, lookup.apply_params);
+    let (resolver, apply_params) = (lookup.resolver, lookup.apply_params);
     let fail = |p: &str, m: String| PolicyError { path: p.to_string(), message: m };
     let Some(entry) = entry else {
-        return builtin("Fifo", FIFO, &BTreeMap::new(), path, cache);
+        return builtin("Fifo", FIFO, &BTreeMap::new(), path, lookup);
     };
     let Some(obj) = entry.as_object() else {
         return Err(fail(path, "a policy must be an object with a `type`".into()));
@@ -192,7 +195,7 @@ pub fn resolve(entry: Option<&Json>, path: &str, agent_id: &str, lookup: &Lookup
         overrides.clear();
     }
     match kind {
-        "Fifo" => builtin("Fifo", FIFO, &overrides, path, cache),
+        "Fifo" => builtin("Fifo", FIFO, &overrides, path, lookup),
         "Deadline" | "LiquidityAware" | "LiquiditySplitting" | "MockSplitting" => {
             let (text, fields) = builtin_tree(kind);
             for &(field, min, max) in fields {
@@ -206,7 +209,7 @@ pub fn resolve(entry: Option<&Json>, path: &str, agent_id: &str, lookup: &Lookup
                 // factory injects it last.
                 overrides.insert(field.to_string(), n as f64);
             }
-            builtin(kind, text, &overrides, path, cache)
+            builtin(kind, text, &overrides, path, lookup)
         }
         "FromJson" => {
             let json_path = obj.get("json_path");
@@ -216,12 +219,12 @@ pub fn resolve(entry: Option<&Json>, path: &str, agent_id: &str, lookup: &Lookup
                 (Some(_), Some(_)) => Err(fail(path, "`FromJson` takes `json_path` or `json_string`, not both".into())),
                 (Some(p), None) => {
                     let p = p.as_str().ok_or_else(|| fail(&format!("{path}.json_path"), "must be a string".into()))?;
-                    from_file(p, &overrides, &format!("{path}.json_path"), resolver, cache)
+                    from_file(p, &overrides, &format!("{path}.json_path"), resolver, lookup)
                 }
                 (None, Some(s)) => {
                     let s =
                         s.as_str().ok_or_else(|| fail(&format!("{path}.json_string"), "must be a string".into()))?;
-                    from_string(s, &overrides, &format!("{path}.json_string"), cache)
+                    from_string(s, &overrides, &format!("{path}.json_string"), lookup)
                 }
             }
         }
@@ -238,7 +241,7 @@ pub fn resolve(entry: Option<&Json>, path: &str, agent_id: &str, lookup: &Lookup
                 .map_err(|m| fail(path, format!("cannot read agent_policies: {m}")))?
                 .ok_or_else(|| fail(path, format!("no policy is stored for agent `{id}` in agent_policies")))?;
             let json = parse_text(&text, path, "the stored policy")?;
-            let checked = compile(&json, &overrides, path, cache)?;
+            let checked = compile(&json, &overrides, path, lookup)?;
             Ok(record(checked, "database", Some(format!("agent_policies/{id}")), &json))
         }
         "FromUrl" => {
@@ -247,9 +250,10 @@ pub fn resolve(entry: Option<&Json>, path: &str, agent_id: &str, lookup: &Lookup
                 .and_then(Json::as_str)
                 .ok_or_else(|| fail(path, "`FromUrl` needs a `url` string".into()))?;
             let fetcher = lookup.fetcher.ok_or_else(|| fail(path, "`FromUrl` is not available here".into()))?;
-            let text = fetcher.url(url).map_err(|m| fail(&format!("{path}.url"), format!("cannot fetch `{url}`: {m}")))?;
+            let text =
+                fetcher.url(url).map_err(|m| fail(&format!("{path}.url"), format!("cannot fetch `{url}`: {m}")))?;
             let json = parse_text(&text, path, &format!("`{url}`"))?;
-            let checked = compile(&json, &overrides, path, cache)?;
+            let checked = compile(&json, &overrides, path, lookup)?;
             Ok(record(checked, "url", Some(url.to_string()), &json))
         }
         "InlineJson" => {
@@ -257,12 +261,12 @@ pub fn resolve(entry: Option<&Json>, path: &str, agent_id: &str, lookup: &Lookup
                 .get("json_string")
                 .and_then(Json::as_str)
                 .ok_or_else(|| fail(path, "`InlineJson` needs a `json_string` string".into()))?;
-            from_string(s, &overrides, &format!("{path}.json_string"), cache)
+            from_string(s, &overrides, &format!("{path}.json_string"), lookup)
         }
         "Inline" => {
             let trees =
                 obj.get("decision_trees").ok_or_else(|| fail(path, "`Inline` needs `decision_trees`".into()))?;
-            let checked = compile(trees, &overrides, &format!("{path}.decision_trees"), cache)?;
+            let checked = compile(trees, &overrides, &format!("{path}.decision_trees"), lookup)?;
             Ok(record(checked, "inline", None, trees))
         }
         other => Err(fail(
@@ -296,11 +300,11 @@ fn builtin(
     text: &str,
     overrides: &BTreeMap<String, f64>,
     path: &str,
-    cache: &PolicyCache,
+    lookup: &Lookup<'_>,
 ) -> Result<Resolved, PolicyError> {
     let json: Json =
         serde_json::from_str(text).map_err(|e| PolicyError { path: path.into(), message: e.to_string() })?;
-    let checked = compile(&json, overrides, path, cache)?;
+    let checked = compile(&json, overrides, path, lookup)?;
     let mut resolved = record(checked, "builtin", Some(name.to_string()), &json);
     resolved.daily_liquidity_fraction = 1.0;
     Ok(resolved)
@@ -318,11 +322,11 @@ fn from_string(
     text: &str,
     overrides: &BTreeMap<String, f64>,
     path: &str,
-    cache: &PolicyCache,
+    lookup: &Lookup<'_>,
 ) -> Result<Resolved, PolicyError> {
     let json: Json = serde_json::from_str(text)
         .map_err(|e| PolicyError { path: path.into(), message: format!("invalid JSON in `json_string`: {e}") })?;
-    let checked = compile(&json, overrides, path, cache)?;
+    let checked = compile(&json, overrides, path, lookup)?;
     Ok(record(checked, "inline_string", None, &json))
 }
 
@@ -331,7 +335,7 @@ fn from_file(
     overrides: &BTreeMap<String, f64>,
     path: &str,
     resolver: &Resolver,
-    cache: &PolicyCache,
+    lookup: &Lookup<'_>,
 ) -> Result<Resolved, PolicyError> {
     let tried = candidates(name, resolver);
     let Some(found) = tried.iter().find(|p| p.is_file()) else {
@@ -346,7 +350,7 @@ fn from_file(
         path: path.into(),
         message: format!("`{}` is not valid JSON: {e}", found.display()),
     })?;
-    let checked = compile(&json, overrides, path, cache)?;
+    let checked = compile(&json, overrides, path, lookup)?;
     Ok(record(checked, "file", Some(found.display().to_string()), &json))
 }
 
@@ -377,9 +381,13 @@ fn compile(
     json: &Json,
     overrides: &BTreeMap<String, f64>,
     path: &str,
-    cache: &PolicyCache,
+    lookup: &Lookup<'_>,
 ) -> Result<Checked, PolicyError> {
-    cache.get_or_compile(json, overrides).map_err(|report| {
+    let declared = json.get("parameters").and_then(Json::as_object);
+    let swept = lookup.sweep.iter().filter(|(name, _)| declared.is_some_and(|d| d.contains_key(name.as_str())));
+    let mut overrides = overrides.clone();
+    overrides.extend(swept.map(|(name, value)| (name.clone(), *value)));
+    lookup.cache.get_or_compile(json, &overrides).map_err(|report| {
         let lines: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
         PolicyError { path: path.into(), message: format!("policy is not valid: {}", lines.join("; ")) }
     })
