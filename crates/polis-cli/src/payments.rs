@@ -248,10 +248,12 @@ fn simulate(args: &SimulateArgs, json: bool) -> anyhow::Result<Outcome> {
     let fetcher = std::sync::Arc::new(Fetcher::new(args.database_url.as_deref())?);
     let options = Options {
         strict: args.strict,
-        record_events: args.out.is_some(),
+        // A sweep writes its table, not each run's event log.
+        record_events: args.out.is_some() && args.sweep.is_none(),
         resolver,
         honour_all: args.honour_all,
         fetcher: Some(fetcher),
+        sweep: Default::default(),
     };
     if let Some(spec) = &args.sweep {
         return sweep(args, &text, spec, &options, json);
