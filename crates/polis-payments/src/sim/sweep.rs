@@ -195,9 +195,9 @@ pub fn svg(points: &[Point], name: &str) -> String {
     line("#000000", "system", &|p| p.report.system.total_cost, 0);
     // A line per agent only while the chart stays readable.
     if agents <= palette.len() {
-        for i in 0..agents {
+        for (i, color) in palette.iter().enumerate().take(agents) {
             let label = points[0].report.agents[i].id.clone();
-            line(palette[i], &label, &|p| p.report.agents[i].total_cost, i + 1);
+            line(color, &label, &|p| p.report.agents[i].total_cost, i + 1);
         }
     }
     out.push_str("</svg>\n");

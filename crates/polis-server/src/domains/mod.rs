@@ -4,6 +4,7 @@
 
 pub mod contract_only;
 pub mod packs;
+pub mod payments;
 pub mod rebalance;
 pub mod strategy;
 
@@ -85,5 +86,6 @@ pub fn all(core: &Core, settings: &Settings) -> Result<Vec<Arc<dyn Domain>>, Dom
         )?,
         packs::domain(core, &settings.packs),
         strategy::domain(core, &plugins, &settings.strategy)?,
+        payments::domain(core),
     ])
 }
