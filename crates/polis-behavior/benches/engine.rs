@@ -44,11 +44,15 @@ impl BehaviorPlugin for LowEnergy {
         &self.0
     }
     fn register(&self, ctx: &PluginContext) -> Result<(), PolicyError> {
-        ctx.behavior().register_condition_evaluator("low_energy", None).map(drop).map_err(|e| PolicyError::Rejected(e.to_string()))
+        ctx.behavior()
+            .register_condition_evaluator("low_energy", None)
+            .map(drop)
+            .map_err(|e| PolicyError::Rejected(e.to_string()))
     }
     fn evaluate_condition(&self, call: &ConditionCall, ctx: &PluginContext) -> Result<bool, PolicyError> {
         let npc = ctx.npc().unwrap().get(call.npc_id.as_deref().unwrap()).unwrap();
-        Ok(npc["state"]["energy"].as_f64().unwrap_or(100.0) < call.params.get("below").and_then(Value::as_f64).unwrap_or(50.0))
+        Ok(npc["state"]["energy"].as_f64().unwrap_or(100.0)
+            < call.params.get("below").and_then(Value::as_f64).unwrap_or(50.0))
     }
     fn apply_effect(&self, _: &EffectCall, _: &PluginContext) -> Result<(), PolicyError> {
         Ok(())
@@ -58,7 +62,8 @@ impl BehaviorPlugin for LowEnergy {
 fn wasm() -> Arc<dyn BehaviorPlugin> {
     let runtime = polis_wasm::WasmRuntime::new(polis_wasm::WasmConfig::default()).unwrap();
     let wat = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tired-wasm/plugin.wat");
-    let module = runtime.load_with(manifest("wasm"), &wat::parse_file(wat).unwrap(), &catalog(), REQUIRED_METHODS).unwrap();
+    let module =
+        runtime.load_with(manifest("wasm"), &wat::parse_file(wat).unwrap(), &catalog(), REQUIRED_METHODS).unwrap();
     Arc::new(EndpointPlugin::new(Arc::new(module)))
 }
 
@@ -82,18 +87,27 @@ fn conditions(c: &mut Criterion) {
     let scene = scene();
     let host = BehaviorHost::load(Vec::new(), HostConfig::default());
     let state = NpcState::default();
-    let energy = Condition::parse(json!({"type": "energy_between", "min": 20, "max": 80}).as_object().unwrap()).unwrap();
+    let energy =
+        Condition::parse(json!({"type": "energy_between", "min": 20, "max": 80}).as_object().unwrap()).unwrap();
     let mut rng = Rng::new(1);
     group.bench_function("builtin energy_between", |b| {
-        b.iter(|| Eval { npc_id: "ann", state: &state, world_time: 0, host: &host, scene: &scene, rng: &mut rng }.holds(&energy));
+        b.iter(|| {
+            Eval { npc_id: "ann", state: &state, world_time: 0, host: &host, scene: &scene, rng: &mut rng }
+                .holds(&energy)
+        });
     });
     let params = json!({"below": 40}).as_object().cloned().unwrap();
-    let tiers: [(&str, Arc<dyn BehaviorPlugin>); 3] =
-        [("plugin, builtin tier", Arc::new(LowEnergy(manifest("builtin")))), ("plugin, wasm tier", wasm()), ("plugin, process tier (Python)", python())];
+    let tiers: [(&str, Arc<dyn BehaviorPlugin>); 3] = [
+        ("plugin, builtin tier", Arc::new(LowEnergy(manifest("builtin")))),
+        ("plugin, wasm tier", wasm()),
+        ("plugin, process tier (Python)", python()),
+    ];
     for (name, plugin) in tiers {
         let host = BehaviorHost::load(vec![plugin], HostConfig::default());
         group.bench_function(name, |b| {
-            b.iter(|| host.evaluate_condition("plugin:example.tired:low_energy", &params, Some("ann"), 7, &scene).result);
+            b.iter(|| {
+                host.evaluate_condition("plugin:example.tired:low_energy", &params, Some("ann"), 7, &scene).result
+            });
         });
     }
     group.finish();

@@ -247,13 +247,28 @@ fn the_same_seed_gives_the_same_digest_and_another_seed_may_not() {
 fn a_bad_world_is_refused_naming_the_field() {
     let host = host();
     let cases = [
-        (json!({"activities": {"a": {"effects": {"energyDeltaPerHour": "lots"}}}}), "meta.behavior.activities.a.effects.energyDeltaPerHour"),
+        (
+            json!({"activities": {"a": {"effects": {"energyDeltaPerHour": "lots"}}}}),
+            "meta.behavior.activities.a.effects.energyDeltaPerHour",
+        ),
         (json!({"activities": {"a": {"cooldown": 5}}}), "meta.behavior.activities.a.cooldown"),
-        (json!({"routines": {"day": {"nodes": [{"nodeType": "time_slot", "preferredActivities": []}]}}}), "meta.behavior.routines.day.nodes[0]"),
-        (json!({"routines": {"day": {"nodes": [{"nodeType": "activity", "preferredActivities": [{"activityId": "nope"}]}]}}}), "meta.behavior.routines.day.nodes[0].preferredActivities[0].activityId"),
+        (
+            json!({"routines": {"day": {"nodes": [{"nodeType": "time_slot", "preferredActivities": []}]}}}),
+            "meta.behavior.routines.day.nodes[0]",
+        ),
+        (
+            json!({"routines": {"day": {"nodes": [{"nodeType": "activity", "preferredActivities": [{"activityId": "nope"}]}]}}}),
+            "meta.behavior.routines.day.nodes[0].preferredActivities[0].activityId",
+        ),
         (json!({"routines": {}}), "npcs[0].meta.behavior.routineId"),
-        (json!({"routines": {"day": {}}, "simulationConfig": {"defaultTier": "fast"}}), "meta.behavior.simulationConfig.defaultTier"),
-        (json!({"routines": {"day": {}}, "scoringConfig": {"weights": {"charm": 1}}}), "meta.behavior.scoringConfig.weights"),
+        (
+            json!({"routines": {"day": {}}, "simulationConfig": {"defaultTier": "fast"}}),
+            "meta.behavior.simulationConfig.defaultTier",
+        ),
+        (
+            json!({"routines": {"day": {}}, "scoringConfig": {"weights": {"charm": 1}}}),
+            "meta.behavior.scoringConfig.weights",
+        ),
     ];
     for (behavior, path) in cases {
         let error = Simulation::new(world(behavior.clone()), Session::default(), &host).unwrap_err();

@@ -149,9 +149,8 @@ impl BehaviorPlugin for Faulty {
 
 #[test]
 fn a_plugin_failing_every_call_beside_a_healthy_one_over_ten_thousand_ticks() {
-    let faulty = Faulty {
-        manifest: common::manifest("test.faulty", &["group:behavior", "event:subscribe"], "builtin", ""),
-    };
+    let faulty =
+        Faulty { manifest: common::manifest("test.faulty", &["group:behavior", "event:subscribe"], "builtin", "") };
     let plugins: Vec<Arc<dyn BehaviorPlugin>> = vec![Arc::new(builtins::Moody::default()), Arc::new(faulty)];
     let host = BehaviorHost::load(plugins, HostConfig::default());
     let effects = json!([{"type": "effect:plugin:test.faulty:boom"}, {"type": "effect:plugin:polis.behavior.moody:cheer", "params": {"amount": 1}}]);

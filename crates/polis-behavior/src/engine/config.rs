@@ -367,7 +367,11 @@ impl WorldConfig {
                             "must be a finite number of at least 0".to_owned(),
                         ));
                     }
-                    warn_unknown(&mut warnings, &format!("{at}.preferredActivities[{p}].conditions"), &preferred.conditions);
+                    warn_unknown(
+                        &mut warnings,
+                        &format!("{at}.preferredActivities[{p}].conditions"),
+                        &preferred.conditions,
+                    );
                 }
             }
         }

@@ -25,7 +25,12 @@ pub fn covers(range: TimeRange, second_of_day: i64) -> bool {
 /// The first active node of `routine` at `world_time`. With
 /// `decisions == false` (the schedule-only tier) decision nodes are
 /// passed over without evaluating their conditions.
-pub fn active_node<'r>(routine: &'r Routine, world_time: i64, eval: &mut Eval<'_>, decisions: bool) -> Option<&'r Node> {
+pub fn active_node<'r>(
+    routine: &'r Routine,
+    world_time: i64,
+    eval: &mut Eval<'_>,
+    decisions: bool,
+) -> Option<&'r Node> {
     let second = world_time.rem_euclid(DAY);
     routine.nodes.iter().find(|node| match node.node_type {
         NodeType::TimeSlot => node.time_range_seconds.is_some_and(|r| covers(r, second)),

@@ -137,11 +137,14 @@ impl Timeline {
         let ids: std::collections::BTreeSet<&String> = self.npcs.keys().chain(other.npcs.keys()).collect();
         let mut first: Option<(u64, String)> = None;
         for id in ids {
-            let (a, b) = (self.npcs.get(id).map_or(&[][..], Vec::as_slice), other.npcs.get(id).map_or(&[][..], Vec::as_slice));
+            let (a, b) =
+                (self.npcs.get(id).map_or(&[][..], Vec::as_slice), other.npcs.get(id).map_or(&[][..], Vec::as_slice));
             let at = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i));
             if let Some(i) = at {
                 let tick = a.get(i).or_else(|| b.get(i)).map_or(0, |e| e.tick);
-                let describe = |e: Option<&Entry>| e.map_or("nothing".to_owned(), |e| serde_json::to_string(e).unwrap_or_default());
+                let describe = |e: Option<&Entry>| {
+                    e.map_or("nothing".to_owned(), |e| serde_json::to_string(e).unwrap_or_default())
+                };
                 let text = format!("NPC `{id}` entry {i}: expected {}, got {}", describe(a.get(i)), describe(b.get(i)));
                 if first.as_ref().is_none_or(|(t, _)| tick < *t) {
                     first = Some((tick, text));
@@ -318,14 +321,7 @@ impl<'a> Step<'a, '_> {
     }
 
     fn eval<'e>(&'e self, state: &'e NpcState, rng: &'e mut Rng) -> Eval<'e> {
-        Eval {
-            npc_id: &self.npc.id,
-            state,
-            world_time: self.now,
-            host: self.sim.host,
-            scene: &self.sim.scene,
-            rng,
-        }
+        Eval { npc_id: &self.npc.id, state, world_time: self.now, host: self.sim.host, scene: &self.sim.scene, rng }
     }
 
     fn activity(&self, id: &str) -> Option<&'a Activity> {
@@ -423,14 +419,19 @@ impl<'a> Step<'a, '_> {
         let routine_id = routine_id(self.npc).ok().flatten()?;
         let routine = self.sim.config.behavior.routines.get(routine_id)?;
         let mut rng = Rng::derive(self.seed, self.tick, &self.npc.id, Purpose::Decision);
-        let node = active_node(routine, self.now, &mut self.eval(state, &mut rng), detail != DetailLevel::ScheduleOnly)?;
+        let node =
+            active_node(routine, self.now, &mut self.eval(state, &mut rng), detail != DetailLevel::ScheduleOnly)?;
         if detail == DetailLevel::ScheduleOnly {
             return node
                 .preferred_activities
                 .iter()
                 .filter(|p| p.conditions.is_empty())
                 .filter_map(|p| self.activity(&p.activity_id))
-                .find(|a| !scoring::cooling_down(a, state, self.now));
+                .find(|a| {
+                    a.requirements.conditions.is_empty()
+                        && self.meets_requirements(a, state, &mut rng)
+                        && !scoring::cooling_down(a, state, self.now)
+                });
         }
         let preferences = self.preferences(routine);
         let affinity = |key: &str| self.affinity(key);
@@ -485,7 +486,12 @@ impl<'a> Step<'a, '_> {
 
     /// Applies an activity's start effects by detail level; returns the
     /// state as it is after them (plugins may have changed it).
-    fn start(&mut self, activity: &Activity, mut state: NpcState, detail: DetailLevel) -> Result<NpcState, EngineError> {
+    fn start(
+        &mut self,
+        activity: &Activity,
+        mut state: NpcState,
+        detail: DetailLevel,
+    ) -> Result<NpcState, EngineError> {
         if detail == DetailLevel::ScheduleOnly {
             self.write(&state);
             return Ok(state);

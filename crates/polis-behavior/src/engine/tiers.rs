@@ -27,8 +27,10 @@ pub enum DetailLevel {
     /// Requirements and scoring, but the best-scoring activity is taken
     /// (no draw) and plugin effects are not applied.
     Simplified,
-    /// The routine only: the active node's first activity that is not
-    /// cooling down; only its energy per hour applies.
+    /// The routine only: the active node's first offer that needs no
+    /// condition (neither the offer nor the activity has any), whose role
+    /// and energy requirements the NPC meets, and that is not cooling
+    /// down; only its energy per hour applies.
     ScheduleOnly,
 }
 
@@ -127,9 +129,8 @@ impl SimulationConfig {
     pub fn read(merged: &Map<String, Value>) -> Result<SimulationConfig, (String, String)> {
         let mut config = default_config();
         config.extend(merged.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let config: SimulationConfig = serde_path_to_error::deserialize(Value::Object(config)).map_err(|e| {
-            (format!("meta.behavior.simulationConfig.{}", e.path()), e.into_inner().to_string())
-        })?;
+        let config: SimulationConfig = serde_path_to_error::deserialize(Value::Object(config))
+            .map_err(|e| (format!("meta.behavior.simulationConfig.{}", e.path()), e.into_inner().to_string()))?;
         let at = "meta.behavior.simulationConfig";
         if config.tiers.is_empty() {
             return Err((format!("{at}.tiers"), "at least one tier is needed".into()));
