@@ -268,7 +268,7 @@ impl<'h> Simulation<'h> {
             let offset = i64::try_from(tick).unwrap_or(i64::MAX).saturating_mul(options.seconds_per_tick);
             let now = start.saturating_add(offset);
             lock(&self.session).world_time = now;
-            for index in self.due(now)? {
+            for index in self.due(now) {
                 let npc = &self.world.npcs[index];
                 let mut step = Step { sim: &self, npc, tick, now, seed: options.seed, stats: &mut stats };
                 if let Some(entry) = step.simulate()? {
@@ -282,13 +282,15 @@ impl<'h> Simulation<'h> {
     }
 
     /// The NPCs to simulate at `now`, in world order.
-    fn due(&self, now: i64) -> Result<Vec<usize>, EngineError> {
+    fn due(&self, now: i64) -> Vec<usize> {
         let session = lock(&self.session);
         let mut due = Vec::new();
         for (index, npc) in self.world.npcs.iter().enumerate() {
-            let state = NpcState::read(&session, &npc.id)?;
-            if state.next_tick_at_seconds <= now {
-                due.push((state.next_tick_at_seconds, index));
+            // Only one field is needed here; the whole state is read (and
+            // checked) when the NPC is simulated.
+            let next = NpcState::next_tick_at(&session, &npc.id);
+            if next <= now {
+                due.push((next, index));
             }
         }
         due.sort_unstable();
@@ -297,7 +299,7 @@ impl<'h> Simulation<'h> {
         }
         let mut indices: Vec<usize> = due.into_iter().map(|(_, i)| i).collect();
         indices.sort_unstable();
-        Ok(indices)
+        indices
     }
 }
 

@@ -122,11 +122,24 @@ impl NpcState {
         let raw = session.flags.get("npcs").and_then(|n| n.get(npc_key(npc_id))).and_then(|n| n.get("state"));
         let mut state = match raw {
             None | Some(Value::Null) => NpcState::default(),
-            Some(value) => serde_json::from_value(value.clone())
+            Some(value) => NpcState::deserialize(value)
                 .map_err(|e| StateError { npc_id: npc_id.to_owned(), message: e.to_string() })?,
         };
         state.clamp();
         Ok(state)
+    }
+
+    /// The NPC's `nextTickAtSeconds` (0 when absent or not an integer),
+    /// without reading the rest of its state.
+    pub fn next_tick_at(session: &Session, npc_id: &str) -> i64 {
+        session
+            .flags
+            .get("npcs")
+            .and_then(|n| n.get(npc_key(npc_id)))
+            .and_then(|n| n.get("state"))
+            .and_then(|s| s.get("nextTickAtSeconds"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
     }
 
     /// Writes the state back, keeping the NPC's other keys (`preferences`).
