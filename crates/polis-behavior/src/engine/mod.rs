@@ -15,7 +15,8 @@
 //! - [`effects`]: energy, mood, relationships and flags.
 //! - [`tiers`]: simulation tiers and priority rules.
 //! - [`rng`]: the seeded streams.
-//! - [`sim`]: the loop, the timeline and its digest.
+//! - [`sim`]: the tick loop.
+//! - [`timeline`]: the timeline, its digest and `timeline.jsonl`.
 //!
 //! Nothing here reads a clock or iterates a hash map: the same world,
 //! session, seed and plugins give the same timeline and digest.
@@ -29,6 +30,8 @@ pub mod scoring;
 pub mod sim;
 pub mod state;
 pub mod tiers;
+pub mod timeline;
 
 pub use config::{ConfigError, WorldConfig};
-pub use sim::{DEFAULT_SECONDS_PER_TICK, EngineError, Entry, Outcome, RunOptions, Simulation, Stats, Timeline};
+pub use sim::{DEFAULT_SECONDS_PER_TICK, EngineError, Outcome, RunOptions, Simulation, Stats};
+pub use timeline::{Entry, Timeline};
