@@ -18,6 +18,9 @@
 //! - [`health`]: per-plugin counters with the original's thresholds.
 //! - [`contract`]: `behavior.v1`, which makes polis's loader claim
 //!   behaviour manifests.
+//! - [`engine`]: the behaviour engine (routines, activities, conditions,
+//!   scoring, tiers) that calls plugins through the host, and its timeline
+//!   digest.
 //!
 //! # Example
 //!
@@ -40,6 +43,7 @@ pub mod builtins;
 pub mod context;
 pub mod contract;
 pub mod documents;
+pub mod engine;
 pub mod extensions;
 pub mod health;
 pub mod host;

@@ -5,6 +5,7 @@
 //! (tables) or programs (`--json`). No decision logic lives here.
 
 mod audit;
+mod behavior;
 mod contracts;
 mod input;
 mod packs;
@@ -59,6 +60,10 @@ enum Command {
     /// simulate SimCash scenario files with them.
     #[command(subcommand)]
     Payments(payments::Command),
+    /// NPC behaviour: simulate a world's routines and activities with
+    /// behaviour plugins, print timelines and their digest, verify runs.
+    #[command(subcommand)]
+    Behavior(behavior::Command),
     /// List the plugins polis knows, with their status.
     #[command(subcommand)]
     Plugins(contracts::PluginsCommand),
@@ -115,6 +120,7 @@ fn main() -> ExitCode {
         Command::Rebalance(command) => rebalance::run(command, json),
         Command::Strategy(command) => strategy::run(command, json),
         Command::Payments(command) => payments::run(command, json),
+        Command::Behavior(command) => behavior::run(command, json),
         Command::Plugins(command) => contracts::plugins(command, json),
         Command::Contract(command) => contracts::contract(command, json),
         Command::Manifest(command) => contracts::manifest(command, json),

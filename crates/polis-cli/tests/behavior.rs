@@ -1,0 +1,113 @@
+//! `polis behavior simulate` on the example village, as the README runs
+//! it: text, `--json`, `--out` then `--verify`, and a tampered timeline
+//! reported as drift.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly; clippy allows this in #[test] functions but not in the helpers they share"
+)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn here(path: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path).display().to_string()
+}
+
+fn polis(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_polis")).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+fn village_args() -> Vec<String> {
+    let mut args: Vec<String> = ["behavior", "simulate", "--world"].map(str::to_owned).to_vec();
+    args.push(here("../../examples/behavior/village.world.json"));
+    args.extend(["--ticks", "96", "--plugin-dir"].map(str::to_owned));
+    args.push(here("../../examples/behavior/plugins"));
+    args
+}
+
+fn run(extra: &[&str]) -> (i32, String, String) {
+    let mut args = village_args();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    polis(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn the_village_simulates_a_day_in_text_and_json_with_one_digest() {
+    let (code, text, stderr) = run(&[]);
+    assert_eq!(code, 0, "{text}{stderr}");
+    for expected in ["ann (baker)", "d1 00:00  sleep", "bake", "patrol", "schedule_only", "simplified"] {
+        assert!(text.contains(expected), "`{expected}` missing:\n{text}");
+    }
+    assert!(text.contains("  nap "), "a tired NPC naps through the custom condition:\n{text}");
+    assert!(text.contains("plugin example.tired (process): healthy"), "{text}");
+    let rested = text.lines().find(|l| l.contains("plugin effects:")).unwrap();
+    assert!(!rested.contains(" 0 applied"), "the custom effect applied: {rested}");
+    let digest = text.lines().last().unwrap().strip_prefix("digest ").unwrap().to_owned();
+    assert_eq!(digest.len(), 64);
+
+    let (code, json, stderr) = run(&["--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let body: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(body["digest"], Value::String(digest), "text and JSON agree, and runs repeat");
+    let npcs = body["npcs"].as_object().unwrap();
+    assert_eq!(npcs.len(), 12);
+    assert_eq!(npcs["ann"][0]["activityId"], "sleep");
+}
+
+#[test]
+fn out_then_verify_passes_and_a_tampered_timeline_is_drift() {
+    let dir = std::env::temp_dir().join(format!("polis-behavior-out-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = dir.display().to_string();
+    let (code, _, stderr) = run(&["--seed", "3", "--out", &out]);
+    assert_eq!(code, 0, "{stderr}");
+    for file in ["timeline.jsonl", "digest", "world.json", "session.json", "run.json"] {
+        assert!(dir.join(file).is_file(), "{file}");
+    }
+    let plugins = here("../../examples/behavior/plugins");
+    let (code, text, stderr) = polis(&["behavior", "simulate", "--verify", &out, "--plugin-dir", &plugins]);
+    assert_eq!(code, 0, "{text}{stderr}");
+    assert!(text.contains("no drift"), "{text}");
+
+    let timeline = std::fs::read_to_string(dir.join("timeline.jsonl")).unwrap();
+    let tampered = timeline.replacen("\"activityId\":\"sleep\"", "\"activityId\":\"walk\"", 1);
+    assert_ne!(tampered, timeline);
+    std::fs::write(dir.join("timeline.jsonl"), tampered).unwrap();
+    let (code, text, _) = polis(&["behavior", "simulate", "--verify", &out, "--plugin-dir", &plugins]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("drift in"), "{text}");
+    assert!(text.contains("timeline.jsonl: NPC `"), "the first differing entry is named: {text}");
+
+    let (code, text, _) = polis(&["behavior", "simulate", "--verify", &out]);
+    assert_eq!(code, 1, "without the plugins the run drifts: {text}");
+    assert!(text.contains("plugins differ"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_world_is_refused_naming_the_file_and_field() {
+    let dir = std::env::temp_dir().join(format!("polis-behavior-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(here("../../examples/behavior/village.world.json")).unwrap();
+    let bad = text.replacen("\"activityId\": \"sleep\"", "\"activityId\": \"slep\"", 1);
+    let path = dir.join("bad.world.json");
+    std::fs::write(&path, bad).unwrap();
+    let (code, _, stderr) = polis(&["behavior", "simulate", "--world", path.to_str().unwrap(), "--ticks", "4"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(
+            "`meta.behavior.routines.villager.nodes[0].preferredActivities[0].activityId`: no activity `slep`"
+        ),
+        "{stderr}"
+    );
+    let (code, _, stderr) = polis(&["behavior", "simulate", "--world", "/nonexistent.json", "--ticks", "4"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot read `/nonexistent.json`"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
