@@ -353,3 +353,23 @@ fn a_sweep_runs_each_value_as_its_own_run_in_value_order() {
     let err = sim::sweep::run(&text, &spec, &Options::default(), &PolicyCache::new(), 1, &|| {}).unwrap_err();
     assert!(err.to_string().contains("no agent's policy has a parameter `no_such_param`"), "{err}");
 }
+
+#[test]
+fn scenario_events_outside_simcash_ranges_are_refused_naming_the_event() {
+    for (event, expected) in [
+        (
+            "{type: CounterpartyWeightChange, agent: BANK_A, counterparty: BANK_B, new_weight: 2.0, schedule: {type: OneTime, tick: 1}}",
+            "new_weight",
+        ),
+        ("{type: GlobalArrivalRateChange, multiplier: 0, schedule: {type: OneTime, tick: 1}}", "multiplier"),
+        ("{type: DeadlineWindowChange, schedule: {type: OneTime, tick: 1}}", "min_ticks_multiplier"),
+        (
+            "{type: ScheduledSettlement, from_agent: BANK_A, to_agent: BANK_B, amount: 0, schedule: {type: OneTime, tick: 1}}",
+            "amount",
+        ),
+    ] {
+        let text = format!("{}  - {event}\n", TWO_BANKS.replace("POLICY", "{type: Fifo}"));
+        let err = sim::simulate(&text, &Options::default(), &PolicyCache::new()).unwrap_err().to_string();
+        assert!(err.contains("scenario_events[1]") && err.contains(expected), "{event}: {err}");
+    }
+}

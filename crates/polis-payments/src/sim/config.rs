@@ -87,7 +87,7 @@ pub struct AgentConfig {
     pub arrival_config: Option<ArrivalConfig>,
     /// Per-band arrivals.
     #[serde(default)]
-    pub arrival_bands: Option<serde_json::Value>,
+    pub arrival_bands: Option<ArrivalBands>,
     /// Dropped on SimCash's YAML path.
     #[serde(default)]
     pub posted_collateral: Option<i64>,
@@ -507,6 +507,49 @@ pub enum ScenarioEvent {
     },
 }
 
+/// `arrival_bands`: arrivals per priority band (SimCash's
+/// `ArrivalBandsConfig`), each band its own Poisson stream.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ArrivalBands {
+    /// Priorities 8–10.
+    #[serde(default)]
+    pub urgent: Option<ArrivalBand>,
+    /// Priorities 4–7.
+    #[serde(default)]
+    pub normal: Option<ArrivalBand>,
+    /// Priorities 0–3.
+    #[serde(default)]
+    pub low: Option<ArrivalBand>,
+}
+
+impl ArrivalBands {
+    /// The configured bands in SimCash's order, with their priority ranges.
+    pub fn in_order(&self) -> impl Iterator<Item = (&ArrivalBand, u8, u8)> {
+        [(&self.urgent, 8, 10), (&self.normal, 4, 7), (&self.low, 0, 3)]
+            .into_iter()
+            .filter_map(|(band, lo, hi)| band.as_ref().map(|b| (b, lo, hi)))
+    }
+}
+
+/// One band of `arrival_bands`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ArrivalBand {
+    /// Poisson λ per tick.
+    pub rate_per_tick: f64,
+    /// Amounts.
+    pub amount_distribution: AmountDistribution,
+    /// Fewest ticks to the deadline.
+    pub deadline_offset_min: usize,
+    /// Most ticks to the deadline.
+    pub deadline_offset_max: usize,
+    /// Receivers' weights (empty: uniform over the others).
+    #[serde(default)]
+    pub counterparty_weights: BTreeMap<String, f64>,
+    /// Never stored by SimCash.
+    #[serde(default)]
+    pub divisible: Option<bool>,
+}
+
 /// Why a scenario could not be read.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -609,6 +652,11 @@ fn dropped(s: &Scenario) -> Vec<String> {
     out
 }
 
+/// Greater than zero (NaN is not).
+fn is_positive(x: f64) -> bool {
+    x.partial_cmp(&0.0) == Some(std::cmp::Ordering::Greater)
+}
+
 fn validate(s: &Scenario) -> Result<(), ConfigError> {
     let err = |path: String, message: String| Err(ConfigError { path, message });
     if s.simulation.ticks_per_day == 0 || s.simulation.num_days == 0 {
@@ -636,6 +684,26 @@ fn validate(s: &Scenario) -> Result<(), ConfigError> {
         {
             return err(format!("agents[{i}].liquidity_allocation_fraction"), "must be between 0 and 1".into());
         }
+        if let Some(bands) = &a.arrival_bands {
+            if bands.in_order().next().is_none() {
+                return err(
+                    format!("agents[{i}].arrival_bands"),
+                    "at least one of `urgent`, `normal`, `low` is needed".into(),
+                );
+            }
+            for (band, _, _) in bands.in_order() {
+                if band.deadline_offset_min == 0 || band.deadline_offset_max < band.deadline_offset_min {
+                    return err(
+                        format!("agents[{i}].arrival_bands"),
+                        "deadline offsets must be at least 1 with `deadline_offset_max` >= `deadline_offset_min`"
+                            .into(),
+                    );
+                }
+                if band.rate_per_tick.is_nan() || band.rate_per_tick < 0.0 {
+                    return err(format!("agents[{i}].arrival_bands"), "`rate_per_tick` must be at least 0".into());
+                }
+            }
+        }
         if a.arrival_config.is_some() && a.arrival_bands.is_some() {
             return err(format!("agents[{i}]"), "`arrival_config` and `arrival_bands` are mutually exclusive".into());
         }
@@ -660,6 +728,33 @@ fn validate(s: &Scenario) -> Result<(), ConfigError> {
         }
     }
     for (i, e) in s.scenario_events.iter().flatten().enumerate() {
+        // The ranges SimCash's schema (`config/schemas.py`) enforces.
+        let range_error = match e {
+            ScenarioEvent::GlobalArrivalRateChange { multiplier, .. }
+            | ScenarioEvent::AgentArrivalRateChange { multiplier, .. }
+                if !is_positive(*multiplier) =>
+            {
+                Some("`multiplier` must be greater than 0")
+            }
+            ScenarioEvent::CounterpartyWeightChange { new_weight, .. } if !(0.0..=1.0).contains(new_weight) => {
+                Some("`new_weight` must be from 0 to 1")
+            }
+            ScenarioEvent::DeadlineWindowChange { min_ticks_multiplier: None, max_ticks_multiplier: None, .. } => {
+                Some("give `min_ticks_multiplier`, `max_ticks_multiplier` or both")
+            }
+            ScenarioEvent::DeadlineWindowChange { min_ticks_multiplier, max_ticks_multiplier, .. }
+                if [min_ticks_multiplier, max_ticks_multiplier].into_iter().flatten().any(|m| !is_positive(*m)) =>
+            {
+                Some("deadline multipliers must be greater than 0")
+            }
+            ScenarioEvent::ScheduledSettlement { amount, .. } if *amount <= 0 => {
+                Some("`amount` must be greater than 0")
+            }
+            _ => None,
+        };
+        if let Some(message) = range_error {
+            return err(format!("scenario_events[{i}]"), message.into());
+        }
         let agents: Vec<&String> = match e {
             ScenarioEvent::DirectTransfer { from_agent, to_agent, .. }
             | ScenarioEvent::CustomTransactionArrival { from_agent, to_agent, .. }

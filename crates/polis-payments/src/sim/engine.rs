@@ -36,6 +36,17 @@ pub enum SimError {
     /// The scenario uses something this simulator does not compute yet.
     #[error("not supported yet: {0}")]
     Unsupported(String),
+    /// A scenario event that cannot apply when it fires (SimCash aborts the
+    /// run too).
+    #[error("scenario_events[{index}], tick {tick}: {message}")]
+    Scenario {
+        /// The event's index in the scenario.
+        index: usize,
+        /// The tick.
+        tick: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// A policy failed while deciding (SimCash aborts the run too).
     #[error("agent `{agent}`, tick {tick}: {message}")]
     Policy {
@@ -81,6 +92,7 @@ struct Agent {
     policy: Arc<CompiledPolicy>,
     registers: Vec<f64>,
     arrival: Option<super::config::ArrivalConfig>,
+    bands: Option<super::config::ArrivalBands>,
     base_rate: f64,
 }
 
@@ -220,6 +232,9 @@ pub enum Event {
     BankDecision { tick: usize, agent: String, action: String, path: String },
     /// Posted collateral changed (`change` > 0 posted, < 0 withdrawn).
     Collateral { tick: usize, agent: String, change: i64, posted: i64, path: String },
+    /// A scenario's `ScheduledSettlement`: settled at once, or not at all
+    /// when the payer lacked the liquidity.
+    ScheduledSettlement { tick: usize, sender: String, receiver: String, amount: i64, settled: bool },
     /// A released payment waits in queue 2.
     Queued { tick: usize, tx: String, sender: String },
     /// A payment passed its deadline.
@@ -396,6 +411,7 @@ impl Sim {
                 policy,
                 base_rate: config.arrival_config.as_ref().map_or(0.0, |a| a.rate_per_tick),
                 arrival: config.arrival_config.clone(),
+                bands: config.arrival_bands.clone(),
             });
         }
         let mut sorted: Vec<usize> = (0..agents.len()).collect();
@@ -468,8 +484,8 @@ impl Sim {
 
         // STEP 0.5: scenario events, in configuration order.
         let events = self.scenario.scenario_events.clone().unwrap_or_default();
-        for event in &events {
-            self.scenario_event(event, tick)?;
+        for (index, event) in events.iter().enumerate() {
+            self.scenario_event(event, tick).map_err(|message| SimError::Scenario { index, tick, message })?;
         }
 
         // STEP 1: Poisson arrivals, agents in sorted order.
@@ -543,7 +559,7 @@ impl Sim {
         Ok(())
     }
 
-    fn scenario_event(&mut self, event: &ScenarioEvent, tick: usize) -> Result<(), SimError> {
+    fn scenario_event(&mut self, event: &ScenarioEvent, tick: usize) -> Result<(), String> {
         match event {
             ScenarioEvent::CustomTransactionArrival {
                 from_agent,
@@ -579,6 +595,7 @@ impl Sim {
             }
             ScenarioEvent::GlobalArrivalRateChange { multiplier, schedule } => {
                 if schedule.fires_at(tick) {
+                    positive("multiplier", *multiplier)?;
                     for a in &mut self.agents {
                         if let Some(c) = &mut a.arrival {
                             c.rate_per_tick = a.base_rate * multiplier;
@@ -587,18 +604,70 @@ impl Sim {
                 }
             }
             ScenarioEvent::AgentArrivalRateChange { agent, multiplier, schedule } => {
+                // SimCash's `set_rate`: the current rate times the
+                // multiplier, which also becomes the base later global
+                // changes scale.
                 if schedule.fires_at(tick) {
+                    positive("multiplier", *multiplier)?;
                     let i = self.index_of(agent);
                     let a = &mut self.agents[i];
                     if let Some(c) = &mut a.arrival {
-                        c.rate_per_tick = a.base_rate * multiplier;
+                        c.rate_per_tick *= multiplier;
+                        a.base_rate = c.rate_per_tick;
                     }
                 }
             }
-            ScenarioEvent::CounterpartyWeightChange { .. }
-            | ScenarioEvent::DeadlineWindowChange { .. }
-            | ScenarioEvent::ScheduledSettlement { .. } => {
-                // Refused in check_supported before the run.
+            ScenarioEvent::CounterpartyWeightChange { agent, counterparty, new_weight, schedule, .. } => {
+                // `auto_balance_others` is recorded by SimCash and not applied.
+                if schedule.fires_at(tick) {
+                    if *new_weight < 0.0 {
+                        return Err(format!("`new_weight` cannot be negative, got {new_weight}"));
+                    }
+                    let i = self.index_of(agent);
+                    if let Some(c) = &mut self.agents[i].arrival {
+                        c.counterparty_weights.insert(counterparty.clone(), *new_weight);
+                    }
+                }
+            }
+            ScenarioEvent::DeadlineWindowChange { min_ticks_multiplier, max_ticks_multiplier, schedule } => {
+                if schedule.fires_at(tick) {
+                    for (name, m) in
+                        [("min_ticks_multiplier", min_ticks_multiplier), ("max_ticks_multiplier", max_ticks_multiplier)]
+                    {
+                        if let Some(m) = m {
+                            positive(name, *m)?;
+                        }
+                    }
+                    let scale = |x: usize, m: &Option<f64>| m.map_or(x, |m| (x as f64 * m).round() as usize);
+                    for a in &mut self.agents {
+                        if let Some(c) = &mut a.arrival {
+                            let [lo, hi] = c.deadline_range;
+                            c.deadline_range = [scale(lo, min_ticks_multiplier), scale(hi, max_ticks_multiplier)];
+                        }
+                    }
+                }
+            }
+            ScenarioEvent::ScheduledSettlement { from_agent, to_agent, amount, schedule } => {
+                // Settles at once if the payer can pay, else nothing; it is
+                // not a payment of either agent's (no arrival, no queue).
+                if schedule.fires_at(tick) {
+                    if *amount <= 0 {
+                        return Err(format!("`amount` must be positive, got {amount}"));
+                    }
+                    let (s, r) = (self.index_of(from_agent), self.index_of(to_agent));
+                    let settled = self.agents[s].can_pay(*amount);
+                    if settled {
+                        self.agents[s].balance -= amount;
+                        self.agents[r].balance += amount;
+                    }
+                    self.emit(|_| Event::ScheduledSettlement {
+                        tick,
+                        sender: from_agent.clone(),
+                        receiver: to_agent.clone(),
+                        amount: *amount,
+                        settled,
+                    });
+                }
             }
         }
         Ok(())
@@ -653,6 +722,9 @@ impl Sim {
     /// SimCash's `generate_for_agent`: count, then per payment amount,
     /// counterparty, deadline and priority, in that draw order.
     fn arrivals(&mut self, i: usize, tick: usize) {
+        if let Some(bands) = self.agents[i].bands.clone() {
+            return self.band_arrivals(i, tick, &bands);
+        }
         let Some(config) = self.agents[i].arrival.clone() else { return };
         let n = self.rng.poisson(config.rate_per_tick);
         for _ in 0..n {
@@ -666,6 +738,22 @@ impl Sim {
             // SimCash keeps the default 5 when a sampled priority is 0.
             let priority = if priority > 0 { priority } else { 5 };
             self.add_arrival(i, receiver, amount, tick, deadline, priority);
+        }
+    }
+
+    /// SimCash's `generate_from_bands`: urgent, normal, low, each its own
+    /// Poisson count, then per payment amount, counterparty, deadline and a
+    /// priority drawn uniformly in the band (kept even when 0).
+    fn band_arrivals(&mut self, i: usize, tick: usize, bands: &super::config::ArrivalBands) {
+        for (band, lo, hi) in bands.in_order() {
+            let n = self.rng.poisson(band.rate_per_tick);
+            for _ in 0..n {
+                let amount = self.sample_amount(&band.amount_distribution);
+                let receiver = self.select_counterparty(i, &band.counterparty_weights);
+                let deadline = self.arrival_deadline(tick, [band.deadline_offset_min, band.deadline_offset_max]);
+                let priority = self.rng.range(i64::from(lo), i64::from(hi) + 1) as u8;
+                self.add_arrival(i, receiver, amount, tick, deadline, priority);
+            }
         }
     }
 
@@ -1157,6 +1245,11 @@ impl Sim {
     }
 }
 
+/// SimCash refuses a multiplier that is not positive when its event fires.
+fn positive(name: &str, x: f64) -> Result<(), String> {
+    if x > 0.0 { Ok(()) } else { Err(format!("`{name}` must be positive, got {x}")) }
+}
+
 /// A payment decision, its parameters evaluated.
 #[derive(Clone, Copy, Debug)]
 enum Decided {
@@ -1203,21 +1296,6 @@ fn scaled_cost(amount: u128, rate: f64, rate_scale: u128, divisor: u128) -> i64 
 /// Refuses, before anything runs, what this simulator does not compute.
 fn check_supported(s: &Scenario, policies: &[Resolved]) -> Result<(), SimError> {
     let unsupported = |m: String| Err(SimError::Unsupported(m));
-    for (i, a) in s.agents.iter().enumerate() {
-        if a.arrival_bands.is_some() {
-            return unsupported(format!("agents[{i}].arrival_bands"));
-        }
-    }
-    for (i, e) in s.scenario_events.iter().flatten().enumerate() {
-        if matches!(
-            e,
-            ScenarioEvent::CounterpartyWeightChange { .. }
-                | ScenarioEvent::DeadlineWindowChange { .. }
-                | ScenarioEvent::ScheduledSettlement { .. }
-        ) {
-            return unsupported(format!("scenario_events[{i}]: this event type"));
-        }
-    }
     for (i, r) in policies.iter().enumerate() {
         let p = &r.checked.policy;
         let id = &s.agents[i].id;
