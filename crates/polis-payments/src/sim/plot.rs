@@ -54,6 +54,7 @@ pub fn svg(ticks: &[TickStats], title: &str) -> String {
     out
 }
 
-fn escape(text: &str) -> String {
+/// Text made safe inside SVG.
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

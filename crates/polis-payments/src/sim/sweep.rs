@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use super::plot::escape;
 use super::{Options, Report, SimulateError, simulate};
 use crate::dsl::PolicyCache;
 
@@ -202,10 +203,6 @@ pub fn svg(points: &[Point], name: &str) -> String {
     }
     out.push_str("</svg>\n");
     out
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 #[cfg(test)]
