@@ -225,14 +225,29 @@ fn bars_published_on_nats_give_the_replays_intents_on_another_subject() {
     runtime.block_on(client.flush()).unwrap();
 
     let mut received = Vec::new();
-    runtime.block_on(async {
+    let stalled = runtime.block_on(async {
         use futures_util::StreamExt;
         while received.len() < expected.len() {
             let next = tokio::time::timeout(std::time::Duration::from_secs(30), intents.next()).await;
-            let message = next.expect("intents stopped arriving").unwrap();
+            let Ok(Some(message)) = next else { return true };
             received.push(String::from_utf8(message.payload.to_vec()).unwrap());
         }
+        false
     });
+    if stalled {
+        // Say what polis was doing: whether it still ran, and what it wrote.
+        let running = child.try_wait().unwrap().is_none();
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+        panic!(
+            "intents stopped arriving after {} of {}; polis {} ({status}); its stderr after the banner:\n{rest}",
+            received.len(),
+            expected.len(),
+            if running { "was still running" } else { "had exited" }
+        );
+    }
     assert_eq!(received, expected);
 
     // Every bar was counted once the loop rendered its metrics again.
