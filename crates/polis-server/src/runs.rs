@@ -239,3 +239,22 @@ pub(crate) async fn cancel(
     }
     Ok(Json(job_response(&row)?))
 }
+
+/// `value` as RFC 8785 text, for job keys, payloads and stored inputs.
+pub(crate) fn canonical_text<T: Serialize + ?Sized>(value: &T) -> Result<String, AppError> {
+    canonical_string(value).map_err(|e| AppError::internal("encode", e))
+}
+
+/// `value` as RFC 8785 text, for a job's stored result; a failure fails the
+/// job with `code`.
+pub(crate) fn canonical_result<T: Serialize + ?Sized>(
+    value: &T,
+    code: &str,
+) -> Result<String, crate::domain::JobFailure> {
+    canonical_string(value).map_err(|e| crate::domain::JobFailure::new(code, e))
+}
+
+fn canonical_string<T: Serialize + ?Sized>(value: &T) -> Result<String, String> {
+    let bytes = polis_core::canonical::to_canonical_vec(value).map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|e| e.to_string())
+}

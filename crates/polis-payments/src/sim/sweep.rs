@@ -55,6 +55,53 @@ pub fn parse(spec: &str) -> Result<Spec, String> {
     Ok(Spec { name: name.trim().to_string(), values })
 }
 
+/// How one point of a sweep changes its run: a scenario path edits the
+/// scenario (read once, here), a parameter name is set through
+/// [`Options::sweep`].
+pub struct Plan {
+    name: String,
+    base: Option<Json>,
+}
+
+impl Plan {
+    /// The plan for sweeping `name` over `text`.
+    pub fn new(text: &str, name: &str) -> Result<Plan, SimulateError> {
+        let base = if name.contains('.') || name.contains('[') {
+            let doc = serde_yaml::from_str(text)
+                .map_err(|e| SimulateError::Sweep(format!("scenario is not valid YAML: {e}")))?;
+            Some(doc)
+        } else {
+            None
+        };
+        Ok(Plan { name: name.to_string(), base })
+    }
+
+    /// Runs the point `value` alone, as any sweep would.
+    pub fn run_point(
+        &self,
+        text: &str,
+        value: f64,
+        options: &Options,
+        cache: &PolicyCache,
+    ) -> Result<Point, SimulateError> {
+        let mut options = options.clone();
+        let text = match &self.base {
+            Some(doc) => {
+                let mut doc = doc.clone();
+                set_path(&mut doc, &self.name, value).map_err(SimulateError::Sweep)?;
+                serde_json::to_string(&doc).map_err(|e| SimulateError::Sweep(e.to_string()))?
+            }
+            None => {
+                options.sweep.insert(self.name.clone(), value);
+                text.to_string()
+            }
+        };
+        let simulation = simulate(&text, &options, cache)
+            .map_err(|e| SimulateError::Sweep(format!("{} = {value}: {e}", self.name)))?;
+        Ok(Point { value, report: Report::of(&simulation) })
+    }
+}
+
 /// Runs every point of `spec` on `threads` threads (at least one) and
 /// returns the points in value order, calling `done` after each. A failing
 /// point fails the sweep, naming its value.
@@ -66,29 +113,8 @@ pub fn run(
     threads: usize,
     done: &(dyn Fn() + Sync),
 ) -> Result<Vec<Point>, SimulateError> {
-    let scenario_path = spec.name.contains('.') || spec.name.contains('[');
-    let base: Option<Json> = if scenario_path {
-        Some(serde_yaml::from_str(text).map_err(|e| SimulateError::Sweep(format!("scenario is not valid YAML: {e}")))?)
-    } else {
-        None
-    };
-    let one = |value: f64| -> Result<Point, SimulateError> {
-        let failed = |e: SimulateError| SimulateError::Sweep(format!("{} = {value}: {e}", spec.name));
-        let mut options = options.clone();
-        let text = match &base {
-            Some(doc) => {
-                let mut doc = doc.clone();
-                set_path(&mut doc, &spec.name, value).map_err(SimulateError::Sweep)?;
-                serde_json::to_string(&doc).map_err(|e| SimulateError::Sweep(e.to_string()))?
-            }
-            None => {
-                options.sweep.insert(spec.name.clone(), value);
-                text.to_string()
-            }
-        };
-        let simulation = simulate(&text, &options, cache).map_err(failed)?;
-        Ok(Point { value, report: Report::of(&simulation) })
-    };
+    let plan = Plan::new(text, &spec.name)?;
+    let one = |value: f64| plan.run_point(text, value, options, cache);
     let threads = threads.clamp(1, spec.values.len().max(1));
     let mut results: Vec<Option<Result<Point, SimulateError>>> = (0..spec.values.len()).map(|_| None).collect();
     std::thread::scope(|scope| {

@@ -18,7 +18,7 @@ use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use polis_core::canonical::{Digest, to_canonical_vec};
+use polis_core::canonical::Digest;
 use polis_payments::dsl;
 use polis_payments::sim::{self, Options, PolicyFetcher, Report};
 use polis_store::{AgentPolicy, JobRow, JobStatus, NewJob, StoredInput};
@@ -30,7 +30,7 @@ use crate::Core;
 use crate::domain::{BoxFuture, ContractService, Domain, JobContext, JobDone, JobFailure};
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{AdminIdentity, ApiJson, Auth, Identity, ReadAccess};
-use crate::runs::{answer_status, job_id_for};
+use crate::runs::{answer_status, canonical_result, canonical_text, job_id_for};
 
 /// The job kind of one simulation (one sweep point).
 pub const SIMULATE_KIND: &str = "payments.simulate";
@@ -326,12 +326,6 @@ pub struct SimulationPoint {
     pub error: Option<String>,
 }
 
-fn canonical_text<T: Serialize>(value: &T) -> Result<String, AppError> {
-    to_canonical_vec(value)
-        .map_err(|e| AppError::internal("encode", e))
-        .and_then(|b| String::from_utf8(b).map_err(|e| AppError::internal("encode", e)))
-}
-
 /// The jobs of a simulation, derived from its record.
 fn jobs_of(record: &SimulationRecord) -> Result<Vec<(PointPayload, String)>, AppError> {
     let points: Vec<(Option<String>, Option<f64>)> = match &record.sweep {
@@ -543,32 +537,21 @@ async fn run_simulation(job: JobRow, ctx: JobContext) -> Result<JobDone, JobFail
     }
     let started = std::time::Instant::now();
     let task = tokio::task::spawn_blocking(move || {
-        let mut options =
+        let options =
             Options { honour_all: payload.honour_all, fetcher: Some(Arc::new(Prefetched(rows))), ..Options::default() };
-        let text = match (&payload.name, payload.value) {
-            (Some(name), Some(value)) => {
-                let spec = sim::sweep::Spec { name: name.clone(), values: vec![value] };
-                let points = sim::sweep::run(&scenario, &spec, &options, &dsl::PolicyCache::new(), 1, &|| {})
-                    .map_err(|e| JobFailure::new("payments.simulation_failed", e.to_string()))?;
-                return points
-                    .into_iter()
-                    .next()
-                    .map(|p| p.report)
-                    .ok_or_else(|| JobFailure::new("payments.simulation_failed", "no point ran"));
-            }
-            _ => scenario,
-        };
-        options.record_events = false;
-        sim::simulate(&text, &options, &dsl::PolicyCache::new())
-            .map(|s| Report::of(&s))
-            .map_err(|e| JobFailure::new("payments.simulation_failed", e.to_string()))
+        let cache = dsl::PolicyCache::new();
+        let failed = |e: sim::SimulateError| JobFailure::new("payments.simulation_failed", e.to_string());
+        match (&payload.name, payload.value) {
+            (Some(name), Some(value)) => sim::sweep::Plan::new(&scenario, name)
+                .and_then(|plan| plan.run_point(&scenario, value, &options, &cache))
+                .map(|point| point.report)
+                .map_err(failed),
+            _ => sim::simulate(&scenario, &options, &cache).map(|s| Report::of(&s)).map_err(failed),
+        }
     })
     .await;
     let report = task.map_err(|e| JobFailure::new("payments.panicked", e.to_string()))??;
-    let result_json =
-        to_canonical_vec(&report)
-            .map_err(|e| JobFailure::new("payments.not_canonical", e.to_string()))
-            .and_then(|b| String::from_utf8(b).map_err(|e| JobFailure::new("payments.not_canonical", e.to_string())))?;
+    let result_json = canonical_result(&report, "payments.not_canonical")?;
     Ok(JobDone::Result(polis_store::JobResult {
         plugin_id: None,
         manifest_sha256: None,

@@ -28,7 +28,7 @@ use axum::extract::{FromRef, Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use polis_core::canonical::{Digest, to_canonical_vec};
+use polis_core::canonical::Digest;
 use polis_store::{JobRow, JobStatus, NewJob, StoredInput};
 use polis_strategy::catalog::{Catalog, EntryState};
 use polis_strategy::contract::IntentRecord;
@@ -42,7 +42,7 @@ use crate::Core;
 use crate::domain::{BoxFuture, ContractService, Domain, JobContext, JobDone, JobFailure};
 use crate::error::{AppError, ErrorBody, ErrorDetail};
 use crate::extract::{ApiJson, Auth, Identity, ReadAccess};
-use crate::runs::{answer_status, job_id_for};
+use crate::runs::{answer_status, canonical_result, canonical_text, job_id_for};
 
 /// The job kind of a replay.
 pub const REPLAY_KIND: &str = "strategy.replay";
@@ -365,12 +365,6 @@ fn check(request: &ReplayRequest, plugins: &LoadedStrategies) -> Result<Catalog,
     Ok(catalog)
 }
 
-fn canonical_text<T: Serialize>(value: &T) -> Result<String, AppError> {
-    to_canonical_vec(value)
-        .map_err(|e| AppError::internal("encode", e))
-        .and_then(|b| String::from_utf8(b).map_err(|e| AppError::internal("encode", e)))
-}
-
 #[utoipa::path(post, path = "/api/strategy/replays", request_body = ReplayRequest,
     description = "Replays bars through a catalog's enabled strategies as a job any worker claims; asking again for \
         the same bars, catalog and settings answers the stored replay; rate-limited per token. Role: read.",
@@ -546,9 +540,7 @@ async fn run_replay(job: JobRow, ctx: JobContext, plugins: Arc<LoadedStrategies>
         manifest_sha256: None,
         input_sha256: Some(job.job.input_sha256.clone().unwrap_or_default()),
         output_sha256: Some(result.digest.clone()),
-        result_json: to_canonical_vec(&result)
-            .map_err(|e| JobFailure::new("strategy.not_canonical", e.to_string()))
-            .and_then(|b| String::from_utf8(b).map_err(|e| JobFailure::new("strategy.not_canonical", e.to_string())))?,
+        result_json: canonical_result(&result, "strategy.not_canonical")?,
         plugin_us: Some(i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX)),
     }))
 }
