@@ -429,10 +429,21 @@ fn a_call_that_spins_is_killed_at_its_cpu_budget_before_its_deadline() {
 #[test]
 fn too_many_threads_kill_the_worker() {
     let (host, plugin, _) = hostile_with(|_| {});
-    // It answers, leaving 20 sleeping threads; the watchdog kills it.
-    assert!(decide(&host, "rebal.hostile_python.v1", Some("threads:20")).unwrap().output.summary.no_op);
-    wait_for_death(&plugin);
-    let error = hostile_error(&host, "");
+    // It answers, leaving 20 sleeping threads; the watchdog kills it. On a
+    // loaded machine the watchdog can count the threads before the reply is
+    // written, and the call itself is the one killed.
+    let error = match decide(&host, "rebal.hostile_python.v1", Some("threads:20")) {
+        Ok(record) => {
+            assert!(record.output.summary.no_op);
+            wait_for_death(&plugin);
+            hostile_error(&host, "")
+        }
+        Err(HostError::Run(RunError::Policy { plugin_id, error })) => {
+            assert_eq!(plugin_id, "hostile.python.v1");
+            error
+        }
+        Err(other) => panic!("unexpected error {other}"),
+    };
     let (limit, detail) = limit_exceeded(&error);
     assert_eq!(limit, "threads");
     assert!(detail.contains("more than the 16 allowed"), "{detail}");
