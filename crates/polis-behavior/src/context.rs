@@ -7,7 +7,8 @@
 //! [`PluginContext::npc`] / [`PluginContext::npc_mut`], [`PluginContext::behavior`]
 //! (the extension API, needing the `behavior:*` permission of each kind),
 //! [`PluginContext::generation`], [`PluginContext::log`],
-//! [`PluginContext::events`], [`PluginContext::subscriptions`] and
+//! [`PluginContext::events`], [`PluginContext::subscriptions`],
+//! [`PluginContext::routes`] (a `kind: route` plugin's own routes) and
 //! [`PluginContext::admin_routes`]. The surfaces have private fields, so
 //! code holding a context reaches a capability only through its accessor,
 //! and the accessor checks the permission: permissions are enforced by
@@ -34,9 +35,11 @@ use polis_core::policy::{HostApi, HostCallError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::contract::PluginKind;
 use crate::documents::{Npc, Session, World, npc_key};
+use crate::extensions::PluginRoute;
 use crate::extensions::{
-    AdminRoute, ConditionEntry, EffectEntry, ExtensionRegistry, RegistrationError, SimulationConfigEntry, check_name,
+    ConditionEntry, EffectEntry, ExtensionRegistry, RegistrationError, SimulationConfigEntry, check_name,
 };
 use crate::health::PluginHealth;
 use crate::permissions::{self as perm, PluginGrants};
@@ -119,13 +122,25 @@ pub struct PluginInfo {
     pub plugin_id: String,
     /// What it was granted.
     pub grants: PluginGrants,
+    /// Its manifest's kind: only `route` plugins declare routes.
+    pub kind: PluginKind,
     health: Mutex<PluginHealth>,
 }
 
 impl PluginInfo {
     /// A plugin with fresh counters.
     pub fn new(plugin_id: &str, grants: PluginGrants) -> PluginInfo {
-        PluginInfo { plugin_id: plugin_id.to_owned(), grants, health: Mutex::new(PluginHealth::default()) }
+        PluginInfo {
+            plugin_id: plugin_id.to_owned(),
+            grants,
+            kind: PluginKind::Feature,
+            health: Mutex::new(PluginHealth::default()),
+        }
+    }
+
+    /// The same plugin of another kind.
+    pub fn with_kind(self, kind: PluginKind) -> PluginInfo {
+        PluginInfo { kind, ..self }
     }
 
     /// A copy of the counters now.
@@ -399,6 +414,28 @@ impl PluginContext {
     pub fn admin_routes(&self) -> Result<AdminRoutes<'_>, ContextError> {
         self.require(perm::ADMIN_ROUTES, "admin.declare_route")?;
         Ok(AdminRoutes { ctx: self })
+    }
+
+    /// Declaring the plugin's own routes while loading: a plugin whose
+    /// manifest's `kind` is `route`. No permission is needed to serve a
+    /// route, but its handler reaches the world only through this context,
+    /// with the plugin's grants; the routes of a plugin holding
+    /// `admin:routes` need the admin role.
+    pub fn routes(&self) -> Result<Routes<'_>, ContextError> {
+        if self.info.kind != PluginKind::Route {
+            return Err(ContextError::Unavailable {
+                capability: "routes.declare".to_owned(),
+                why: format!(
+                    "plugin `{}` is a `{}` plugin; only a manifest with `\"kind\": \"route\"` declares routes",
+                    self.info.plugin_id,
+                    serde_json::to_value(self.info.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                ),
+            });
+        }
+        Ok(Routes { ctx: self })
     }
 
     fn registry(&self, capability: &str) -> Result<MutexGuard<'_, ExtensionRegistry>, ContextError> {
@@ -802,17 +839,45 @@ pub struct AdminRoutes<'a> {
 impl AdminRoutes<'_> {
     /// Declares `method path` (under `/api/plugins/{plugin_id}`) as needing the admin role.
     pub fn declare(&self, method: &str, path: &str) -> Result<(), ContextError> {
-        const CAP: &str = "admin.declare_route";
-        if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method) {
-            return Err(ContextError::refused(CAP, format!("`{method}` is not an HTTP method polis serves")));
-        }
-        if !path.starts_with('/') || path.len() > MAX_KEY_LEN || path.contains("..") {
-            return Err(ContextError::refused(CAP, format!("`{path}` is not a plain absolute path")));
-        }
-        let route =
-            AdminRoute { plugin_id: self.ctx.plugin_id().to_owned(), method: method.to_owned(), path: path.to_owned() };
-        Ok(self.ctx.registry(CAP)?.add_admin_route(route)?)
+        declare_route(self.ctx, "admin.declare_route", method, path, true)
     }
+}
+
+/// Declares a route plugin's routes while it loads.
+#[derive(Debug, Clone, Copy)]
+pub struct Routes<'a> {
+    ctx: &'a PluginContext,
+}
+
+impl Routes<'_> {
+    /// Declares `method path` under `/api/plugins/{plugin_id}`; a segment
+    /// `{name}` matches any one segment.
+    pub fn declare(&self, method: &str, path: &str) -> Result<(), ContextError> {
+        let admin = self.ctx.allows(perm::ADMIN_ROUTES);
+        declare_route(self.ctx, "routes.declare", method, path, admin)
+    }
+}
+
+fn declare_route(
+    ctx: &PluginContext,
+    capability: &str,
+    method: &str,
+    path: &str,
+    admin: bool,
+) -> Result<(), ContextError> {
+    if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method) {
+        return Err(ContextError::refused(capability, format!("`{method}` is not an HTTP method polis serves")));
+    }
+    let plain = path.starts_with('/')
+        && path.len() <= MAX_KEY_LEN
+        && !path.contains("..")
+        && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.{}".contains(&b));
+    if !plain {
+        return Err(ContextError::refused(capability, format!("`{path}` is not a plain absolute path")));
+    }
+    let route =
+        PluginRoute { plugin_id: ctx.plugin_id().to_owned(), method: method.to_owned(), path: path.to_owned(), admin };
+    Ok(ctx.registry(capability)?.add_route(route)?)
 }
 
 /// A [`PluginContext`] behind polis's `HostApi`, so that wasm imports and

@@ -10,6 +10,7 @@
 
 use polis_core::canonical::Digest;
 use polis_core::contract::{Contract, Violations};
+use polis_core::manifest::FieldProblem;
 use polis_core::run::{RunKey, seed_of};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -81,10 +82,44 @@ pub struct BehaviorContext {
     pub seed: u64,
 }
 
-/// The contract's manifest fields: none.
+/// The contract's manifest fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BehaviorManifest {}
+pub struct BehaviorManifest {
+    /// What the plugin is, the original's manifest `kind`. By default
+    /// `remote_feature` for a remote-tier plugin and `feature` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<PluginKind>,
+}
+
+/// What a behaviour plugin is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginKind {
+    /// Extends behaviour: conditions, effects, simulation config, events.
+    #[default]
+    Feature,
+    /// Also serves HTTP routes it declares while loading, under
+    /// `/api/plugins/{plugin_id}/…` (and world-scoped).
+    Route,
+    /// A feature plugin behind an HTTP endpoint (the remote tier):
+    /// `POST {endpoint}/evaluate-condition` and `/apply-effect`.
+    RemoteFeature,
+}
+
+impl PluginKind {
+    /// The manifest's kind, or its tier's default. A manifest whose fields
+    /// do not decode gets the default too: the loader refuses such
+    /// manifests before this is asked.
+    pub fn of(manifest: &polis_core::manifest::Manifest) -> PluginKind {
+        let given = manifest.parse_fields::<BehaviorManifest>().ok().and_then(|f| f.kind);
+        given.unwrap_or(if manifest.tier() == polis_core::manifest::TierKind::Remote {
+            PluginKind::RemoteFeature
+        } else {
+            PluginKind::Feature
+        })
+    }
+}
 
 impl Contract for Behavior {
     const ID: &'static str = "behavior.v1";
@@ -99,6 +134,16 @@ impl Contract for Behavior {
     type Subject = BehaviorSubject;
     type Context = BehaviorContext;
     type ManifestFields = BehaviorManifest;
+
+    fn manifest_fields(manifest: &polis_core::manifest::Manifest) -> Result<BehaviorManifest, Vec<FieldProblem>> {
+        let fields: BehaviorManifest = manifest.parse_fields()?;
+        if fields.kind == Some(PluginKind::RemoteFeature) && manifest.tier() != polis_core::manifest::TierKind::Remote {
+            let message =
+                format!("`remote_feature` is the kind of remote-tier plugins, not of a `{}` one", manifest.tier());
+            return Err(vec![FieldProblem { field: "kind".to_owned(), message }]);
+        }
+        Ok(fields)
+    }
 
     fn context(key: &RunKey<BehaviorSubject>, key_sha256: &Digest, _request_id: Option<&str>) -> BehaviorContext {
         BehaviorContext { world_id: key.subject.world_id.clone(), seed: seed_of(key_sha256) }

@@ -65,15 +65,45 @@ pub struct SimulationConfigEntry {
     pub config: Map<String, Value>,
 }
 
-/// An admin-only route a plugin declared.
+/// A route a plugin declared, served under `/api/plugins/{plugin_id}` and,
+/// world-scoped, `/api/worlds/{world_id}/plugins/{plugin_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AdminRoute {
+pub struct PluginRoute {
     /// The plugin.
     pub plugin_id: String,
     /// The HTTP method.
     pub method: String,
-    /// The path under `/api/plugins/{plugin_id}`.
+    /// The path under the plugin's prefix; a segment `{name}` matches any
+    /// one segment and is passed to the plugin as a param.
     pub path: String,
+    /// Whether it was declared through `admin:routes` and so needs the
+    /// admin role.
+    pub admin: bool,
+}
+
+impl PluginRoute {
+    /// The params of `path` if it matches this route's pattern.
+    pub fn matches(&self, method: &str, path: &str) -> Option<BTreeMap<String, String>> {
+        if self.method != method {
+            return None;
+        }
+        let pattern: Vec<&str> = self.path.trim_matches('/').split('/').collect();
+        let given: Vec<&str> = path.trim_matches('/').split('/').collect();
+        if pattern.len() != given.len() {
+            return None;
+        }
+        let mut params = BTreeMap::new();
+        for (want, got) in pattern.iter().zip(&given) {
+            match want.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+                Some(name) if !got.is_empty() => {
+                    params.insert(name.to_owned(), (*got).to_owned());
+                }
+                _ if want == got => {}
+                _ => return None,
+            }
+        }
+        Some(params)
+    }
 }
 
 /// Why a registration was refused.
@@ -132,7 +162,7 @@ pub struct ExtensionRegistry {
     effects: BTreeMap<String, EffectEntry>,
     simulation_configs: BTreeMap<String, SimulationConfigEntry>,
     subscriptions: BTreeMap<String, Vec<String>>,
-    admin_routes: Vec<AdminRoute>,
+    routes: Vec<PluginRoute>,
     locked: bool,
 }
 
@@ -226,20 +256,20 @@ impl ExtensionRegistry {
         Ok(())
     }
 
-    /// Declares an admin route.
-    pub fn add_admin_route(&mut self, route: AdminRoute) -> Result<(), RegistrationError> {
+    /// Declares a route.
+    pub fn add_route(&mut self, route: PluginRoute) -> Result<(), RegistrationError> {
         let id = format!("{} {}", route.method, route.path);
         if self.locked {
             return Err(RegistrationError::Locked { id, plugin_id: route.plugin_id });
         }
         if let Some(existing) = self
-            .admin_routes
+            .routes
             .iter()
             .find(|r| r.plugin_id == route.plugin_id && r.method == route.method && r.path == route.path)
         {
             return Err(RegistrationError::Duplicate { id, holder: existing.plugin_id.clone() });
         }
-        self.admin_routes.push(route);
+        self.routes.push(route);
         Ok(())
     }
 
@@ -268,9 +298,15 @@ impl ExtensionRegistry {
         self.simulation_configs.values()
     }
 
-    /// Every admin route, in declaration order.
-    pub fn admin_routes(&self) -> &[AdminRoute] {
-        &self.admin_routes
+    /// Every route, in declaration order.
+    pub fn routes(&self) -> &[PluginRoute] {
+        &self.routes
+    }
+
+    /// The first route of `plugin_id` that `method path` matches, in
+    /// declaration order, with the path's params.
+    pub fn route(&self, plugin_id: &str, method: &str, path: &str) -> Option<(&PluginRoute, BTreeMap<String, String>)> {
+        self.routes.iter().filter(|r| r.plugin_id == plugin_id).find_map(|r| r.matches(method, path).map(|p| (r, p)))
     }
 
     /// Whether `plugin_id` subscribed to events of type `event_type`: a

@@ -13,6 +13,11 @@
 //!   its session writes undone, and other effects still apply; a failing
 //!   event handler is logged. Every failure is counted in the plugin's
 //!   [`PluginHealth`] with the original's thresholds.
+//! - **Routes.** A `kind: route` plugin's declared routes are answered by
+//!   [`BehaviorHost::call_route`] through the same breaker, counted as
+//!   requests; whether the caller may reach a route (the admin role, the
+//!   world's `enabledPlugins`) is the server's to check with
+//!   [`BehaviorHost::route`].
 //! - **World scoping.** An extension of a plugin the world does not enable
 //!   (`meta.behavior.enabledPlugins`) is skipped: a condition is false, an
 //!   effect is not applied, an event is not delivered.
@@ -29,11 +34,12 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::context::{CORE_EVENTS, PluginContext, PluginInfo, Scene, Services};
+use crate::contract::PluginKind;
 use crate::documents::PluginScope;
-use crate::extensions::{ExtensionRegistry, merged_params};
+use crate::extensions::{ExtensionRegistry, PluginRoute, merged_params};
 use crate::health::PluginHealth;
 use crate::permissions::{self as perm, GrantSettings, PluginGrants};
-use crate::plugin::{BehaviorPlugin, ConditionCall, EffectCall, Event};
+use crate::plugin::{BehaviorPlugin, ConditionCall, EffectCall, Event, RouteReply, RouteRequest};
 
 /// How the host loads and guards plugins.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,6 +76,15 @@ pub struct EffectOutcome {
     pub skipped: Option<String>,
 }
 
+/// How a route request went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteOutcome {
+    /// The plugin answered.
+    Answered(RouteReply),
+    /// It failed, was refused by its breaker, or answered badly: why.
+    Failed(String),
+}
+
 /// One plugin as `polis behavior plugins` and `/api/plugins/health` show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginReport {
@@ -77,6 +92,8 @@ pub struct PluginReport {
     pub plugin_id: String,
     /// Its tier.
     pub tier: TierKind,
+    /// Its manifest's kind.
+    pub kind: PluginKind,
     /// What it was granted, in byte order.
     pub permissions: Vec<String>,
     /// What it asked for that polis does not know.
@@ -89,6 +106,9 @@ pub struct PluginReport {
     pub conditions: Vec<String>,
     /// Effect ids it registered.
     pub effects: Vec<String>,
+    /// Routes it declared, as `METHOD /path` (`(admin)` when they need the
+    /// admin role).
+    pub routes: Vec<String>,
     /// Whether it is healthy by the original's thresholds.
     pub healthy: bool,
     /// The threshold it is over, when unhealthy.
@@ -136,7 +156,7 @@ impl BehaviorHost {
                 services.log("polis", "warn", warning);
                 issues.push(warning.clone());
             }
-            let info = Arc::new(PluginInfo::new(&plugin_id, grants));
+            let info = Arc::new(PluginInfo::new(&plugin_id, grants).with_kind(PluginKind::of(manifest)));
             let before = registry.lock().map(|r| r.clone()).unwrap_or_default();
             let ctx = PluginContext::loading(
                 Arc::clone(&info),
@@ -333,6 +353,43 @@ impl BehaviorHost {
         handled
     }
 
+    /// The route of `plugin_id` that `method path` matches, with its path
+    /// params; `None` when the plugin is not loaded, is disabled, or
+    /// declared no such route.
+    pub fn route(&self, plugin_id: &str, method: &str, path: &str) -> Option<(PluginRoute, BTreeMap<String, String>)> {
+        let loaded = self.plugins.get(plugin_id)?;
+        if loaded.disabled.is_some() {
+            return None;
+        }
+        self.registry.route(plugin_id, method, path).map(|(r, p)| (r.clone(), p))
+    }
+
+    /// Answers `request` with `plugin_id`'s route handler on `scene`,
+    /// through its breaker, counted as a request. A failure or a status
+    /// outside 200 to 599 is an error naming the plugin.
+    pub fn call_route(&self, plugin_id: &str, request: &RouteRequest, scene: &Scene) -> RouteOutcome {
+        let Some(loaded) = self.plugins.get(plugin_id) else {
+            return RouteOutcome::Failed(format!("plugin `{plugin_id}` is not loaded"));
+        };
+        let ctx = PluginContext::new(Arc::clone(&loaded.info), scene.clone(), Arc::clone(&self.services));
+        let result = self.guarded(loaded, |p| p.handle_route(request, &ctx)).and_then(|reply| {
+            if (200..=599).contains(&reply.status) {
+                Ok(reply)
+            } else {
+                Err(format!("it answered status {}, not 200 to 599", reply.status))
+            }
+        });
+        loaded.info.record(|h| h.request(result.is_ok()));
+        match result {
+            Ok(reply) => RouteOutcome::Answered(reply),
+            Err(error) => {
+                let subject = format!("{} {}", request.method, request.route);
+                self.failed(loaded, "request", &subject, &error);
+                RouteOutcome::Failed(format!("plugin `{plugin_id}` failed to answer {subject}: {error}"))
+            }
+        }
+    }
+
     /// Whether `event_type` is a core event plugins may subscribe to.
     pub fn is_core_event(event_type: &str) -> bool {
         CORE_EVENTS.contains(&event_type)
@@ -366,6 +423,7 @@ impl BehaviorHost {
                 PluginReport {
                     plugin_id: plugin_id.clone(),
                     tier: loaded.plugin.manifest().tier(),
+                    kind: loaded.info.kind,
                     permissions: grants.granted(),
                     unknown_permissions: grants.unknown().to_vec(),
                     warnings: grants.warnings().to_vec(),
@@ -381,6 +439,13 @@ impl BehaviorHost {
                         .effects()
                         .filter(|e| &e.plugin_id == plugin_id)
                         .map(|e| e.id.clone())
+                        .collect(),
+                    routes: self
+                        .registry
+                        .routes()
+                        .iter()
+                        .filter(|r| &r.plugin_id == plugin_id)
+                        .map(|r| format!("{} {}{}", r.method, r.path, if r.admin { " (admin)" } else { "" }))
                         .collect(),
                     healthy: health.is_healthy() && loaded.disabled.is_none(),
                     unhealthy_because: if loaded.disabled.is_some() {

@@ -51,10 +51,10 @@ pub mod permissions;
 pub mod plugin;
 
 pub use context::{BehaviorExtensionApi, ContextError, ContextHost, PluginContext, PluginInfo, Scene, Services};
-pub use contract::Behavior;
+pub use contract::{Behavior, PluginKind};
 pub use documents::{Location, Npc, PluginScope, Session, World};
 pub use extensions::ExtensionRegistry;
 pub use health::PluginHealth;
-pub use host::{BehaviorHost, ConditionOutcome, EffectOutcome, HostConfig, PluginReport};
+pub use host::{BehaviorHost, ConditionOutcome, EffectOutcome, HostConfig, PluginReport, RouteOutcome};
 pub use permissions::{GrantSettings, PluginGrants};
-pub use plugin::{BehaviorPlugin, ConditionCall, EffectCall, EndpointPlugin, Event};
+pub use plugin::{BehaviorPlugin, ConditionCall, EffectCall, EndpointPlugin, Event, RouteReply, RouteRequest};

@@ -12,6 +12,7 @@
 //! | `evaluate_condition` | `{condition_id, name, params, npc_id, seed, context?}`| `{"result": bool}`         |
 //! | `apply_effect`       | `{effect_id, name, params, npc_id, seed, context?}`   | `{"changes"?: {…}}`        |
 //! | `on_event`           | `{event: {type, data}, context?}`                     | anything                   |
+//! | `handle_route`       | [`RouteRequest`] with `context?`                      | [`RouteReply`]             |
 //!
 //! A remote plugin's methods are hyphenated (`POST {endpoint}/evaluate-condition`).
 //! Wasm and process plugins call the host back (imports, JSON-RPC) for what
@@ -73,6 +74,42 @@ pub struct Event {
     pub data: Value,
 }
 
+/// One request to a plugin's route.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteRequest {
+    /// The HTTP method.
+    pub method: String,
+    /// The path under the plugin's prefix, as requested.
+    pub path: String,
+    /// The declared pattern it matched.
+    pub route: String,
+    /// The pattern's `{name}` segments.
+    pub params: BTreeMap<String, String>,
+    /// The query string's pairs, in byte order of name (a repeated name
+    /// keeps its last value).
+    pub query: BTreeMap<String, String>,
+    /// The JSON body, `null` when there is none.
+    pub body: Value,
+    /// The world, for a world-scoped request.
+    pub world_id: Option<String>,
+}
+
+/// A plugin's answer to a route request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteReply {
+    /// The HTTP status, 200 to 599. By default 200.
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    /// The JSON body.
+    #[serde(default)]
+    pub body: Value,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
 /// A behaviour plugin in any tier.
 pub trait BehaviorPlugin: Send + Sync {
     /// The plugin's manifest.
@@ -91,6 +128,12 @@ pub trait BehaviorPlugin: Send + Sync {
     /// Handles an event the plugin subscribed to. By default nothing.
     fn on_event(&self, _event: &Event, _ctx: &PluginContext) -> Result<(), PolicyError> {
         Ok(())
+    }
+
+    /// Answers a request to one of the routes it declared. By default it
+    /// serves none.
+    fn handle_route(&self, _request: &RouteRequest, _ctx: &PluginContext) -> Result<RouteReply, PolicyError> {
+        Err(PolicyError::Failed("this plugin serves no routes".to_owned()))
     }
 }
 
@@ -113,6 +156,9 @@ pub struct Declarations {
     /// Admin routes.
     #[serde(default)]
     pub admin_routes: Vec<DeclaredRoute>,
+    /// A `kind: route` plugin's routes.
+    #[serde(default)]
+    pub routes: Vec<DeclaredRoute>,
 }
 
 /// One declared extension.
@@ -280,6 +326,9 @@ impl Declarations {
         for route in &self.admin_routes {
             keep(ctx.admin_routes().and_then(|a| a.declare(&route.method, &route.path)));
         }
+        for route in &self.routes {
+            keep(ctx.routes().and_then(|r| r.declare(&route.method, &route.path)));
+        }
         refused
     }
 }
@@ -404,5 +453,11 @@ impl BehaviorPlugin for EndpointPlugin {
     fn on_event(&self, event: &Event, ctx: &PluginContext) -> Result<(), PolicyError> {
         let request = with_context(json!({"event": event}), self.remote_context(ctx, None));
         self.call("on_event", &request, 0, ctx).map(drop)
+    }
+
+    fn handle_route(&self, request: &RouteRequest, ctx: &PluginContext) -> Result<RouteReply, PolicyError> {
+        let value = serde_json::to_value(request).map_err(|e| PolicyError::Failed(format!("request: {e}")))?;
+        let request = with_context(value, self.remote_context(ctx, None));
+        decode_reply(&self.call("handle_route", &request, 0, ctx)?, "route reply")
     }
 }

@@ -65,6 +65,11 @@ pub struct WorkerArgs {
     /// strategy page show (`strategies.toml` or `.json`).
     #[arg(long, env = "POLIS_STRATEGY_CATALOG")]
     pub strategy_catalog: Option<PathBuf>,
+    /// Let behaviour plugins be granted `admin:routes` (the original's
+    /// `enable_admin_plugins`); without it a manifest asking for it is
+    /// warned about and the permission withheld.
+    #[arg(long, env = "POLIS_ENABLE_ADMIN_PLUGINS")]
+    pub enable_admin_plugins: bool,
 }
 
 impl WorkerArgs {
@@ -100,6 +105,7 @@ impl WorkerArgs {
                     })
                     .transpose()?,
             },
+            behavior: polis_server::domains::behavior::Settings { admin_plugins: self.enable_admin_plugins },
         })
     }
 

@@ -254,7 +254,8 @@ pub(crate) fn canonical_result<T: Serialize + ?Sized>(
     canonical_string(value).map_err(|e| crate::domain::JobFailure::new(code, e))
 }
 
-fn canonical_string<T: Serialize + ?Sized>(value: &T) -> Result<String, String> {
+/// `value` as RFC 8785 text, or why not.
+pub(crate) fn canonical_string<T: Serialize + ?Sized>(value: &T) -> Result<String, String> {
     let bytes = polis_core::canonical::to_canonical_vec(value).map_err(|e| e.to_string())?;
     String::from_utf8(bytes).map_err(|e| e.to_string())
 }

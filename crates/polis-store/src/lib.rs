@@ -25,7 +25,7 @@
 //!   (systems, worlds, projects), and the approvals of plugin versions.
 //!
 //! Each domain's tables live in a module named after it ([`rebalance`],
-//! [`packs`]), with its own migration; a domain's job is a row of `jobs`
+//! [`packs`], [`payments`], [`behavior`]), with its own migration; a domain's job is a row of `jobs`
 //! plus, where it needs them, rows of its own tables written in the same
 //! transaction.
 //!
@@ -50,6 +50,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod behavior;
 pub mod inputs;
 pub mod jobs;
 pub mod packs;
@@ -63,6 +64,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use behavior::{SessionRow, TimelineRow, WorldPut, WorldRow};
 pub use inputs::StoredInput;
 pub use jobs::{JobCount, JobResult, JobRow, JobStatus, NewJob};
 pub use payments::AgentPolicy;

@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 
 use polis_store::rebalance::{DecisionCompletion, MoveRow, NewDecision, NewSnapshot, SnapshotRecord, StationRow};
 use polis_store::{
-    AgentPolicy, ApprovalRecord, JobResult, JobStatus, NewJob, PluginRecord, Store, StoreConfig, StoredInput, scratch,
+    AgentPolicy, ApprovalRecord, JobResult, JobStatus, NewJob, PluginRecord, SessionRow, Store, StoreConfig,
+    StoredInput, WorldPut, WorldRow, scratch,
 };
 
 async fn sqlite() -> Store {
@@ -65,6 +66,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     an_agent_policy_put_replaces_the_previous_one,
+    a_world_id_holds_one_document_and_a_session_advances_only_from_the_version_it_read,
     a_plugin_version_is_approved_once_and_the_first_approval_stands,
     ingest_keeps_the_first_copy_of_a_snapshot,
     snapshots_resolve_by_sv_and_by_bucket,
@@ -384,6 +386,45 @@ async fn an_agent_policy_put_replaces_the_previous_one(store: Store) {
     let other = AgentPolicy { agent_id: "BANK_0".into(), ..first };
     store.put_agent_policy(&other).await.unwrap();
     assert_eq!(store.agent_policies().await.unwrap(), vec![other, second]);
+}
+
+async fn a_world_id_holds_one_document_and_a_session_advances_only_from_the_version_it_read(store: Store) {
+    let world = WorldRow {
+        world_id: "village".into(),
+        world_json: r#"{"id":"village"}"#.into(),
+        world_sha256: "a".repeat(64),
+        created_by: "admin".into(),
+        created_at_ms: 1,
+    };
+    assert_eq!(store.put_world(&world).await.unwrap(), WorldPut::Created);
+    assert_eq!(store.put_world(&world).await.unwrap(), WorldPut::Unchanged);
+    let other = WorldRow { world_sha256: "b".repeat(64), ..world.clone() };
+    assert_eq!(store.put_world(&other).await.unwrap(), WorldPut::Conflict);
+    assert_eq!(store.world("village").await.unwrap(), Some(world.clone()));
+    assert_eq!(store.worlds().await.unwrap(), vec![world]);
+
+    let session = SessionRow {
+        session_id: "s1".into(),
+        world_id: "village".into(),
+        session_json: "{}".into(),
+        version: 0,
+        created_by: "reader".into(),
+        created_at_ms: 2,
+        updated_at_ms: 2,
+    };
+    assert!(store.insert_session(&session).await.unwrap());
+    assert!(!store.insert_session(&session).await.unwrap(), "an id is taken once");
+    let entries = vec![r#"{"n":0}"#.to_owned(), r#"{"n":1}"#.to_owned()];
+    assert!(store.advance_session("s1", 0, r#"{"v":1}"#, &entries, 3).await.unwrap());
+    assert!(!store.advance_session("s1", 0, r#"{"v":"late"}"#, &entries, 4).await.unwrap(), "version 0 is gone");
+    assert!(store.advance_session("s1", 1, r#"{"v":2}"#, &entries[..1], 5).await.unwrap());
+    let now = store.session("s1").await.unwrap().unwrap();
+    assert_eq!((now.version, now.session_json.as_str(), now.updated_at_ms), (2, r#"{"v":2}"#, 5));
+    let timeline = store.session_timeline("s1", 0, 10).await.unwrap();
+    let seen: Vec<(i64, i64, &str)> = timeline.iter().map(|r| (r.seq, r.version, r.entry_json.as_str())).collect();
+    assert_eq!(seen, vec![(0, 1, r#"{"n":0}"#), (1, 1, r#"{"n":1}"#), (2, 2, r#"{"n":0}"#)]);
+    assert_eq!(store.session_timeline("s1", 2, 10).await.unwrap().len(), 1);
+    assert_eq!(store.recent_sessions(5).await.unwrap(), vec![now]);
 }
 
 fn job(n: usize, kind: &str) -> NewJob {

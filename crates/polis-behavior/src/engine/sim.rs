@@ -24,6 +24,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use polis_core::canonical::Digest;
+use polis_core::policy::RunControl;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -77,6 +78,13 @@ pub enum EngineError {
     /// The run options are out of range.
     #[error("{0}")]
     Options(String),
+    /// The caller stopped the run (a job cancelled or out of time) before
+    /// tick `tick`; nothing of it is kept.
+    #[error("the simulation was stopped before tick {tick}")]
+    Stopped {
+        /// The first tick not simulated.
+        tick: u64,
+    },
 }
 
 impl EngineError {
@@ -86,6 +94,7 @@ impl EngineError {
             EngineError::Config(e) => e.code(),
             EngineError::State(_) => "behavior.state_invalid",
             EngineError::Options(_) => "behavior.options_invalid",
+            EngineError::Stopped { .. } => "behavior.stopped",
         }
     }
 }
@@ -162,6 +171,12 @@ impl<'h> Simulation<'h> {
 
     /// Runs `options.ticks` ticks from the session's world time.
     pub fn run(self, options: RunOptions) -> Result<Outcome, EngineError> {
+        self.run_until(options, &RunControl::new())
+    }
+
+    /// [`Simulation::run`], checking `control` before every tick: once it
+    /// is cancelled the run stops with [`EngineError::Stopped`].
+    pub fn run_until(self, options: RunOptions, control: &RunControl) -> Result<Outcome, EngineError> {
         if options.seconds_per_tick < 1 {
             return Err(EngineError::Options("seconds per tick must be at least 1".to_owned()));
         }
@@ -175,6 +190,9 @@ impl<'h> Simulation<'h> {
             timeline.npcs.insert(npc.id.clone(), Vec::new());
         }
         for tick in 0..options.ticks {
+            if control.is_cancelled() {
+                return Err(EngineError::Stopped { tick });
+            }
             let offset = i64::try_from(tick).unwrap_or(i64::MAX).saturating_mul(options.seconds_per_tick);
             let now = start.saturating_add(offset);
             lock(&self.session).world_time = now;
@@ -186,6 +204,10 @@ impl<'h> Simulation<'h> {
                 }
             }
         }
+        // The run covered `ticks` whole ticks: the session resumes at the
+        // next one, so advancing twice simulates no moment twice.
+        let covered = i64::try_from(options.ticks).unwrap_or(i64::MAX).saturating_mul(options.seconds_per_tick);
+        lock(&self.session).world_time = start.saturating_add(covered);
         let digest = timeline.digest();
         let session = lock(&self.session).clone();
         Ok(Outcome { timeline, digest, session, stats, warnings: self.config.warnings.clone() })

@@ -2,6 +2,7 @@
 //! service's settings. Adding a domain adds its module here and one line to
 //! [`all`]; nothing else in the server names a domain.
 
+pub mod behavior;
 pub mod contract_only;
 pub mod packs;
 pub mod payments;
@@ -29,6 +30,8 @@ pub struct Settings {
     pub packs: packs::Settings,
     /// The strategy service's settings.
     pub strategy: strategy::Settings,
+    /// The behaviour service's settings.
+    pub behavior: behavior::Settings,
 }
 
 /// Where a domain's plugins come from.
@@ -87,5 +90,6 @@ pub fn all(core: &Core, settings: &Settings) -> Result<Vec<Arc<dyn Domain>>, Dom
         packs::domain(core, &settings.packs),
         strategy::domain(core, &plugins, &settings.strategy)?,
         payments::domain(core),
+        behavior::domain(core, &plugins, settings.behavior),
     ])
 }
