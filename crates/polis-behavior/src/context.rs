@@ -551,27 +551,8 @@ impl SessionWrite<'_> {
     /// `meta.last_modified_by`. Returns the new relationship.
     pub fn update_relationship(&self, npc_key: &str, deltas: &BTreeMap<String, f64>) -> Result<Value, ContextError> {
         const CAP: &str = "session.update_relationship";
-        if !npc_key.starts_with("npc:") || npc_key.len() > MAX_KEY_LEN {
-            return Err(ContextError::refused(CAP, format!("`{npc_key}` is not an NPC key (`npc:<id>`)")));
-        }
-        if let Some(axis) = deltas.keys().find(|k| !RELATIONSHIP_AXES.contains(&k.as_str())) {
-            return Err(ContextError::refused(
-                CAP,
-                format!("unknown relationship axis `{axis}`; the axes are {}", RELATIONSHIP_AXES.join(", ")),
-            ));
-        }
-        if let Some((axis, _)) = deltas.iter().find(|(_, d)| !d.is_finite()) {
-            return Err(ContextError::refused(CAP, format!("the delta of `{axis}` is not a finite number")));
-        }
         let mut session = lock(self.session);
-        let entry = session.relationships.entry(npc_key.to_owned()).or_insert_with(|| json!({}));
-        if !entry.is_object() {
-            *entry = json!({});
-        }
-        for (axis, delta) in deltas {
-            let now = entry.get(axis).and_then(Value::as_f64).unwrap_or(0.0);
-            entry[axis.as_str()] = json!(clamp(now + delta, 0.0, 100.0));
-        }
+        let entry = session.add_to_relationship(npc_key, deltas).map_err(|why| ContextError::refused(CAP, why))?;
         entry["meta"] = json!({"last_modified_by": self.ctx.plugin_id()});
         Ok(entry.clone())
     }

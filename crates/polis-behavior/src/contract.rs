@@ -27,6 +27,13 @@ pub struct Behavior;
 /// calls them; a missing one fails that call, which falls back.
 pub const REQUIRED_METHODS: &[&str] = &["register"];
 
+/// The longest a remote behaviour plugin's call may take (the seed's
+/// `timeout_ms` default): polis loads remote behaviour plugins with the
+/// remote tier's ceiling lowered to it, and a manifest's `limits.timeout_ms`
+/// can tighten it further. A condition past it is false, an effect skipped,
+/// a webhook attempt failed.
+pub const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// What `evaluate_condition` is sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

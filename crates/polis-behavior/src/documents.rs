@@ -164,6 +164,32 @@ impl Session {
     pub fn new(id: &str, world: &World) -> Session {
         Session { id: id.to_owned(), world_id: world.id.clone(), ..Session::default() }
     }
+
+    /// Adds `deltas` (by axis: `affinity`, `trust`, `chemistry`,
+    /// `tension`) to the relationship under `npc_key` (`npc:<id>`), each
+    /// clamped to 0..100 from 0 when absent; returns the relationship, or
+    /// why the change is refused (then nothing changed).
+    pub fn add_to_relationship(&mut self, npc_key: &str, deltas: &BTreeMap<String, f64>) -> Result<&mut Value, String> {
+        use crate::context::{MAX_KEY_LEN, RELATIONSHIP_AXES};
+        if !npc_key.starts_with("npc:") || npc_key.len() > MAX_KEY_LEN {
+            return Err(format!("`{npc_key}` is not an NPC key (`npc:<id>`)"));
+        }
+        if let Some(axis) = deltas.keys().find(|k| !RELATIONSHIP_AXES.contains(&k.as_str())) {
+            return Err(format!("unknown relationship axis `{axis}`; the axes are {}", RELATIONSHIP_AXES.join(", ")));
+        }
+        if let Some((axis, _)) = deltas.iter().find(|(_, d)| !d.is_finite()) {
+            return Err(format!("the delta of `{axis}` is not a finite number"));
+        }
+        let entry = self.relationships.entry(npc_key.to_owned()).or_insert_with(|| Value::Object(Default::default()));
+        if !entry.is_object() {
+            *entry = Value::Object(Default::default());
+        }
+        for (axis, delta) in deltas {
+            let now = entry.get(axis).and_then(Value::as_f64).unwrap_or(0.0);
+            entry[axis.as_str()] = serde_json::json!((now + delta).clamp(0.0, 100.0));
+        }
+        Ok(entry)
+    }
 }
 
 /// Which plugins a world enables, from `meta.behavior.enabledPlugins`.

@@ -309,6 +309,11 @@ impl ExtensionRegistry {
         self.routes.iter().filter(|r| r.plugin_id == plugin_id).find_map(|r| r.matches(method, path).map(|p| (r, p)))
     }
 
+    /// Whether `plugin_id` subscribed to any event.
+    pub fn subscribes(&self, plugin_id: &str) -> bool {
+        self.subscriptions.get(plugin_id).is_some_and(|patterns| !patterns.is_empty())
+    }
+
     /// Whether `plugin_id` subscribed to events of type `event_type`: a
     /// pattern is an exact type, or a prefix ending in `*`.
     pub fn subscribed(&self, plugin_id: &str, event_type: &str) -> bool {

@@ -65,6 +65,11 @@ pub struct PluginHealth {
     pub handlers: Tally,
     /// Time spent in event handlers, in microseconds.
     pub handler_time_us: u64,
+    /// Webhook attempts after a delivery's first (a remote plugin's
+    /// handlers).
+    pub webhook_retries: u64,
+    /// Webhooks dropped because the plugin's queue was full.
+    pub webhooks_dropped: u64,
     /// Capability uses refused for a missing permission.
     pub permission_denials: u64,
     /// The last [`RECENT_ERRORS`] errors, oldest first.

@@ -13,6 +13,12 @@
 //!   its session writes undone, and other effects still apply; a failing
 //!   event handler is logged. Every failure is counted in the plugin's
 //!   [`PluginHealth`] with the original's thresholds.
+//! - **Events.** A built-in, wasm or process handler is called in line with
+//!   a deadline (the manifest's `limits.timeout_ms`, else
+//!   [`HostConfig::handler_deadline_ms`]): the sandboxed tiers stop a call
+//!   at it, and a handler that returns after it counts as failed. A remote
+//!   plugin's handlers are webhooks ([`crate::webhooks`]): queued and sent
+//!   off the simulation's path, with bounded retries and backoff.
 //! - **Routes.** A `kind: route` plugin's declared routes are answered by
 //!   [`BehaviorHost::call_route`] through the same breaker, counted as
 //!   requests; whether the caller may reach a route (the admin role, the
@@ -25,7 +31,7 @@
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use polis_core::manifest::TierKind;
 use polis_core::policy::PolicyError;
@@ -40,22 +46,45 @@ use crate::extensions::{ExtensionRegistry, PluginRoute, merged_params};
 use crate::health::PluginHealth;
 use crate::permissions::{self as perm, GrantSettings, PluginGrants};
 use crate::plugin::{BehaviorPlugin, ConditionCall, EffectCall, Event, RouteReply, RouteRequest};
+use crate::webhooks::{WebhookConfig, Webhooks};
 
 /// How the host loads and guards plugins.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostConfig {
     /// What the server allows beyond manifests.
     pub grants: GrantSettings,
     /// Each plugin's circuit breaker. By default the runtime's (5 failures
     /// in 60 s open it for 30 s).
     pub breaker: BreakerConfig,
+    /// How remote plugins' event webhooks are sent.
+    pub webhooks: WebhookConfig,
+    /// The deadline of an in-line event handler whose manifest sets no
+    /// `limits.timeout_ms`, in milliseconds. By default 500, the seed's
+    /// remote timeout.
+    pub handler_deadline_ms: u64,
+}
+
+impl Default for HostConfig {
+    fn default() -> HostConfig {
+        HostConfig {
+            grants: GrantSettings::default(),
+            breaker: BreakerConfig::default(),
+            webhooks: WebhookConfig::default(),
+            handler_deadline_ms: 500,
+        }
+    }
 }
 
 struct Loaded {
     plugin: Arc<dyn BehaviorPlugin>,
     info: Arc<PluginInfo>,
-    breaker: Mutex<Breaker>,
+    breaker: Arc<Mutex<Breaker>>,
     disabled: Option<String>,
+    /// An in-line event handler's deadline.
+    deadline: Duration,
+    /// A remote plugin's webhook sender, started when it subscribed to
+    /// something.
+    webhooks: Option<Webhooks>,
 }
 
 /// The result of evaluating a condition.
@@ -180,8 +209,23 @@ impl BehaviorHost {
                 issues.push(message);
                 reason
             });
-            let breaker = Mutex::new(Breaker::new(config.breaker));
-            loaded.insert(plugin_id, Loaded { plugin, info, breaker, disabled });
+            let breaker = Arc::new(Mutex::new(Breaker::new(config.breaker)));
+            let deadline = Duration::from_millis(
+                manifest.limits.as_ref().and_then(|l| l.timeout_ms).unwrap_or(config.handler_deadline_ms),
+            );
+            let subscribes = registry.lock().is_ok_and(|r| r.subscribes(&plugin_id));
+            let webhooks = (disabled.is_none() && subscribes && manifest.tier() == TierKind::Remote)
+                .then(|| {
+                    Webhooks::start(Arc::clone(&info), Arc::clone(&breaker), Arc::clone(&services), config.webhooks)
+                        .map_err(|error| {
+                            let message = format!("plugin `{plugin_id}`: its webhook sender cannot start: {error}");
+                            services.log("polis", "error", &message);
+                            issues.push(message);
+                        })
+                        .ok()
+                })
+                .flatten();
+            loaded.insert(plugin_id, Loaded { plugin, info, breaker, disabled, deadline, webhooks });
         }
         let mut registry = registry.lock().map(|r| r.clone()).unwrap_or_default();
         registry.lock();
@@ -327,9 +371,10 @@ impl BehaviorHost {
     }
 
     /// Delivers `event` to every enabled plugin holding `event:subscribe`
-    /// that subscribed to its type, in plugin-id order. A failing handler is
-    /// logged and counted; the others still run. Returns the plugins that
-    /// handled it.
+    /// that subscribed to its type, in plugin-id order: in line, with the
+    /// plugin's deadline, or, for a remote plugin, queued as a webhook. A
+    /// failing or late handler is logged and counted; the others still run.
+    /// Returns the plugins that handled it or had it queued.
     pub fn deliver(&self, event: &Event, scene: &Scene) -> Vec<String> {
         let scope = Self::scope(scene);
         let mut handled = Vec::new();
@@ -341,9 +386,28 @@ impl BehaviorHost {
                 continue;
             }
             let ctx = PluginContext::new(Arc::clone(&loaded.info), scene.clone(), Arc::clone(&self.services));
+            if let Some(webhooks) = &loaded.webhooks
+                && let Some(send) = loaded.plugin.webhook(event, &ctx)
+            {
+                webhooks.send(&event.event_type, send);
+                handled.push(plugin_id.clone());
+                continue;
+            }
             let started = Instant::now();
             let result = self.guarded(loaded, |p| p.on_event(event, &ctx));
-            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let took = started.elapsed();
+            let result = result.and_then(|()| {
+                if took > loaded.deadline {
+                    Err(format!(
+                        "it returned after {} ms, past its {} ms deadline",
+                        took.as_millis(),
+                        loaded.deadline.as_millis()
+                    ))
+                } else {
+                    Ok(())
+                }
+            });
+            let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
             loaded.info.record(|h| h.handler(result.is_ok(), micros));
             match result {
                 Ok(()) => handled.push(plugin_id.clone()),
@@ -351,6 +415,18 @@ impl BehaviorHost {
             }
         }
         handled
+    }
+
+    /// Waits up to `timeout` for the webhooks queued so far to be sent (or
+    /// to fail); returns how many are still waiting. A command that exits
+    /// after a run calls it so that its deliveries are not cut short.
+    pub fn flush_webhooks(&self, timeout: Duration) -> usize {
+        let until = Instant::now() + timeout;
+        self.plugins
+            .values()
+            .filter_map(|l| l.webhooks.as_ref())
+            .map(|w| w.flush(until.saturating_duration_since(Instant::now())))
+            .sum()
     }
 
     /// The route of `plugin_id` that `method path` matches, with its path

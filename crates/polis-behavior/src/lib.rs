@@ -16,6 +16,8 @@
 //! - [`host`]: the [`BehaviorHost`].
 //! - [`documents`]: worlds and sessions as JSON, and `enabledPlugins`.
 //! - [`health`]: per-plugin counters with the original's thresholds.
+//! - [`webhooks`]: a remote plugin's event handlers, sent off the
+//!   simulation's path with bounded retries.
 //! - [`contract`]: `behavior.v1`, which makes polis's loader claim
 //!   behaviour manifests.
 //! - [`engine`]: the behaviour engine (routines, activities, conditions,
@@ -49,12 +51,14 @@ pub mod health;
 pub mod host;
 pub mod permissions;
 pub mod plugin;
+pub mod webhooks;
 
 pub use context::{BehaviorExtensionApi, ContextError, ContextHost, PluginContext, PluginInfo, Scene, Services};
-pub use contract::{Behavior, PluginKind};
+pub use contract::{Behavior, PluginKind, REMOTE_TIMEOUT};
 pub use documents::{Location, Npc, PluginScope, Session, World};
 pub use extensions::ExtensionRegistry;
 pub use health::PluginHealth;
 pub use host::{BehaviorHost, ConditionOutcome, EffectOutcome, HostConfig, PluginReport, RouteOutcome};
 pub use permissions::{GrantSettings, PluginGrants};
 pub use plugin::{BehaviorPlugin, ConditionCall, EffectCall, EndpointPlugin, Event, RouteReply, RouteRequest};
+pub use webhooks::{WebhookConfig, WebhookSend};

@@ -14,7 +14,9 @@
 //! | `on_event`           | `{event: {type, data}, context?}`                     | anything                   |
 //! | `handle_route`       | [`RouteRequest`] with `context?`                      | [`RouteReply`]             |
 //!
-//! A remote plugin's methods are hyphenated (`POST {endpoint}/evaluate-condition`).
+//! A remote plugin's methods are hyphenated (`POST {endpoint}/evaluate-condition`),
+//! and its `on-event` is a webhook the host sends off the simulation's path
+//! ([`BehaviorPlugin::webhook`], [`crate::webhooks`]).
 //! Wasm and process plugins call the host back (imports, JSON-RPC) for what
 //! they need; a remote plugin cannot, so its requests carry `context`, holding
 //! only what its permissions allow (`world` with `world:read`, `session`
@@ -27,12 +29,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use polis_core::manifest::{Manifest, TierKind};
-use polis_core::policy::{CallEnv, PluginEndpoint, PolicyError, RunControl, decode_reply};
+use polis_core::policy::{CallEnv, PluginEndpoint, PolicyError, RunControl, decode_reply, no_host};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::context::{ContextError, ContextHost, PluginContext};
 use crate::permissions as perm;
+use crate::webhooks::WebhookSend;
 
 /// One condition evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -128,6 +131,14 @@ pub trait BehaviorPlugin: Send + Sync {
     /// Handles an event the plugin subscribed to. By default nothing.
     fn on_event(&self, _event: &Event, _ctx: &PluginContext) -> Result<(), PolicyError> {
         Ok(())
+    }
+
+    /// For a plugin whose event handlers are webhooks (a remote plugin):
+    /// the delivery of `event`, its request built now from `ctx`, for the
+    /// host to send later off the simulation's path (and again to retry).
+    /// `None`, the default, has the host call [`Self::on_event`] in line.
+    fn webhook(&self, _event: &Event, _ctx: &PluginContext) -> Option<WebhookSend> {
+        None
     }
 
     /// Answers a request to one of the routes it declared. By default it
@@ -453,6 +464,23 @@ impl BehaviorPlugin for EndpointPlugin {
     fn on_event(&self, event: &Event, ctx: &PluginContext) -> Result<(), PolicyError> {
         let request = with_context(json!({"event": event}), self.remote_context(ctx, None));
         self.call("on_event", &request, 0, ctx).map(drop)
+    }
+
+    fn webhook(&self, event: &Event, ctx: &PluginContext) -> Option<WebhookSend> {
+        if !self.remote() {
+            return None;
+        }
+        let request = with_context(json!({"event": event}), self.remote_context(ctx, None));
+        let bytes = serde_json::to_vec(&request);
+        let endpoint = Arc::clone(&self.endpoint);
+        let method = self.method("on_event").into_owned();
+        Some(Box::new(move || {
+            let bytes = bytes.as_ref().map_err(|e| PolicyError::Failed(format!("request: {e}")))?;
+            // A remote plugin cannot call back, so it gets no host.
+            let control = RunControl::new();
+            let host = no_host();
+            endpoint.call(&method, bytes, &CallEnv { seed: 0, control: &control, host: &host }).map(drop)
+        }))
     }
 
     fn handle_route(&self, request: &RouteRequest, ctx: &PluginContext) -> Result<RouteReply, PolicyError> {

@@ -264,3 +264,52 @@ fn simulation_config_providers_merge_by_priority_under_the_worlds_own() {
         .insert("behavior".into(), json!({"simulationConfig": {"maxNpcsPerTick": 3}, "enabledPlugins": ["test.a"]}));
     assert_eq!(serde_json::Value::Object(host.simulation_config(&world)), json!({"tier": "slow", "maxNpcsPerTick": 3}));
 }
+
+/// Handles every event it subscribed to by sleeping `sleep_ms`.
+struct Slow {
+    manifest: Manifest,
+    sleep_ms: u64,
+}
+
+impl BehaviorPlugin for Slow {
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    fn register(&self, ctx: &PluginContext) -> Result<(), PolicyError> {
+        ctx.subscriptions().and_then(|s| s.subscribe("npc:*")).map_err(|e| PolicyError::Failed(e.to_string()))
+    }
+
+    fn evaluate_condition(&self, _: &ConditionCall, _: &PluginContext) -> Result<bool, PolicyError> {
+        Ok(false)
+    }
+
+    fn apply_effect(&self, _: &EffectCall, _: &PluginContext) -> Result<(), PolicyError> {
+        Ok(())
+    }
+
+    fn on_event(&self, _: &Event, _: &PluginContext) -> Result<(), PolicyError> {
+        std::thread::sleep(std::time::Duration::from_millis(self.sleep_ms));
+        Ok(())
+    }
+}
+
+#[test]
+fn an_in_line_handler_past_its_deadline_counts_as_failed_naming_the_deadline() {
+    let slow = |plugin_id: &str, timeout_ms: u64, sleep_ms: u64| {
+        let mut doc = serde_json::to_value(manifest(plugin_id, &["event:subscribe"], "builtin", "")).unwrap();
+        doc["limits"]["timeout_ms"] = json!(timeout_ms);
+        Arc::new(Slow { manifest: Manifest::from_value(doc).unwrap(), sleep_ms }) as Arc<dyn BehaviorPlugin>
+    };
+    let host = BehaviorHost::load(vec![slow("test.late", 5, 60), slow("test.prompt", 5_000, 0)], HostConfig::default());
+    let scene = scene((*common::world()).clone());
+    let event = Event { event_type: "npc:spawned".into(), data: json!({"npcId": "ann"}) };
+    assert_eq!(host.deliver(&event, &scene), ["test.prompt"], "the late handler did not count as handled");
+    let reports = host.reports();
+    let (late, prompt) = (&reports[0], &reports[1]);
+    assert_eq!((late.health.handlers.total, late.health.handlers.failures), (1, 1));
+    let error = &late.health.recent_errors[0];
+    assert_eq!((error.kind, error.subject.as_str()), ("event_handler", "npc:spawned"));
+    assert!(error.message.contains("past its 5 ms deadline"), "{error:?}");
+    assert_eq!((prompt.health.handlers.total, prompt.health.handlers.failures), (1, 0));
+}

@@ -182,39 +182,68 @@ struct Remote {
     bodies: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
+/// What a scripted server does with a request: answer it with a status and
+/// a JSON body, or hold it unanswered.
+enum Answer {
+    Reply(u16, Value),
+    Hold,
+}
+
 fn remote_server(answers: Vec<(&'static str, Value)>) -> Remote {
+    scripted_server(move |path, _| {
+        Answer::Reply(200, answers.iter().find(|(p, _)| path.ends_with(p)).map_or(json!({}), |(_, a)| a.clone()))
+    })
+}
+
+/// Reads one HTTP request: its path and body.
+fn read_request(stream: &std::net::TcpStream) -> (String, Vec<u8>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).unwrap();
+        if header.trim().is_empty() {
+            break;
+        }
+        if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    (path, body)
+}
+
+/// A server answering with `script(path, how many requests came before)`.
+fn scripted_server(script: impl Fn(&str, usize) -> Answer + Send + 'static) -> Remote {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let kept = Arc::clone(&bodies);
     std::thread::spawn(move || {
+        let mut held = Vec::new();
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-            let mut length = 0;
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).unwrap();
-                if header.trim().is_empty() {
-                    break;
+            let (path, body) = read_request(&stream);
+            let before = {
+                let mut bodies = kept.lock().unwrap();
+                bodies.push((path.clone(), serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                bodies.len() - 1
+            };
+            match script(&path, before) {
+                Answer::Reply(status, answer) => {
+                    let text = answer.to_string();
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                        text.len()
+                    );
                 }
-                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
+                Answer::Hold => held.push(stream),
             }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            kept.lock().unwrap().push((path.clone(), serde_json::from_slice(&body).unwrap_or(Value::Null)));
-            let answer = answers.iter().find(|(p, _)| path.ends_with(p)).map_or(json!({}), |(_, a)| a.clone());
-            let text = answer.to_string();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
-                text.len()
-            );
         }
     });
     Remote { url, bodies }
@@ -350,6 +379,157 @@ fn a_remote_condition_that_times_out_counts_as_false_within_its_deadline() {
     assert!(outcome.fallback.unwrap().contains("timeout"), "a timeout is named");
     assert!(took < std::time::Duration::from_secs(2), "bounded by the 200 ms deadline: {took:?}");
     assert_eq!(host.reports()[0].health.conditions.failures, 1);
+}
+
+/// A remote plugin subscribing to every NPC event, each call bounded by
+/// `timeout_ms`.
+fn webhook_plugin(url: &str, timeout_ms: u64) -> Arc<dyn BehaviorPlugin> {
+    let mut doc = serde_json::to_value(manifest(PROBE, &["event:subscribe"], "remote", url)).unwrap();
+    doc["limits"]["timeout_ms"] = json!(timeout_ms);
+    let manifest = polis_core::manifest::Manifest::from_value(doc).unwrap();
+    let endpoint = RemotePlugin::new(manifest, &RemoteConfig::allowing(&["127.0.0.1"]), &catalog()).unwrap();
+    Arc::new(EndpointPlugin::new(Arc::new(endpoint)))
+}
+
+/// Three NPCs switching between two short activities, so that every tick
+/// starts and ends some.
+fn busy_world() -> polis_behavior::World {
+    let npcs: Vec<Value> =
+        ["ann", "bob", "cy"].iter().map(|id| json!({"id": id, "meta": {"behavior": {"routineId": "day"}}})).collect();
+    let doc = json!({
+        "id": "busy",
+        "meta": {"behavior": {
+            "activities": {
+                "sweep": {"category": "work", "effects": {"energyDeltaPerHour": -5}, "minDurationSeconds": 900, "cooldownSeconds": 900},
+                "sing": {"category": "leisure", "effects": {"energyDeltaPerHour": 5}, "minDurationSeconds": 900, "cooldownSeconds": 900}
+            },
+            "routines": {"day": {"nodes": [{"nodeType": "activity", "preferredActivities": [{"activityId": "sweep"}, {"activityId": "sing"}]}]}},
+            "simulationConfig": {"tiers": [{"id": "all", "tickFrequencySeconds": 1, "detailLevel": "full"}], "priorityRules": [], "defaultTier": "all"}
+        }},
+        "npcs": npcs
+    });
+    polis_behavior::World::from_json(doc.to_string().as_bytes()).unwrap()
+}
+
+fn run_busy(host: &BehaviorHost) -> (String, std::time::Duration) {
+    use polis_behavior::engine::{RunOptions, Simulation};
+    let world = busy_world();
+    let session = polis_behavior::Session::new("s", &world);
+    let simulation = Simulation::new(world, session, host).unwrap();
+    let started = std::time::Instant::now();
+    let run = simulation.run(RunOptions { ticks: 96, seed: 5, seconds_per_tick: 900 }).unwrap();
+    (run.digest.to_hex(), started.elapsed())
+}
+
+/// A server that answers one request (`register`) with `answer` and then
+/// goes away, so that later connections are refused.
+fn one_shot_server(answer: Value) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        read_request(&stream);
+        let text = answer.to_string();
+        let _ = write!(stream, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len());
+    });
+    url
+}
+
+#[test]
+fn a_remote_webhook_that_is_down_does_not_slow_the_simulation_beyond_its_deadline() {
+    let subscribe = json!({"subscriptions": ["npc:*"]});
+    let (quiet_digest, _) = run_busy(&BehaviorHost::load(Vec::new(), HostConfig::default()));
+    // Down two ways: a server that takes every event and never answers, and
+    // one that has gone away once the plugin loaded (connections refused).
+    let answer = subscribe.clone();
+    let hanging =
+        scripted_server(
+            move |path, _| {
+                if path.ends_with("/register") { Answer::Reply(200, answer.clone()) } else { Answer::Hold }
+            },
+        );
+    for (url, down) in [(hanging.url.clone(), "hanging"), (one_shot_server(subscribe), "gone")] {
+        let deadline_ms = 200;
+        let host = BehaviorHost::load(vec![webhook_plugin(&url, deadline_ms)], HostConfig::default());
+        assert!(host.registry().subscribed(PROBE, "npc:activity_started"), "{down}: {:?}", host.issues());
+        let (digest, took) = run_busy(&host);
+        assert_eq!(digest, quiet_digest, "{down}: what a webhook does never changes the run");
+        assert_eq!(host.flush_webhooks(std::time::Duration::from_secs(30)), 0, "{down}: every delivery ends");
+        let report = &host.reports()[0];
+        let events = report.health.handlers.total;
+        assert!(events >= 100, "{down}: the run raised {events} NPC events");
+        assert_eq!(report.health.handlers.failures, events, "{down}: each delivery failed: {report:?}");
+        assert!(!report.healthy, "{down}: {report:?}");
+        assert!(report.health.recent_errors.iter().all(|e| e.kind == "event_handler"), "{report:?}");
+        // Called in line, each event would have waited for its webhook; for
+        // the hanging one, a deadline each. The run took less than a tenth
+        // of that.
+        let in_line = std::time::Duration::from_millis(deadline_ms * events);
+        assert!(took < in_line / 10, "{down}: the run took {took:?}; in line it would take {in_line:?}");
+    }
+    let sent = hanging.bodies.lock().unwrap().iter().filter(|(p, _)| p.ends_with("/on-event")).count();
+    assert!((1..100).contains(&sent), "once the breaker opened, later deliveries were not attempted: {sent}");
+}
+
+#[test]
+fn a_failing_webhook_is_retried_with_backoff_and_counted_once() {
+    let server = scripted_server(|path, before| {
+        if path.ends_with("/register") {
+            Answer::Reply(200, json!({"subscriptions": ["session:*"]}))
+        } else if before < 3 {
+            // The first two deliveries (after `register`) fail.
+            Answer::Reply(503, json!({"error": "warming up"}))
+        } else {
+            Answer::Reply(200, json!({}))
+        }
+    });
+    let config = HostConfig {
+        webhooks: polis_behavior::WebhookConfig { attempts: 3, backoff_ms: 10, queue: 8 },
+        ..HostConfig::default()
+    };
+    let host = BehaviorHost::load(vec![webhook_plugin(&server.url, 2000)], config);
+    let world = common::world();
+    let scene = Scene::new(Arc::clone(&world), common::session(&world));
+    let event = polis_behavior::Event { event_type: "session:updated".into(), data: json!({"version": 2}) };
+    assert_eq!(host.deliver(&event, &scene), [PROBE], "queued");
+    assert_eq!(host.flush_webhooks(std::time::Duration::from_secs(20)), 0);
+    let bodies = server.bodies.lock().unwrap();
+    let sent: Vec<&Value> = bodies.iter().filter(|(p, _)| p == "/on-event").map(|(_, b)| b).collect();
+    assert_eq!(sent.len(), 3, "two failures, then delivered");
+    assert!(sent.iter().all(|b| b["event"] == json!({"type": "session:updated", "data": {"version": 2}})), "{sent:?}");
+    assert_eq!(sent[0]["context"], json!({}), "no read permission, so no context");
+    let health = &host.reports()[0].health;
+    assert_eq!((health.handlers.total, health.handlers.failures, health.webhook_retries), (1, 0, 2), "{health:?}");
+}
+
+#[test]
+fn a_full_webhook_queue_drops_the_event_and_counts_it() {
+    let server = scripted_server(|path, _| {
+        if path.ends_with("/register") {
+            Answer::Reply(200, json!({"subscriptions": ["session:*"]}))
+        } else {
+            Answer::Hold
+        }
+    });
+    let config = HostConfig {
+        webhooks: polis_behavior::WebhookConfig { attempts: 1, backoff_ms: 0, queue: 1 },
+        ..HostConfig::default()
+    };
+    let host = BehaviorHost::load(vec![webhook_plugin(&server.url, 300)], config);
+    let world = common::world();
+    let scene = Scene::new(Arc::clone(&world), common::session(&world));
+    let event = polis_behavior::Event { event_type: "session:updated".into(), data: json!({}) };
+    for _ in 0..5 {
+        host.deliver(&event, &scene);
+    }
+    assert_eq!(host.flush_webhooks(std::time::Duration::from_secs(10)), 0);
+    let health = &host.reports()[0].health;
+    assert_eq!(health.handlers.total, 5, "{health:?}");
+    assert!(health.webhooks_dropped >= 3, "one sending, one waiting, the rest dropped: {health:?}");
+    assert!(
+        health.recent_errors.iter().any(|e| e.message.contains("webhook dropped: its queue of 1 is full")),
+        "{health:?}"
+    );
 }
 
 /// The Python fixture's `low_energy` and `rest`, written as a built-in.

@@ -8,7 +8,9 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use polis_behavior::contract::REQUIRED_METHODS;
 use polis_behavior::engine::{DEFAULT_SECONDS_PER_TICK, Outcome as Run, RunOptions, Simulation, Timeline};
-use polis_behavior::{Behavior, BehaviorHost, BehaviorPlugin, EndpointPlugin, HostConfig, Session, World, builtins};
+use polis_behavior::{
+    Behavior, BehaviorHost, BehaviorPlugin, EndpointPlugin, HostConfig, REMOTE_TIMEOUT, Session, World, builtins,
+};
 use polis_core::canonical;
 use polis_runtime::BreakerConfig;
 use serde::{Deserialize, Serialize};
@@ -105,7 +107,8 @@ fn plugins(dirs: &PluginDirs) -> anyhow::Result<Vec<Arc<dyn BehaviorPlugin>>> {
         return Ok(plugins);
     }
     dirs.check()?;
-    let tiers = dirs.tiers.tiers()?;
+    let mut tiers = dirs.tiers.tiers()?;
+    tiers.remote.timeout = tiers.remote.timeout.min(REMOTE_TIMEOUT);
     let roots: Vec<&Path> = dirs.plugin_dirs.iter().map(PathBuf::as_path).collect();
     let (loaded, reports) = polis_plugins::load_endpoints::<Behavior>(&roots, &tiers, REQUIRED_METHODS);
     for report in &reports {
@@ -134,6 +137,9 @@ fn describe(plugins: &[Arc<dyn BehaviorPlugin>]) -> Vec<String> {
 /// (`error_budget: 0`), because when a sometimes-failing plugin trips it
 /// depends on wall time, and a run must replay exactly; a plugin failing
 /// every call is false or skipped either way.
+/// How long `simulate` waits at the end for webhooks still queued.
+const WEBHOOK_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn execute(
     world: World,
     session: Session,
@@ -154,6 +160,15 @@ fn execute(
         eprintln!("warning: {warning}");
     }
     let run = simulation.run(options).with_context(|| format!("`{}`", file.display()))?;
+    // Remote plugins' webhooks are sent off the run's path; give them a
+    // bounded while to arrive so that the health below counts them.
+    let waiting = host.flush_webhooks(WEBHOOK_FLUSH);
+    if waiting > 0 {
+        eprintln!(
+            "warning: {waiting} webhook deliveries were still waiting after {} s and are abandoned",
+            WEBHOOK_FLUSH.as_secs()
+        );
+    }
     let reports = serde_json::to_value(host.reports())?;
     Ok(Executed { run, plugins: names, reports })
 }

@@ -43,10 +43,15 @@ if __name__ == "__main__":
 const ROUTES: &str = r#"import polis_plugin
 
 def register(params):
-    return {"routes": [{"method": "GET", "path": "/hello"}, {"method": "POST", "path": "/echo/{name}"}],
-            "subscriptions": ["session:created"]}
+    return {"routes": [{"method": "GET", "path": "/hello"}, {"method": "POST", "path": "/echo/{name}"},
+                       {"method": "GET", "path": "/events"}],
+            "subscriptions": ["session:created", "location:changed", "interaction:executed"]}
+
+SEEN = []
 
 def handle_route(request):
+    if request["route"] == "/events":
+        return {"body": SEEN}
     if request["route"] == "/hello":
         if request.get("world_id"):
             world = polis_plugin.call_host("world.get", {})
@@ -56,6 +61,7 @@ def handle_route(request):
     return {"status": 201, "body": {"name": request["params"]["name"], "sent": request["body"], "query": request["query"]}}
 
 def on_event(request):
+    SEEN.append(request["event"])
     return {}
 
 if __name__ == "__main__":
@@ -234,12 +240,14 @@ fn behaviour_over_http(database_url: &str, dir: &Path) {
     let mut open = world.clone();
     open["id"] = json!("open");
     open["meta"]["behavior"].as_object_mut().unwrap().remove("enabledPlugins");
+    open["locations"][1]["meta"] = json!({"position": {"x": 5, "y": 0}});
     let (status, body) = server.admin("POST", "/api/worlds", &open);
     assert_eq!(status, 201, "{body}");
     assert_eq!(server.get("/api/worlds/open/plugins/test.routes/hello"), json!({"world": "open", "npcs": 12}));
     let (status, created) = server.call("POST", "/api/worlds/open/sessions", READ, Some(&json!({})));
     assert_eq!(status, 201, "{created}");
     assert!(created["handled_by"].as_array().unwrap().contains(&json!("test.routes")), "{created}");
+    play(&server, created["session_id"].as_str().unwrap());
 
     // A plugin holding `admin:routes` serves admins only.
     let (status, body) = server.call("GET", "/api/plugins/test.admin/stats", READ, None);
@@ -253,6 +261,51 @@ fn behaviour_over_http(database_url: &str, dir: &Path) {
     let page = page.as_str().unwrap();
     assert!(page.contains("<svg id=\"npc-timeline\""), "{page}");
     assert!(page.contains("unhealthy"), "the failing plugin is shown unhealthy");
+}
+
+/// The player moves and interacts in `session_id` (of the world `open`,
+/// which enables `test.routes`), and the plugin receives the events.
+fn play(server: &Server, session_id: &str) {
+    let location = format!("/api/sessions/{session_id}/location");
+    let (status, moved) = server.call("POST", &location, READ, Some(&json!({"location_id": "inn"})));
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["event"]["type"], "location:changed", "{moved}");
+    assert_eq!((&moved["event"]["data"]["from"], &moved["event"]["data"]["to"]), (&json!(null), &json!("inn")));
+    assert_eq!(moved["session"]["flags"]["player"]["current_location"], "inn");
+    assert_eq!(moved["session"]["flags"]["player"]["position"], json!({"x": 5, "y": 0}), "the inn's position");
+    assert_eq!((moved["version"].as_i64(), moved["handled_by"].clone()), (Some(1), json!(["test.routes"])));
+    let (status, again) = server.call("POST", &location, READ, Some(&json!({"location_id": "inn"})));
+    assert_eq!((status, again["event"].clone()), (200, json!(null)), "staying put raises nothing: {again}");
+    let (status, body) = server.call("POST", &location, READ, Some(&json!({"location_id": "moon"})));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("location_id") && body.to_string().contains("no location `moon`"), "{body}");
+
+    let interactions = format!("/api/sessions/{session_id}/interactions");
+    let talk = json!({"npc_id": "ann", "interaction_id": "talk", "relationship_deltas": {"affinity": 30, "trust": -5},
+        "data": {"line": "good morning"}});
+    let (status, talked) = server.call("POST", &interactions, READ, Some(&talk));
+    assert_eq!(status, 200, "{talked}");
+    let relationship = &talked["session"]["relationships"]["npc:ann"];
+    assert_eq!((relationship["affinity"].as_f64(), relationship["trust"].as_f64()), (Some(30.0), Some(0.0)), "clamped");
+    assert_eq!(talked["event"]["type"], "interaction:executed");
+    assert_eq!(talked["event"]["data"]["relationship"]["affinity"].as_f64(), Some(30.0), "{talked}");
+    assert_eq!((talked["version"].as_i64(), talked["handled_by"].clone()), (Some(3), json!(["test.routes"])));
+    for (bad, field) in [
+        (json!({"npc_id": "nobody", "interaction_id": "talk"}), "npc_id"),
+        (json!({"npc_id": "ann", "interaction_id": "talk", "relationship_deltas": {"love": 1}}), "relationship_deltas"),
+        (json!({"npc_id": "ann", "interaction_id": ""}), "interaction_id"),
+    ] {
+        let (status, body) = server.call("POST", &interactions, READ, Some(&bad));
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert!(body.to_string().contains(field), "{bad}: {body}");
+    }
+    let seen = server.get("/api/plugins/test.routes/events");
+    let types: Vec<&str> = seen.as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(
+        types.ends_with(&["session:created", "location:changed", "interaction:executed"]),
+        "the plugin got each event once: {types:?}"
+    );
+    assert_eq!(seen.as_array().unwrap().last().unwrap()["data"]["data"], json!({"line": "good morning"}));
 }
 
 #[test]

@@ -9,6 +9,10 @@
 //!   (`POST /api/worlds`, `POST /api/worlds/{id}/sessions`,
 //!   `POST /api/sessions/{id}/advance`, `GET /api/sessions/{id}`), long
 //!   advances as jobs on the platform's queue.
+//! - [`play`]: the player's moves (`POST /api/sessions/{id}/location`,
+//!   raising `location:changed`) and interactions with NPCs
+//!   (`POST /api/sessions/{id}/interactions`, raising
+//!   `interaction:executed`).
 //! - [`routes`]: `GET /api/plugins/health` (admin) and the routes route
 //!   plugins declare, under `/api/plugins/{plugin_id}/…` and, world-scoped,
 //!   `/api/worlds/{world_id}/plugins/{plugin_id}/…`.
@@ -23,6 +27,7 @@
 //! `polis behavior simulate`, which never trips its breaker.
 
 pub mod console;
+pub mod play;
 pub mod routes;
 pub mod sessions;
 
@@ -32,7 +37,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::FromRef;
 use polis_behavior::contract::REQUIRED_METHODS;
-use polis_behavior::{Behavior, BehaviorHost, BehaviorPlugin, EndpointPlugin, GrantSettings, HostConfig, builtins};
+use polis_behavior::{
+    Behavior, BehaviorHost, BehaviorPlugin, EndpointPlugin, GrantSettings, HostConfig, REMOTE_TIMEOUT, builtins,
+};
 use polis_store::JobRow;
 use utoipa::OpenApi;
 
@@ -86,8 +93,10 @@ pub fn domain(core: &Core, plugins: &Plugins<'_>, settings: Settings) -> Arc<dyn
 fn load_plugins(plugins: &Plugins<'_>) -> Vec<Arc<dyn BehaviorPlugin>> {
     let mut loaded: Vec<Arc<dyn BehaviorPlugin>> = vec![Arc::new(builtins::Moody::default())];
     let Some(tiers) = plugins.tiers else { return loaded };
+    let mut tiers = tiers.clone();
+    tiers.remote.timeout = tiers.remote.timeout.min(REMOTE_TIMEOUT);
     let roots: Vec<&Path> = plugins.dirs.iter().map(PathBuf::as_path).collect();
-    let (endpoints, reports) = polis_plugins::load_endpoints::<Behavior>(&roots, tiers, REQUIRED_METHODS);
+    let (endpoints, reports) = polis_plugins::load_endpoints::<Behavior>(&roots, &tiers, REQUIRED_METHODS);
     for report in &reports {
         if let Err(reason) = &report.outcome {
             tracing::warn!(domain = "behavior", source = %report.source.display(), "plugin disabled: {reason}");
@@ -113,11 +122,16 @@ impl Domain for BehaviorDomain {
     }
 
     fn router(&self) -> Router {
-        sessions::router().merge(routes::router()).merge(console::router()).with_state(self.state.clone())
+        sessions::router()
+            .merge(play::router())
+            .merge(routes::router())
+            .merge(console::router())
+            .with_state(self.state.clone())
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {
         let mut doc = sessions::SessionsDoc::openapi();
+        doc.merge(play::PlayDoc::openapi());
         doc.merge(routes::RoutesDoc::openapi());
         doc
     }

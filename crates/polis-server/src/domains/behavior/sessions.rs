@@ -256,7 +256,7 @@ fn no_session(session_id: &str) -> AppError {
 }
 
 /// Runs blocking plugin work off the async runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| AppError::internal("behavior.panicked", e))
 }
 
@@ -368,7 +368,7 @@ pub(super) async fn load_session(
     Ok((row, world, session))
 }
 
-fn session_response(row: &SessionRow, handled_by: Option<Vec<String>>) -> Result<SessionResponse, AppError> {
+pub(super) fn session_response(row: &SessionRow, handled_by: Option<Vec<String>>) -> Result<SessionResponse, AppError> {
     Ok(SessionResponse {
         session_id: row.session_id.clone(),
         world_id: row.world_id.clone(),
@@ -393,7 +393,7 @@ fn new_session_id(world_id: &str, subject: &str) -> String {
 
 /// Delivers `events` to the subscribed plugins on the session's scene;
 /// the plugins that handled any, in id order.
-fn deliver(host: &BehaviorHost, world: World, session: Session, events: Vec<Event>) -> Vec<String> {
+pub(super) fn deliver(host: &BehaviorHost, world: World, session: Session, events: Vec<Event>) -> Vec<String> {
     let scene = Scene::new(Arc::new(world), Arc::new(std::sync::Mutex::new(session)));
     let mut handled: Vec<String> = events.iter().flat_map(|e| host.deliver(e, &scene)).collect();
     handled.sort();
