@@ -1,5 +1,6 @@
-//! `polis behavior …`: simulate a world's NPCs with behaviour plugins
-//! (seed 003, see docs/behavior.md).
+//! `polis behavior …`: simulate a world's NPCs with behaviour plugins,
+//! list the permissions a manifest may ask for, and show what loaded
+//! plugins were granted and registered (seed 003, see docs/behavior.md).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +35,32 @@ pub enum Command {
     /// re-runs those inputs with the plugins given now and reports drift,
     /// exiting 1 when there is any.
     Simulate(SimulateArgs),
+    /// List the permissions a behaviour manifest may ask for, the groups
+    /// and what each expands to, and the host methods each unlocks (a wasm
+    /// plugin's imports, a process plugin's JSON-RPC calls back).
+    ///
+    /// A name not listed here is warned about at load and never granted;
+    /// `admin:routes` also needs `polis serve --enable-admin-plugins`.
+    Permissions,
+    /// Load the behaviour plugins under `--plugin-dir` (and the built-in
+    /// `polis.behavior.moody`) and show each one's tier, kind, grants,
+    /// warnings, and what it registered: conditions, effects, routes.
+    ///
+    /// A plugin that fails to load is shown disabled with the reason; the
+    /// command exits 1 when any is.
+    Plugins(PluginsArgs),
+}
+
+/// Arguments of `polis behavior plugins`.
+#[derive(Debug, Args)]
+pub struct PluginsArgs {
+    /// Grant `admin:routes` to manifests asking for it, as
+    /// `polis serve --enable-admin-plugins` does.
+    #[arg(long)]
+    enable_admin_plugins: bool,
+    /// Behaviour plugins to load.
+    #[command(flatten)]
+    plugins: PluginDirs,
 }
 
 /// Arguments of `polis behavior simulate`.
@@ -86,7 +113,44 @@ struct RunRecord {
 pub fn run(command: Command, json: bool) -> anyhow::Result<Outcome> {
     match command {
         Command::Simulate(args) => simulate(&args, json),
+        Command::Permissions => {
+            crate::contracts::print_catalog("behavior.v1", &polis_behavior::permissions::catalog(), json)?;
+            Ok(Outcome::Success)
+        }
+        Command::Plugins(args) => list_plugins(&args, json),
     }
+}
+
+fn list_plugins(args: &PluginsArgs, json: bool) -> anyhow::Result<Outcome> {
+    let grants = polis_behavior::GrantSettings { admin_plugins: args.enable_admin_plugins };
+    let host = BehaviorHost::load(plugins(&args.plugins)?, HostConfig { grants, ..HostConfig::default() });
+    let reports = host.reports();
+    let any_disabled = reports.iter().any(|r| r.disabled.is_some());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&json!({"plugins": reports, "issues": host.issues()}))?);
+    } else {
+        for r in &reports {
+            let tier = serde_json::to_value(r.tier)?.as_str().unwrap_or_default().to_owned();
+            let kind = serde_json::to_value(r.kind)?.as_str().unwrap_or_default().to_owned();
+            println!("{}  {tier}  {kind}", r.plugin_id);
+            if let Some(reason) = &r.disabled {
+                println!("    disabled: {reason}");
+            }
+            println!(
+                "    granted: {}",
+                if r.permissions.is_empty() { "nothing".into() } else { r.permissions.join(", ") }
+            );
+            for warning in &r.warnings {
+                println!("    warning: {warning}");
+            }
+            for (what, ids) in [("condition", &r.conditions), ("effect", &r.effects), ("route", &r.routes)] {
+                for id in ids {
+                    println!("    {what} {id}");
+                }
+            }
+        }
+    }
+    Ok(if any_disabled { Outcome::Findings } else { Outcome::Success })
 }
 
 fn read_world(path: &Path) -> anyhow::Result<World> {
@@ -133,13 +197,13 @@ fn describe(plugins: &[Arc<dyn BehaviorPlugin>]) -> Vec<String> {
     names
 }
 
+/// How long `simulate` waits at the end for webhooks still queued.
+const WEBHOOK_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Loads the plugins and runs the simulation. The breaker never trips
 /// (`error_budget: 0`), because when a sometimes-failing plugin trips it
 /// depends on wall time, and a run must replay exactly; a plugin failing
 /// every call is false or skipped either way.
-/// How long `simulate` waits at the end for webhooks still queued.
-const WEBHOOK_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
-
 fn execute(
     world: World,
     session: Session,

@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use polis_core::contract::{Contract, ContractInfo, permission_catalog};
 use polis_core::manifest::{FieldProblem, Manifest};
-use polis_core::permission::Grants;
+use polis_core::permission::{Grants, PermissionCatalog};
 use polis_core::registry::{Activation, PluginStatus, Registry};
 use polis_plugins::LoadReport;
 use polis_runtime::conformance::{Conformance, FixtureResult, Scaffold};
@@ -383,38 +383,50 @@ pub fn plugins(command: PluginsCommand, json: bool) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// A contract's permissions, groups and capabilities as JSON.
+fn catalog_json(contract: &str, catalog: &PermissionCatalog) -> serde_json::Value {
+    serde_json::json!({
+        "contract": contract,
+        "permissions": catalog.permissions().iter().map(|p| serde_json::json!({"name": p.name, "doc": p.doc})).collect::<Vec<_>>(),
+        "groups": catalog.groups().iter().map(|g| serde_json::json!({"name": g.name, "members": g.members, "doc": g.doc})).collect::<Vec<_>>(),
+        "capabilities": catalog.capabilities().iter().map(|c| serde_json::json!({"method": c.method, "permission": c.permission, "wasm_import": c.wasm_import(), "doc": c.doc})).collect::<Vec<_>>(),
+    })
+}
+
+/// Prints a contract's permissions, the groups with what each expands to,
+/// and the host methods each permission unlocks (`--json`: one object).
+pub fn print_catalog(contract: &str, catalog: &PermissionCatalog, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&catalog_json(contract, catalog))?);
+        return Ok(());
+    }
+    let permissions: Vec<&str> = catalog.permissions().iter().map(|p| p.name).collect();
+    println!("{contract}  permissions: {}", permissions.join(", "));
+    for g in catalog.groups() {
+        println!("    group `{}` = {}: {}", g.name, g.members.join(" + "), g.doc);
+    }
+    for c in catalog.capabilities() {
+        println!(
+            "    host method `{}` (wasm import `polis.{}`) needs `{}`: {}",
+            c.method,
+            c.wasm_import(),
+            c.permission,
+            c.doc
+        );
+    }
+    Ok(())
+}
+
 pub fn contract(command: ContractCommand, json: bool) -> anyhow::Result<Outcome> {
     match command {
         ContractCommand::List => {
             let infos: Vec<ContractInfo> = all().iter().map(|c| c.info()).collect();
             if json {
-                let list: Vec<_> = infos
-                    .iter()
-                    .map(|info| {
-                        let catalog = (info.permissions)();
-                        serde_json::json!({
-                            "contract": info.id,
-                            "permissions": catalog.permissions().iter().map(|p| serde_json::json!({"name": p.name, "doc": p.doc})).collect::<Vec<_>>(),
-                            "groups": catalog.groups().iter().map(|g| serde_json::json!({"name": g.name, "members": g.members, "doc": g.doc})).collect::<Vec<_>>(),
-                            "capabilities": catalog.capabilities().iter().map(|c| serde_json::json!({"method": c.method, "permission": c.permission, "wasm_import": c.wasm_import(), "doc": c.doc})).collect::<Vec<_>>(),
-                        })
-                    })
-                    .collect();
+                let list: Vec<_> = infos.iter().map(|info| catalog_json(info.id, &(info.permissions)())).collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for info in &infos {
-                    let catalog = (info.permissions)();
-                    let permissions: Vec<&str> = catalog.permissions().iter().map(|p| p.name).collect();
-                    println!("{}  permissions: {}", info.id, permissions.join(", "));
-                    for c in catalog.capabilities() {
-                        println!(
-                            "    host method `{}` (wasm import `polis.{}`) needs `{}`: {}",
-                            c.method,
-                            c.wasm_import(),
-                            c.permission,
-                            c.doc
-                        );
-                    }
+                    print_catalog(info.id, &(info.permissions)(), false)?;
                 }
             }
             Ok(Outcome::Success)

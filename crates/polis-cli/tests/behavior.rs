@@ -111,3 +111,53 @@ fn a_bad_world_is_refused_naming_the_file_and_field() {
     assert!(stderr.contains("cannot read `/nonexistent.json`"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn permissions_lists_every_permission_and_what_each_group_expands_to() {
+    let (code, json, stderr) = polis(&["behavior", "permissions", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let body: Value = serde_json::from_str(&json).unwrap();
+    let names: Vec<&str> = body["permissions"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    for name in ["world:read", "session:write", "behavior:configure_simulation", "event:emit", "admin:routes"] {
+        assert!(names.contains(&name), "{name} missing: {names:?}");
+    }
+    let groups = body["groups"].as_array().unwrap();
+    let handler = groups.iter().find(|g| g["name"] == "group:event_handler").unwrap();
+    assert_eq!(handler["members"], serde_json::json!(["event:subscribe", "log:emit"]));
+    let (code, text, _) = polis(&["behavior", "permissions"]);
+    assert_eq!(code, 0);
+    assert!(text.contains("group `group:readonly` = world:read + session:read + npc:read + log:emit"), "{text}");
+    assert!(
+        text.contains("host method `session.set_flag` (wasm import `polis.session_set_flag`) needs `session:write`")
+    );
+}
+
+#[test]
+fn plugins_shows_grants_and_registrations_and_a_plugin_that_fails_to_register() {
+    let (code, text, stderr) =
+        polis(&["behavior", "plugins", "--plugin-dir", &here("../../examples/behavior/plugins")]);
+    assert_eq!(code, 0, "{text}{stderr}");
+    for expected in [
+        "example.tired  process  feature",
+        "condition plugin:example.tired:low_energy",
+        "effect effect:plugin:example.nosy:gossip",
+    ] {
+        assert!(text.contains(expected), "`{expected}` missing:\n{text}");
+    }
+    let root = tempfile::tempdir().unwrap();
+    let broken = root.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    let tired = here("../../examples/behavior/plugins/tired-python");
+    let manifest =
+        std::fs::read_to_string(format!("{tired}/manifest.json")).unwrap().replace("example.tired", "test.broken");
+    std::fs::write(broken.join("manifest.json"), manifest).unwrap();
+    std::fs::copy(format!("{tired}/polis_plugin.py"), broken.join("polis_plugin.py")).unwrap();
+    let code_py = "import polis_plugin\n\ndef register(params):\n    raise polis_plugin.Rejected('no world for me')\n\n\
+        if __name__ == '__main__':\n    polis_plugin.serve(None, methods={'register': register})\n";
+    std::fs::write(broken.join("plugin.py"), code_py).unwrap();
+    let (code, json, stderr) = polis(&["behavior", "plugins", "--json", "--plugin-dir", root.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "a disabled plugin is a finding: {json}{stderr}");
+    let body: Value = serde_json::from_str(&json).unwrap();
+    let report = body["plugins"].as_array().unwrap().iter().find(|p| p["plugin_id"] == "test.broken").unwrap();
+    assert!(report["disabled"].as_str().unwrap().contains("no world for me"), "{report}");
+}
