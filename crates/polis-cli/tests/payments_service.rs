@@ -125,6 +125,23 @@ fn policies_and_sweeps_run_as_jobs(database_url: &str, dir: &std::path::Path) {
     assert_eq!(status, 202);
     assert_eq!(again["simulation_id"], id.as_str());
 
+    // The console lists the jobs, draws the sweep, and shows one job's costs.
+    let (status, page) = server.call("GET", &format!("/console/payments?simulation={id}"), READ, None);
+    assert_eq!(status, 200);
+    let page = page.as_str().unwrap().to_owned();
+    assert!(page.contains("<table id=\"policies\">") && page.contains("BANK_A"), "{page}");
+    assert!(page.contains("<table id=\"simulations\">") && page.contains("buffer=20000"), "{page}");
+    assert!(page.contains("<div id=\"sweep-plot\"><svg"), "the sweep is drawn: {page}");
+    let job = points[1]["job_id"].as_str().unwrap();
+    let (status, page) = server.call("GET", &format!("/console/payments?job={job}"), READ, None);
+    assert_eq!(status, 200);
+    let page = page.as_str().unwrap().to_owned();
+    let total = points[1]["report"]["system"]["total_cost"].to_string();
+    assert!(page.contains("<table id=\"agents\">") && page.contains("database <code>buffered</code>"), "{page}");
+    assert!(page.contains(&format!("System: {total} cents")), "{page}");
+    let (status, _) = server.call("GET", "/console/payments?job=nope", READ, None);
+    assert_eq!(status, 404);
+
     // The service reads no URL and no file a request names.
     for policy in
         [r#"{type: FromUrl, url: "http://127.0.0.1:9/p.json"}"#, r#"{type: FromJson, json_path: /etc/passwd}"#]

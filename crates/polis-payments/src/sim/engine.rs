@@ -173,7 +173,7 @@ impl Budget {
 }
 
 /// Costs by component, integer cents, as SimCash accrues them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Costs {
     /// Overdraft (SimCash's `liquidity_cost`).
     pub overdraft: i64,
@@ -192,6 +192,19 @@ pub struct Costs {
 }
 
 impl Costs {
+    /// Each component with its `--json` name, in the report's order.
+    pub fn by_component(&self) -> [(&'static str, i64); 7] {
+        [
+            ("overdraft", self.overdraft),
+            ("delay", self.delay),
+            ("deadline_penalty", self.deadline_penalty),
+            ("eod_penalty", self.eod_penalty),
+            ("split_friction", self.split_friction),
+            ("collateral", self.collateral),
+            ("liquidity_opportunity", self.liquidity_opportunity),
+        ]
+    }
+
     /// The sum.
     pub fn total(&self) -> i64 {
         self.overdraft

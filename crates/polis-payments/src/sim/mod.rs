@@ -119,7 +119,7 @@ pub fn simulate(text: &str, options: &Options, cache: &PolicyCache) -> Result<Si
 
 /// The `--json` report: per-agent costs and counts, in integer cents,
 /// agents sorted by id, summed over the whole run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Report {
     /// Per agent.
     pub agents: Vec<AgentReport>,
@@ -128,7 +128,7 @@ pub struct Report {
 }
 
 /// One agent's line.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct AgentReport {
     /// Agent id.
     pub id: String,
@@ -156,7 +156,7 @@ pub struct AgentReport {
 }
 
 /// System totals.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct SystemReport {
     /// Sum of every agent's cost.
     pub total_cost: i64,
@@ -174,22 +174,15 @@ pub struct SystemReport {
 
 /// `costs.csv`: one row per agent, sorted by id, integer cents.
 pub fn costs_csv(report: &Report) -> String {
-    let mut out = String::from(
-        "agent,total_cost,overdraft,delay,deadline_penalty,eod_penalty,split_friction,collateral,liquidity_opportunity,arrived_count,settled_count,settlement_rate\n",
-    );
+    let components: Vec<&str> = Costs::default().by_component().iter().map(|(name, _)| *name).collect();
+    let mut out = format!("agent,total_cost,{},arrived_count,settled_count,settlement_rate\n", components.join(","));
     for a in &report.agents {
-        let c = &a.costs;
+        let costs: Vec<String> = a.costs.by_component().iter().map(|(_, cents)| cents.to_string()).collect();
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{}\n",
             a.id,
             a.total_cost,
-            c.overdraft,
-            c.delay,
-            c.deadline_penalty,
-            c.eod_penalty,
-            c.split_friction,
-            c.collateral,
-            c.liquidity_opportunity,
+            costs.join(","),
             a.arrived_count,
             a.settled_count,
             a.settlement_rate

@@ -52,12 +52,12 @@ pub struct Lookup<'a> {
 }
 
 /// Where an agent's policy came from, recorded with every simulation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PolicySourceRecord {
     /// `builtin`, `file`, `inline_string`, `inline`, `database` or `url`.
     pub kind: String,
     /// The built-in's name or the file's resolved path.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
     /// The compiled policy's content hash (document plus overrides).
     pub digest: String,

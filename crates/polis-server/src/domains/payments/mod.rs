@@ -7,9 +7,14 @@
 //!   on the platform's queue, so `polis worker`s on PostgreSQL share a sweep;
 //!   `GET /api/payments/simulations/{id}` shows every point as it now is.
 //!
+//! - `/console/payments` ([`console`]) shows the stored policies, the
+//!   recent simulation jobs, one job's costs per agent, and a sweep's plot.
+//!
 //! A scenario read here may use `FromDatabase` (rows are read before the
 //! run); `FromUrl` and `json_path` are refused: a request must not make the
 //! service fetch an address or read a file of its choosing.
+
+pub mod console;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -86,7 +91,16 @@ impl Domain for PaymentsDomain {
             .route("/api/payments/policies/{agent_id}", get(get_policy))
             .route("/api/payments/simulations", post(submit).layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT)))
             .route("/api/payments/simulations/{id}", get(simulation_status))
+            .merge(console::router())
             .with_state(self.state.clone())
+    }
+
+    fn console_page(&self) -> Option<(&'static str, &'static str)> {
+        Some(("/console/payments", "Payments"))
+    }
+
+    fn console_job_link(&self, job: &JobRow) -> Option<String> {
+        (job.job.kind == SIMULATE_KIND).then(|| format!("/console/payments?job={}", job.job.job_id))
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {
@@ -475,6 +489,12 @@ async fn simulation_status(
     State(state): State<PaymentsState>,
     Path(id): Path<String>,
 ) -> Result<Json<SimulationResponse>, AppError> {
+    let record = load_simulation(&state, &id).await?;
+    Ok(Json(status_of(&state, &id, &record).await?))
+}
+
+/// The stored record of simulation `id` (`sim-` and its digest).
+async fn load_simulation(state: &PaymentsState, id: &str) -> Result<SimulationRecord, AppError> {
     let missing =
         || AppError::not_found("payments.simulation_not_found", "id", format!("no payments simulation `{id}`"));
     let digest = id
@@ -483,9 +503,7 @@ async fn simulation_status(
         .ok_or_else(missing)?;
     let input =
         state.core.store.input(digest).await?.filter(|i| i.contract == SIMULATION_CONTRACT).ok_or_else(missing)?;
-    let record: SimulationRecord =
-        serde_json::from_str(&input.body_json).map_err(|e| AppError::internal("decode", e))?;
-    Ok(Json(status_of(&state, &id, &record).await?))
+    serde_json::from_str(&input.body_json).map_err(|e| AppError::internal("decode", e))
 }
 
 /// `FromDatabase` rows read before the run; nothing else can be fetched.
