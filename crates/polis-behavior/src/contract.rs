@@ -115,6 +115,15 @@ pub enum PluginKind {
 }
 
 impl PluginKind {
+    /// Its name as a manifest spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Feature => "feature",
+            PluginKind::Route => "route",
+            PluginKind::RemoteFeature => "remote_feature",
+        }
+    }
+
     /// The manifest's kind, or its tier's default. A manifest whose fields
     /// do not decode gets the default too: the loader refuses such
     /// manifests before this is asked.

@@ -130,9 +130,7 @@ fn list_plugins(args: &PluginsArgs, json: bool) -> anyhow::Result<Outcome> {
         println!("{}", serde_json::to_string_pretty(&json!({"plugins": reports, "issues": host.issues()}))?);
     } else {
         for r in &reports {
-            let tier = serde_json::to_value(r.tier)?.as_str().unwrap_or_default().to_owned();
-            let kind = serde_json::to_value(r.kind)?.as_str().unwrap_or_default().to_owned();
-            println!("{}  {tier}  {kind}", r.plugin_id);
+            println!("{}  {}  {}", r.plugin_id, r.tier, r.kind.as_str());
             if let Some(reason) = &r.disabled {
                 println!("    disabled: {reason}");
             }

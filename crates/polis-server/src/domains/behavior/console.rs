@@ -63,8 +63,8 @@ async fn behavior_page(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{health}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             escape(&p.plugin_id),
-            escape(&json_text(&p.tier)),
-            escape(&json_text(&p.kind)),
+            p.tier,
+            p.kind.as_str(),
             escape(&p.permissions.join(", ")),
             escape(&p.conditions.join(", ")),
             escape(&p.effects.join(", ")),
@@ -111,10 +111,6 @@ async fn behavior_page(
         body.push_str(&chart(&world, &page.entries, session.world_time));
     }
     Ok(page(&state.core.nav, "Behaviour", &body))
-}
-
-fn json_text<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// `day D HH:MM` of a world time in seconds.

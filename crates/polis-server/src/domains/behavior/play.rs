@@ -31,7 +31,9 @@ use serde_json::{Value, json};
 use utoipa::{OpenApi, ToSchema};
 
 use super::BehaviorState;
-use super::sessions::{SessionResponse, blocking, deliver, load_session, session_response};
+use super::sessions::{
+    SessionResponse, blocking, deliver, load_session, session_moved, session_patch, session_response,
+};
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiJson, ReadAccess};
 use crate::runs::canonical_text;
@@ -183,22 +185,12 @@ async fn write(
     let session_json = canonical_text(&after)?;
     let now = crate::now_ms();
     if !state.core.store.advance_session(&row.session_id, row.version, &session_json, &[], now).await? {
-        return Err(AppError::conflict(
-            "behavior.session_moved",
-            "session_id",
-            format!(
-                "session `{}` changed since version {} was read; read it and try again",
-                row.session_id, row.version
-            ),
-        ));
+        return Err(session_moved(&row.session_id, row.version));
     }
-    let patch = serde_json::to_value(json_patch::diff(
-        &serde_json::to_value(before).map_err(|e| AppError::internal("behavior.encode", e.to_string()))?,
-        &serde_json::to_value(&after).map_err(|e| AppError::internal("behavior.encode", e.to_string()))?,
-    ))
-    .map_err(|e| AppError::internal("behavior.encode", e.to_string()))?;
+    let encode = |e: serde_json::Error| AppError::internal("behavior.encode", e.to_string());
+    let patch = session_patch(before, &after).map_err(encode)?;
+    let event_value = event.as_ref().map(serde_json::to_value).transpose().map_err(encode)?;
     let written = SessionRow { session_json, version: row.version + 1, updated_at_ms: now, ..row };
-    let event_value = event.as_ref().map(|e| json!({"type": e.event_type, "data": e.data}));
     let handled = match event {
         Some(event) => {
             let host = Arc::clone(&state.host);

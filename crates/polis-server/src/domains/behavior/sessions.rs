@@ -570,11 +570,7 @@ impl AdvanceError {
     fn into_app(self) -> AppError {
         match self {
             AdvanceError::Engine(code, message) => AppError::unprocessable(code, "session", message),
-            AdvanceError::Moved(id, version) => AppError::conflict(
-                "behavior.session_moved",
-                "session_id",
-                format!("session `{id}` changed since version {version} was read; read it and advance again"),
-            ),
+            AdvanceError::Moved(id, version) => session_moved(&id, version),
             AdvanceError::Internal(message) => AppError::internal("behavior.advance_failed", message),
         }
     }
@@ -589,6 +585,21 @@ impl AdvanceError {
             AdvanceError::Internal(message) => internal_failure("behavior.advance_failed", message),
         }
     }
+}
+
+/// The 409 for a change to `session_id` that found it moved on from
+/// `version`, the version it read.
+pub(super) fn session_moved(session_id: &str, version: i64) -> AppError {
+    AppError::conflict(
+        "behavior.session_moved",
+        "session_id",
+        format!("session `{session_id}` changed since version {version} was read; read it and try again"),
+    )
+}
+
+/// RFC 6902 operations from `before` to `after`.
+pub(super) fn session_patch(before: &Session, after: &Session) -> Result<Value, serde_json::Error> {
+    serde_json::to_value(json_patch::diff(&serde_json::to_value(before)?, &serde_json::to_value(after)?))
 }
 
 /// The response for an advance of `row` from `before` that gave `outcome`.
@@ -609,8 +620,6 @@ fn changes(
         }
     }
     entries.sort_by_key(|(at, index, _)| (*at, *index));
-    let old = serde_json::to_value(before).map_err(encode)?;
-    let new = serde_json::to_value(&outcome.session).map_err(encode)?;
     Ok(AdvanceResponse {
         session_id: row.session_id.clone(),
         world_id: row.world_id.clone(),
@@ -622,7 +631,7 @@ fn changes(
         world_time_after: outcome.session.world_time,
         digest: outcome.digest.to_hex(),
         timeline: entries.into_iter().map(|(_, _, v)| v).collect(),
-        patch: serde_json::to_value(json_patch::diff(&old, &new)).map_err(encode)?,
+        patch: session_patch(before, &outcome.session).map_err(encode)?,
         stats: serde_json::to_value(&outcome.stats).map_err(encode)?,
         warnings: outcome.warnings.clone(),
     })
